@@ -34,11 +34,13 @@ class Problem:
     line: int | None
     message: str
     field: str | None = None
+    warning: bool = False
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        level = "warning: " if self.warning else ""
         what = f"{self.field}: " if self.field else ""
-        return f"{where}: {what}{self.message}"
+        return f"{where}: {level}{what}{self.message}"
 
 
 class ConfigError(InstallerError):

@@ -187,10 +187,13 @@ class _Checker:
         self.warnings: list[Problem] = []
 
     def error(self, line: int | None, message: str, fld: str | None = None) -> None:
+        # A rule broken by a default value still points somewhere to act: the [all:vars] header.
+        if line is None:
+            line = self.raw.group_lines.get("all:vars") or self.raw.group_lines.get("all")
         self.problems.append(Problem(self.path, line, message, fld))
 
     def warn(self, line: int | None, message: str, fld: str | None = None) -> None:
-        self.warnings.append(Problem(self.path, line, "warning: " + message, fld))
+        self.warnings.append(Problem(self.path, line, message, fld, warning=True))
 
     def run(self) -> Topology | None:
         sett, problems = settings.from_vars(self.path, self.raw.vars)
@@ -409,8 +412,9 @@ class _Checker:
                            f"{nodes} nodes; use a larger pod subnet or a longer prefix", "kube_pod_subnet")
             per_node = 2 ** (32 - prefix) - 2
             if s.kube_max_pods > per_node:
-                self.error(s.line("kube_max_pods"), f"kube_max_pods {s.kube_max_pods} does not fit in a /{prefix} "
-                           f"per node ({per_node} addresses); lower it or shorten kube_network_node_prefix",
+                self.error(s.line("kube_max_pods") or s.line("kube_network_node_prefix"),
+                           f"kube_max_pods {s.kube_max_pods} does not fit in a /{prefix} per node ({per_node} addresses); "
+                           "lower it or shorten kube_network_node_prefix",
                            "kube_max_pods")
         for ip in s.kube_master_external_ip:
             try:
