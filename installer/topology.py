@@ -413,8 +413,8 @@ class _Checker:
             per_node = 2 ** (32 - prefix) - 2
             if s.kube_max_pods > per_node:
                 self.error(s.line("kube_max_pods") or s.line("kube_network_node_prefix"),
-                           f"kube_max_pods {s.kube_max_pods} does not fit in a /{prefix} per node ({per_node} addresses); "
-                           "lower it or shorten kube_network_node_prefix",
+                           f"kube_max_pods {s.kube_max_pods} does not fit in a /{prefix} per node "
+                           f"({per_node} addresses); lower it or shorten kube_network_node_prefix",
                            "kube_max_pods")
         for ip in s.kube_master_external_ip:
             try:
