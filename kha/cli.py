@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from installer import topology
+from installer import render, topology
 from installer.errors import ConfigError, InstallerError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Subcommands owned by other packages, added as they land."""
-    found: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+    found: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [render.register]
     return found
 
 

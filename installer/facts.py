@@ -1,0 +1,48 @@
+"""What the installer needs to know about a node that the inventory does not say.
+
+``kha render`` works without touching nodes, so it uses defaults (Debian family, the interface
+named by ``lb_keepalived_interface`` or ``eth0``); the install phases read the real facts from each
+node first and render with those, so what lands fits the machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class OSFamily(StrEnum):
+    DEBIAN = "debian"  # Debian, Ubuntu
+    REDHAT = "redhat"  # RHEL, Rocky, CentOS Stream, Alma
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    os_family: OSFamily = OSFamily.DEBIAN
+    #: the interface that carries the node's inventory address (keepalived binds the VIP there).
+    interface: str = "eth0"
+
+    @property
+    def nginx_user(self) -> str:
+        return "www-data" if self.os_family is OSFamily.DEBIAN else "nginx"
+
+    @property
+    def nginx_modules(self) -> str:
+        """How this family's nginx loads dynamic modules (the stream module lives there)."""
+        if self.os_family is OSFamily.DEBIAN:
+            return "include /etc/nginx/modules-enabled/*.conf;"
+        return "include /usr/share/nginx/modules/*.conf;"
+
+
+def parse_os_release(text: str) -> OSFamily:
+    """Map /etc/os-release to a family; unknown distributions are refused by the caller."""
+    ids: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key in ("ID", "ID_LIKE"):
+            ids.update(value.strip().strip('"').split())
+    if ids & {"debian", "ubuntu"}:
+        return OSFamily.DEBIAN
+    if ids & {"rhel", "centos", "fedora", "rocky", "almalinux"}:
+        return OSFamily.REDHAT
+    raise ValueError(f"unsupported distribution (os-release IDs: {', '.join(sorted(ids)) or 'none'})")

@@ -1,0 +1,64 @@
+"""Files the installer puts on nodes: one type for a rendered file, and the jinja2 environment.
+
+Every component (etcd, load balancer, kubeadm …) describes what it would write as ``NodeFile``s;
+``kha render`` mirrors them under ``OUT/nodes/<node>/`` and the install phases put them on nodes
+unchanged, so what a user reviews is byte for byte what lands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jinja2
+
+
+@dataclass(frozen=True)
+class NodeFile:
+    """A file for one node at an absolute path, with its mode and owner."""
+
+    path: str
+    content: bytes
+    mode: int = 0o644
+    owner: str = "root"
+    group: str = "root"
+
+    def __post_init__(self) -> None:
+        if not PurePosixPath(self.path).is_absolute():
+            raise ValueError(f"node file path must be absolute: {self.path}")
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+def environment(package: str) -> jinja2.Environment:
+    """A strict jinja2 environment over ``<package>/templates``: an unset variable is an error."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader(package, "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # configs and units, not HTML
+    )
+
+
+def render(env: jinja2.Environment, template: str, **context: Any) -> bytes:
+    return env.get_template(template).render(**context).encode()
+
+
+def mirror(files: dict[str, list[NodeFile]], out: Path) -> list[Path]:
+    """Write each node's files under ``out/nodes/<node>/<absolute path>``; returns what was written."""
+    written: list[Path] = []
+    for node, items in files.items():
+        for f in items:
+            dest = out / "nodes" / node / f.path.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not dest.exists() or dest.read_bytes() != f.content:
+                dest.write_bytes(f.content)
+            dest.chmod(f.mode)
+            written.append(dest)
+    return written

@@ -1,0 +1,62 @@
+"""Per-cluster secrets, generated once and kept: bootstrap token, VRRP password, kubeadm certificate key.
+
+kubeadm-ha ships a fixed token and a fixed encryption key in its examples; kha generates them per
+cluster instead, stores them beside the PKI (``secrets.json``, mode 0600), and never regenerates
+them, so a re-run renders identical configs. Values set in the inventory win.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from installer.errors import ConfigError, Problem
+from installer.settings import Settings
+
+_ALNUM = string.ascii_lowercase + string.digits
+
+
+@dataclass(frozen=True)
+class ClusterSecrets:
+    kubeadm_token: str
+    vrrp_password: str
+    certificate_key: str
+
+    @classmethod
+    def generate(cls) -> ClusterSecrets:
+        token = "".join(secrets.choice(_ALNUM) for _ in range(6)) + "." + "".join(
+            secrets.choice(_ALNUM) for _ in range(16)
+        )
+        # keepalived's PASS authentication uses at most 8 characters.
+        return cls(token, secrets.token_hex(4), secrets.token_hex(32))
+
+    def with_settings(self, s: Settings) -> ClusterSecrets:
+        out = self
+        if s.kubeadm_token:
+            out = replace(out, kubeadm_token=s.kubeadm_token)
+        if s.lb_keepalived_password:
+            out = replace(out, vrrp_password=s.lb_keepalived_password[:8])
+        return out
+
+
+def load_or_create(path: Path) -> ClusterSecrets:
+    """Load ``path`` or create it (0600). An existing file is never rewritten."""
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+            return ClusterSecrets(**{k: str(data[k]) for k in ("kubeadm_token", "vrrp_password", "certificate_key")})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError([Problem(str(path), None, f"unreadable secrets file ({exc}); restore it from a "
+                                       "backup — regenerating would break the running cluster")]) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = ClusterSecrets.generate()
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(asdict(fresh), fh, indent=2)
+    os.replace(tmp, path)
+    return fresh
