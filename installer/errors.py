@@ -97,7 +97,7 @@ class CommandError(RemoteError):
     def shell_line(self) -> str:
         """The command as one pasteable shell line (quoted once, exactly as it was run)."""
         cmd = shlex.join(self.argv)
-        return f"sudo -- {cmd}" if self.sudo else cmd
+        return f"sudo -n -- {cmd}" if self.sudo else cmd
 
     def _describe(self) -> str:
         head = f"command failed (exit {self.exit_code}): {self.shell_line}"
