@@ -83,6 +83,9 @@ class NodeAddress:
     user: str = "root"
     password: str | None = field(default=None, repr=False)
     key_file: str | None = None
+    #: an OpenSSH-style ProxyCommand (``%h``/``%p`` expanded), e.g. to reach nodes that live in a
+    #: network namespace: ``ip netns exec kha-x nc %h %p``.
+    proxy_command: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -498,8 +501,13 @@ class SSHTransport(Transport):
                 raise HostKeyError(self.node, f"cannot read known_hosts {self.known_hosts}: {exc}") from exc
         client.set_missing_host_key_policy(_UnknownHostKey(self.node, self.known_hosts, self.trust_unknown))
         log.debug("%s: connecting to %s", self.node, where)
+        sock = None
+        if t.proxy_command:
+            cmd = t.proxy_command.replace("%h", t.host).replace("%p", str(t.port)).replace("%%", "%")
+            sock = paramiko.ProxyCommand(cmd)
         try:
             client.connect(
+                sock=sock,
                 hostname=t.host,
                 port=t.port,
                 username=t.user,

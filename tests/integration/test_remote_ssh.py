@@ -412,3 +412,11 @@ def test_lazy_transport_connects_on_first_use(sshd: Sshd) -> None:
         assert t.reconnects == 0
     finally:
         t.close()
+
+
+def test_proxy_command_reaches_the_node(sshd: Sshd) -> None:
+    # How the harness reaches nodes inside a network namespace: ProxyCommand ip netns exec NS nc %h %p.
+    nc = _need("nc")
+    target = sshd.target(proxy_command=f"{nc} %h %p")
+    with connect(target, sshd.known_hosts) as t:
+        assert t.run(["echo", "through the proxy"]).stdout == "through the proxy\n"
