@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from installer import render, topology
 from installer.errors import ConfigError, InstallerError
+from installer.pki import cli as pki_cli
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -50,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Subcommands owned by other packages, added as they land."""
-    found: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [render.register]
+    found: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+        render.register,
+        pki_cli.register,
+    ]
     return found
 
 

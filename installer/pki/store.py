@@ -1,0 +1,741 @@
+"""The PKI store on disk: where every key, certificate and kubeconfig lives, and keeping it right.
+
+Layout of a store ``DIR`` (paths below ``nodes/<node>/`` are exactly those under ``/etc/kubernetes``)::
+
+    DIR/inventory.ini                 the inventory the store was last built from (check/renew read it)
+    DIR/ca/                           0700: the three CAs and the service-account key pair
+        ca.crt ca.key  front-proxy-ca.crt front-proxy-ca.key  etcd/ca.crt etcd/ca.key  sa.key sa.pub
+    DIR/cluster/                      cluster-wide leaves, issued once, copied to every node that gets them
+        pki/apiserver-kubelet-client.{crt,key}  pki/front-proxy-client.{crt,key}
+        pki/apiserver-etcd-client.{crt,key}     pki/etcd/healthcheck-client.{crt,key}
+        admin.conf  super-admin.conf (≥ 1.29)
+    DIR/nodes/<node>/                 what <node> gets, ready to copy to /etc/kubernetes
+        control plane: pki/{ca,front-proxy-ca}.{crt,key} pki/sa.{key,pub} pki/apiserver.{crt,key}
+                       pki/apiserver-kubelet-client.* pki/front-proxy-client.* pki/etcd/ca.crt (no key)
+                       pki/apiserver-etcd-client.* admin.conf controller-manager.conf scheduler.conf
+                       (+ super-admin.conf on the first master, ≥ 1.29)
+        etcd:          pki/etcd/ca.crt pki/etcd/server.* pki/etcd/peer.* pki/etcd/healthcheck-client.*
+        worker:        pki/ca.crt
+
+Per-node certificates (``apiserver``, ``etcd/server``, ``etcd/peer``, ``controller-manager.conf``,
+``scheduler.conf``) live only in their node's tree; everything else under ``nodes/`` is a copy.
+
+What ``init`` promises: a CA that exists is loaded and validated (it is a CA, its key matches) and is
+never overwritten; missing files are created; a leaf whose subject, usages or SANs no longer match
+the table (a master was added, the Kubernetes version moved to 1.29) or that has expired is re-issued
+from the same CA and reported; a leaf that does not chain to its CA, or whose key is not its own,
+stops everything with a ``PKIError`` naming the file. Files are written atomically (temp file +
+rename) and only when their bytes change, so a re-run on an unchanged inventory touches nothing.
+Modes: keys and kubeconfigs 0600, certificates 0644, directories 0755, ``ca/`` 0700.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from installer import topology
+from installer.errors import ConfigError, PKIError, Problem
+from installer.pki import crypto, kubeconfig
+from installer.pki.table import CAS, CERTS, SA, CASpec, CertSpec, Kind, Scope, node_roles
+from installer.settings import KeyType
+from installer.topology import Host, Topology
+
+__all__ = [
+    "CA_DIR",
+    "CERT_MODE",
+    "CLUSTER_DIR",
+    "DIR_MODE",
+    "INVENTORY",
+    "KEY_MODE",
+    "NODES_DIR",
+    "Change",
+    "CheckReport",
+    "CheckRow",
+    "Leaf",
+    "NodeFile",
+    "Plan",
+    "Store",
+    "plan",
+]
+
+log = logging.getLogger(__name__)
+
+INVENTORY = "inventory.ini"
+CA_DIR = "ca"
+CLUSTER_DIR = "cluster"
+NODES_DIR = "nodes"
+
+KEY_MODE = 0o600
+CERT_MODE = 0o644
+DIR_MODE = 0o755
+CA_DIR_MODE = 0o700
+
+_DAY = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One file the store created, re-issued, updated, re-moded or removed, and why."""
+
+    path: str  # relative to the store
+    action: str  # created | reissued | updated | chmod | removed
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.path}: {self.reason}"
+
+
+# -- the plan: which files a topology needs ------------------------------------------------------
+@dataclass(frozen=True)
+class Leaf:
+    """One issued leaf: a table row for the whole cluster (``host`` None) or for one node."""
+
+    spec: CertSpec
+    host: Host | None
+
+    @property
+    def node(self) -> str | None:
+        return None if self.host is None else self.host.name
+
+    @property
+    def home(self) -> str:
+        """The store directory that holds the original."""
+        return CLUSTER_DIR if self.host is None else f"{NODES_DIR}/{self.host.name}"
+
+    @property
+    def label(self) -> str:
+        """``cluster/admin.conf``, ``nodes/node1/apiserver``: what ``kha pki renew`` accepts besides the name."""
+        return f"{self.home}/{self.spec.name}"
+
+    @property
+    def node_paths(self) -> tuple[tuple[str, int], ...]:
+        """(path under /etc/kubernetes, mode) of each file the leaf is shipped as."""
+        if self.spec.kind is Kind.KUBECONFIG:
+            return ((self.spec.name, KEY_MODE),)
+        return ((f"pki/{self.spec.name}.crt", CERT_MODE), (f"pki/{self.spec.name}.key", KEY_MODE))
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(f"{self.home}/{p}" for p, _ in self.node_paths)
+
+    @property
+    def main(self) -> str:
+        """The file named in messages: the certificate or the kubeconfig."""
+        return self.files[0]
+
+
+@dataclass(frozen=True)
+class NodeFile:
+    """A file of one node's tree: ``target`` is a copy of ``source`` (the same path for per-node leaves)."""
+
+    node: str
+    target: str
+    source: str
+    mode: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    leaves: tuple[Leaf, ...]
+    node_files: tuple[NodeFile, ...]
+
+
+def _ca_files(spec: CASpec) -> tuple[str, str]:
+    return f"{CA_DIR}/{spec.name}.crt", f"{CA_DIR}/{spec.name}.key"
+
+
+_SA_KEY, _SA_PUB = f"{CA_DIR}/{SA.name}.key", f"{CA_DIR}/{SA.name}.pub"
+
+
+def plan(topo: Topology) -> Plan:
+    """Every leaf the topology needs and every file of every node's tree, in a stable order."""
+    leaves: list[Leaf] = []
+    receivers: dict[str, tuple[Host, ...]] = {}
+    for spec in CERTS:
+        hosts = spec.receivers(topo)
+        receivers[spec.name] = hosts
+        if not hosts:
+            continue
+        if spec.scope is Scope.CLUSTER:
+            leaves.append(Leaf(spec, None))
+        else:
+            leaves += [Leaf(spec, h) for h in hosts]
+    files: list[NodeFile] = []
+    for host in topo.hosts:
+        roles = node_roles(topo, host)
+        base = f"{NODES_DIR}/{host.name}"
+
+        def add(path: str, source: str, mode: int, node: str = host.name, base: str = base) -> None:
+            files.append(NodeFile(node, f"{base}/{path}", source, mode))
+
+        for ca in CAS:
+            crt, key = _ca_files(ca)
+            if roles & ca.cert_roles:
+                add(f"pki/{ca.name}.crt", crt, CERT_MODE)
+            if roles & ca.key_roles:
+                add(f"pki/{ca.name}.key", key, KEY_MODE)
+        if roles & SA.roles:
+            add(f"pki/{SA.name}.key", _SA_KEY, KEY_MODE)
+            add(f"pki/{SA.name}.pub", _SA_PUB, CERT_MODE)
+        for leaf in leaves:
+            mine = leaf.host == host if leaf.host is not None else host in receivers[leaf.spec.name]
+            if mine:
+                for path, mode in leaf.node_paths:
+                    add(path, f"{leaf.home}/{path}", mode)
+    return Plan(tuple(leaves), tuple(files))
+
+
+# -- check results -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CheckRow:
+    """One certificate as ``kha pki check`` shows it (like a line of ``kubeadm certs check-expiration``)."""
+
+    name: str
+    node: str  # "-" for CAs and cluster-wide leaves
+    path: str
+    cn: str
+    not_after: dt.datetime | None
+    days_left: int | None
+    ca: str  # "-" for a CA
+    san_ok: bool | None  # None: the row has no required SANs
+    chain_ok: bool | None  # None: could not be judged (its CA is unreadable, or not self-signed)
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    rows: tuple[CheckRow, ...]
+    problems: tuple[str, ...]  # about the store rather than one certificate (sa keys, node copies)
+    warn_days: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(r.ok for r in self.rows)
+
+
+@dataclass(frozen=True)
+class _Authority:
+    spec: CASpec
+    cert: x509.Certificate
+    key: crypto.PrivateKey
+
+
+@dataclass(frozen=True)
+class _Issued:
+    cert: x509.Certificate
+    key: crypto.PrivateKey
+    cert_pem: bytes
+    key_pem: bytes
+
+
+class Store:
+    """A PKI store rooted at ``root`` for one topology. ``init``, ``check`` and ``renew`` are its verbs."""
+
+    def __init__(self, root: str | Path, topo: Topology, *, now: dt.datetime | None = None) -> None:
+        self.root = Path(root)
+        self.topo = topo
+        self.now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+        self.plan = plan(topo)
+        self.changes: list[Change] = []
+        self._cas: dict[str, _Authority] = {}
+        self._new_cas: set[str] = set()  # CAs created by this run: what they "signed" before was another CA
+
+    @classmethod
+    def open(cls, root: str | Path, inventory: str | Path | None = None, *, now: dt.datetime | None = None) -> Store:
+        """The store at ``root``, with the topology of ``inventory`` or else of the copy ``init`` kept."""
+        inv = Path(inventory) if inventory is not None else Path(root) / INVENTORY
+        if not inv.is_file():
+            raise ConfigError([Problem(str(inv), None, "no such inventory; build the store first with "
+                                       "`kha pki init -i INVENTORY --dir DIR`, or pass -i INVENTORY")])
+        return cls(root, topology.load(inv), now=now)
+
+    # -- verbs -----------------------------------------------------------------------------------
+    def init(self, inventory_text: bytes | None = None) -> list[Change]:
+        """Bring the store to what the topology needs; returns every change made (none on a re-run)."""
+        self.changes = []
+        self._mkdir(self.root)
+        if inventory_text is not None:
+            self._put(INVENTORY, inventory_text, KEY_MODE, "the inventory this store was built from")
+        self._load_authorities(create=True)
+        self._sync_leaves(force=frozenset())
+        self._sync_nodes()
+        return list(self.changes)
+
+    def renew(self, names: Sequence[str] = ()) -> list[Change]:
+        """Re-issue the named leaves (all when none are named) from the same CAs with the same CN/O/SANs."""
+        self.changes = []
+        chosen = self.select(names)
+        self._load_authorities(create=False)
+        self._sync_leaves(force=chosen)
+        self._sync_nodes()
+        return list(self.changes)
+
+    def select(self, names: Sequence[str]) -> frozenset[Leaf]:
+        """The leaves ``names`` designate: a table name (on every node), ``nodes/<node>/<name>``, ``cluster/<name>``."""
+        if not names or list(names) == ["all"]:
+            return frozenset(self.plan.leaves)
+        chosen: set[Leaf] = set()
+        problems: list[Problem] = []
+        for name in names:
+            hits = [lf for lf in self.plan.leaves if name in (lf.spec.name, lf.label)]
+            if hits:
+                chosen.update(hits)
+                continue
+            if any(name in (ca.name, f"{CA_DIR}/{ca.name}") for ca in CAS):
+                msg = "is a CA: kha never renews a CA in place (every node trusts it); only leaves are renewed"
+            else:
+                known = sorted({lf.spec.name for lf in self.plan.leaves})
+                msg = f"is not a certificate of this cluster; known: {', '.join(known)} (or nodes/<node>/<name>)"
+            problems.append(Problem("<command line>", None, f"{name!r} {msg}", "NAME"))
+        if problems:
+            raise ConfigError(problems)
+        return frozenset(chosen)
+
+    def check(self, warn_days: int = 30) -> CheckReport:
+        """Judge every certificate and every node file without changing anything."""
+        rows: list[CheckRow] = []
+        ca_certs: dict[str, x509.Certificate] = {}
+        for spec in CAS:
+            row, cert = self._check_ca(spec, warn_days)
+            rows.append(row)
+            if cert is not None:
+                ca_certs[spec.name] = cert
+        rows += [self._check_leaf(leaf, ca_certs, warn_days) for leaf in self.plan.leaves]
+        problems = self._check_sa() + self._check_nodes()
+        return CheckReport(tuple(rows), tuple(problems), warn_days)
+
+    # -- files -----------------------------------------------------------------------------------
+    def where(self, rel: str) -> str:
+        return str(self.root / rel)
+
+    def _record(self, rel: str, action: str, reason: str, level: int = logging.INFO) -> None:
+        self.changes.append(Change(rel, action, reason))
+        log.log(level, "%s %s: %s", action, self.where(rel), reason)
+
+    def _mkdir(self, path: Path) -> None:
+        missing: list[Path] = []
+        p = path
+        while not p.exists():
+            missing.append(p)
+            if p.parent == p:
+                break
+            p = p.parent
+        for d in reversed(missing):
+            mode = CA_DIR_MODE if self._under_ca(d) else DIR_MODE
+            d.mkdir(mode=mode)
+            os.chmod(d, mode)  # mkdir's mode is filtered by the umask
+
+    def _under_ca(self, path: Path) -> bool:
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            return False
+        return bool(rel.parts) and rel.parts[0] == CA_DIR
+
+    def _read(self, rel: str) -> bytes | None:
+        try:
+            return (self.root / rel).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def _ensure_mode(self, rel: str, mode: int) -> None:
+        p = self.root / rel
+        have = stat.S_IMODE(p.stat().st_mode)
+        if have != mode:
+            os.chmod(p, mode)
+            self._record(rel, "chmod", f"mode {have:o} → {mode:o}")
+
+    def _put(self, rel: str, data: bytes, mode: int, reason: str, action: str | None = None, *,
+             level: int = logging.INFO) -> None:
+        """Write ``data`` atomically unless the file already holds exactly it (then only fix the mode)."""
+        old = self._read(rel)
+        if old == data:
+            self._ensure_mode(rel, mode)
+            return
+        path = self.root / rel
+        self._mkdir(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        self._record(rel, action or ("created" if old is None else "updated"), reason, level)
+
+    # -- CAs and the service-account key ---------------------------------------------------------
+    def _ca_problems(self, spec: CASpec, cert: x509.Certificate, key: crypto.PrivateKey | None) -> list[str]:
+        crt_rel, key_rel = _ca_files(spec)
+        out: list[str] = []
+        if not crypto.is_ca(cert):
+            out.append(f"{self.where(crt_rel)} is not a CA certificate (needs BasicConstraints CA:TRUE and "
+                       "keyCertSign); kha never overwrites a CA: move it away to have a new one made")
+        if key is not None and not crypto.same_key(cert, key):
+            out.append(f"{self.where(key_rel)} is not the key of {self.where(crt_rel)}; restore the matching pair")
+        if cert.not_valid_after_utc <= self.now:
+            out.append(f"{self.where(crt_rel)} expired on {_date(cert.not_valid_after_utc)}; every certificate "
+                       "it signed is invalid: a new CA (and a re-issue of everything) is needed")
+        return out
+
+    def _load_authorities(self, *, create: bool) -> None:
+        """Load and validate the three CAs and the service-account key; create what is missing if asked."""
+        self._cas = {}
+        self._new_cas = set()
+        missing: list[CASpec] = []
+        for spec in CAS:
+            crt_rel, key_rel = _ca_files(spec)
+            crt, key = self._read(crt_rel), self._read(key_rel)
+            if crt is not None and key is not None:
+                cert = crypto.parse_cert(crt, self.where(crt_rel))
+                pkey = crypto.parse_key(key, self.where(key_rel))
+                problems = self._ca_problems(spec, cert, pkey)
+                if problems:
+                    raise PKIError(problems[0])
+                self._ensure_mode(crt_rel, CERT_MODE)
+                self._ensure_mode(key_rel, KEY_MODE)
+                self._cas[spec.name] = _Authority(spec, cert, pkey)
+            elif crt is None and key is None and create:
+                missing.append(spec)
+            elif crt is None and key is None:
+                raise PKIError(f"{self.where(crt_rel)} does not exist: build the store with `kha pki init` first")
+            else:
+                have, lack = (crt_rel, key_rel) if key is None else (key_rel, crt_rel)
+                raise PKIError(f"{self.where(have)} exists but {self.where(lack)} does not; kha never replaces "
+                               "half a CA: restore it, or move both away to start a new CA (every certificate "
+                               "it signed will then be re-issued)")
+        sa_key = self._read(_SA_KEY)
+        sa_missing = sa_key is None
+        if sa_missing and self._read(_SA_PUB) is not None:
+            raise PKIError(f"{self.where(_SA_PUB)} exists but {self.where(_SA_KEY)} does not; service-account "
+                           "tokens already issued are verified with it: restore sa.key (or remove both)")
+        if sa_missing and not create:
+            raise PKIError(f"{self.where(_SA_KEY)} does not exist: build the store with `kha pki init` first")
+        kind = self.topo.settings.cert_key_type
+        # The service-account key is RSA like kubeadm's, whatever cert_key_type says.
+        keys = crypto.new_keys([kind] * len(missing) + ([KeyType.RSA] if sa_missing else []))
+        for spec, pkey in zip(missing, keys, strict=False):
+            crt_rel, key_rel = _ca_files(spec)
+            days = spec.lifetime(self.topo.settings)
+            cert = crypto.self_signed_ca(pkey, spec.cn, days, self.now)
+            self._put(key_rel, crypto.key_pem(pkey), KEY_MODE, f"new {spec.name} CA key ({kind})")
+            self._put(crt_rel, crypto.cert_pem(cert), CERT_MODE, f"new {spec.name} CA, CN={spec.cn}, {days} days")
+            self._cas[spec.name] = _Authority(spec, cert, pkey)
+            self._new_cas.add(spec.name)
+        if sa_missing:
+            sa = keys[-1]
+            self._put(_SA_KEY, crypto.key_pem(sa), KEY_MODE, "new service-account signing key (RSA)")
+            self._put(_SA_PUB, crypto.public_pem(sa), CERT_MODE, "public half of sa.key")
+        else:
+            assert sa_key is not None
+            self._sync_sa_pub(crypto.parse_key(sa_key, self.where(_SA_KEY), check=False))
+
+    def _sync_sa_pub(self, sa: crypto.PrivateKey) -> None:
+        self._ensure_mode(_SA_KEY, KEY_MODE)
+        pub = self._read(_SA_PUB)
+        if pub is None:
+            self._put(_SA_PUB, crypto.public_pem(sa), CERT_MODE, "public half of sa.key")
+            return
+        if not crypto.same_key(crypto.parse_public_key(pub, self.where(_SA_PUB)), sa):
+            raise PKIError(f"{self.where(_SA_PUB)} is not the public half of {self.where(_SA_KEY)}; restore the pair")
+        self._ensure_mode(_SA_PUB, CERT_MODE)
+
+    # -- leaves ----------------------------------------------------------------------------------
+    def _read_leaf(self, leaf: Leaf) -> _Issued | str:
+        """The leaf on disk, or why there is nothing usable to keep (then it is issued)."""
+        if leaf.spec.kind is Kind.KUBECONFIG:
+            data = self._read(leaf.main)
+            if data is None:
+                return "new"
+            kc = kubeconfig.parse(data, self.where(leaf.main))
+            cert_pem, key_pem = kc.cert_pem, kc.key_pem
+        else:
+            crt_rel, key_rel = leaf.files
+            crt, key = self._read(crt_rel), self._read(key_rel)
+            if crt is None and key is None:
+                return "new"
+            if crt is None:
+                return "its certificate is missing"
+            if key is None:
+                return "its key is missing"
+            cert_pem, key_pem = crt, key
+        where_key = self.where(leaf.files[-1])
+        return _Issued(crypto.parse_cert(cert_pem, self.where(leaf.main)),
+                       crypto.parse_key(key_pem, where_key, check=False), cert_pem, key_pem)
+
+    def _broken(self, leaf: Leaf, issued: _Issued, ca_cert: x509.Certificate) -> list[str]:
+        """What makes a leaf unusable in a way kha must not paper over by re-issuing it."""
+        ca_rel, _ = _ca_files(next(c for c in CAS if c.name == leaf.spec.ca))
+        out: list[str] = []
+        if not crypto.issued_by(issued.cert, ca_cert):
+            out.append(f"is not signed by the {leaf.spec.ca} CA ({self.where(ca_rel)}); it was issued by "
+                       f"{issued.cert.issuer.rfc4514_string()!r}. Restore the right CA, or remove the file to "
+                       "have kha issue a new one")
+        if not crypto.same_key(issued.cert, issued.key):
+            out.append("its private key does not belong to the certificate")
+        return out
+
+    def _stale(self, leaf: Leaf, cert: x509.Certificate) -> list[str]:
+        """Why a sound leaf no longer fits the table (then it is re-issued from the same CA)."""
+        spec = leaf.spec
+        out: list[str] = []
+        want = (spec.common_name(leaf.host), spec.organization(self.topo.settings.kube_version))
+        have = crypto.subject_of(cert)
+        if have != want:
+            out.append(f"subject is {_subject(*have)}, the table wants {_subject(*want)} "
+                       f"(kube_version {self.topo.settings.kube_version})")
+        if set(crypto.extended_usages(cert)) != set(spec.usages):
+            out.append(f"usages are {crypto.describe_usages(crypto.extended_usages(cert))}, "
+                       f"the table wants {crypto.describe_usages(spec.usages)}")
+        lacking = spec.required_sans(self.topo, leaf.host).missing_from(crypto.sans_of(cert))
+        if lacking:
+            out.append(f"SANs lack {lacking} (a node was added or the load balancer changed)")
+        if cert.not_valid_after_utc <= self.now:
+            out.append(f"expired on {_date(cert.not_valid_after_utc)}")
+        return out
+
+    def _issue(self, leaf: Leaf, key: crypto.PrivateKey, old: x509.Certificate | None) -> _Issued:
+        spec = leaf.spec
+        ca = self._cas[spec.ca]
+        sans = spec.required_sans(self.topo, leaf.host)
+        if old is not None:
+            sans = sans | crypto.sans_of(old)  # keep names an earlier topology (or a person) put there
+        cert = crypto.issue(ca.cert, ca.key, key, cn=spec.common_name(leaf.host),
+                            organization=spec.organization(self.topo.settings.kube_version), usages=spec.usages,
+                            sans=sans, days=spec.lifetime(self.topo.settings), now=self.now)
+        return _Issued(cert, key, crypto.cert_pem(cert), crypto.key_pem(key))
+
+    def _sync_leaves(self, force: frozenset[Leaf]) -> None:
+        have: dict[Leaf, _Issued] = {}
+        todo: list[tuple[Leaf, x509.Certificate | None, str]] = []
+        for leaf in self.plan.leaves:
+            found = self._read_leaf(leaf)
+            if isinstance(found, str):
+                todo.append((leaf, None, found))
+                continue
+            broken = self._broken(leaf, found, self._cas[leaf.spec.ca].cert)
+            if broken and leaf.spec.ca in self._new_cas:
+                # Someone moved the old CA away on purpose and this run made a new one: re-issue, loudly.
+                todo.append((leaf, found.cert, f"the {leaf.spec.ca} CA was replaced by a new one in this run"))
+                continue
+            if broken:
+                raise PKIError(f"{self.where(leaf.main)}: {broken[0]}")
+            stale = self._stale(leaf, found.cert)
+            if leaf in force:
+                todo.append((leaf, found.cert, "renewed on request" + (f" ({'; '.join(stale)})" if stale else "")))
+            elif stale:
+                todo.append((leaf, found.cert, "; ".join(stale)))
+            else:
+                have[leaf] = found
+        keys = crypto.new_keys([self.topo.settings.cert_key_type] * len(todo))
+        reasons: dict[Leaf, tuple[str, str]] = {}
+        for (leaf, old, why), key in zip(todo, keys, strict=True):
+            have[leaf] = self._issue(leaf, key, old)
+            reasons[leaf] = ("created", why) if why == "new" else ("reissued", why)
+        for leaf in self.plan.leaves:
+            action, why = reasons.get(leaf, ("updated", ""))
+            # A re-issue nobody asked for (SANs, subject, a lost key) is news: say it loudly.
+            level = logging.WARNING if action == "reissued" and leaf not in force else logging.INFO
+            self._write_leaf(leaf, have[leaf], action if leaf in reasons else None, why, level)
+
+    def _write_leaf(self, leaf: Leaf, issued: _Issued, action: str | None, why: str, level: int) -> None:
+        spec = leaf.spec
+        if spec.kind is Kind.KUBECONFIG:
+            kc = kubeconfig.Kubeconfig(
+                cluster=self.topo.settings.cluster_name,
+                server=kubeconfig.server_for(spec, self.topo, leaf.host),
+                user=spec.common_name(leaf.host),
+                ca_pem=crypto.cert_pem(self._cas[spec.ca].cert),
+                cert_pem=issued.cert_pem,
+                key_pem=issued.key_pem,
+            )
+            reason = why if action else "server or CA changed"
+            self._put(leaf.main, kubeconfig.render(kc), KEY_MODE, reason, action, level=level)
+            return
+        crt_rel, key_rel = leaf.files
+        if action is None:  # kept as it is: never rewrite a sound certificate, only fix modes
+            self._ensure_mode(crt_rel, CERT_MODE)
+            self._ensure_mode(key_rel, KEY_MODE)
+            return
+        self._put(key_rel, issued.key_pem, KEY_MODE, why, action, level=level)
+        self._put(crt_rel, issued.cert_pem, CERT_MODE, why, action, level=level)
+
+    # -- node trees ------------------------------------------------------------------------------
+    def _sync_nodes(self) -> None:
+        wanted: set[str] = set()
+        cache: dict[str, bytes] = {}
+        for nf in self.plan.node_files:
+            wanted.add(nf.target)
+            if nf.source == nf.target:
+                continue  # a per-node leaf: written in place by _sync_leaves
+            if nf.source not in cache:
+                data = self._read(nf.source)
+                assert data is not None, f"{nf.source} was just written"
+                cache[nf.source] = data
+            self._put(nf.target, cache[nf.source], nf.mode, f"copy of {nf.source}")
+        self._prune(wanted)
+
+    def _prune(self, wanted: set[str]) -> None:
+        """Remove what a node must no longer hold (it lost a role, or left the inventory)."""
+        nodes_dir = self.root / NODES_DIR
+        if not nodes_dir.is_dir():
+            return
+        known = {h.name for h in self.topo.hosts if node_roles(self.topo, h)}
+        for path in sorted(nodes_dir.rglob("*"), reverse=True):
+            rel = path.relative_to(self.root).as_posix()
+            if path.is_dir():
+                with contextlib.suppress(OSError):
+                    path.rmdir()  # only when empty
+                continue
+            if rel in wanted:
+                continue
+            node = path.relative_to(nodes_dir).parts[0]
+            why = f"not part of {node}'s tree for its roles" if node in known else f"{node} has no role any more"
+            path.unlink()
+            self._record(rel, "removed", why, logging.WARNING)
+
+    # -- check -----------------------------------------------------------------------------------
+    def _expiry(self, cert: x509.Certificate, warn_days: int) -> tuple[int, list[str]]:
+        left = cert.not_valid_after_utc - self.now
+        days = left // _DAY
+        if left <= dt.timedelta(0):
+            return days, [f"expired on {_date(cert.not_valid_after_utc)}"]
+        if left < dt.timedelta(days=warn_days):
+            return days, [f"expires in {days} days (within --warn-days {warn_days})"]
+        return days, []
+
+    def _check_ca(self, spec: CASpec, warn_days: int) -> tuple[CheckRow, x509.Certificate | None]:
+        crt_rel, key_rel = _ca_files(spec)
+        try:
+            crt, key = self._read(crt_rel), self._read(key_rel)
+            if crt is None:
+                raise PKIError(f"{self.where(crt_rel)} is missing")
+            cert = crypto.parse_cert(crt, self.where(crt_rel))
+            if key is None:
+                raise PKIError(f"{self.where(key_rel)} is missing")
+            pkey = crypto.parse_key(key, self.where(key_rel))
+        except PKIError as exc:
+            return CheckRow(spec.name, "-", crt_rel, spec.cn, None, None, "-", None, False, (str(exc),)), None
+        problems = [p for p in self._ca_problems(spec, cert, pkey) if "expired" not in p]
+        days, expiry = self._expiry(cert, warn_days)
+        problems += expiry + self._mode_problems(((crt_rel, CERT_MODE), (key_rel, KEY_MODE)))
+        chain = crypto.issued_by(cert, cert) if cert.issuer == cert.subject else None
+        if chain is False:
+            problems.append("its self-signature does not verify")
+        cn, _ = crypto.subject_of(cert)
+        row = CheckRow(spec.name, "-", crt_rel, cn, cert.not_valid_after_utc, days, "-", None, chain,
+                       tuple(problems))
+        return row, cert
+
+    def _check_leaf(self, leaf: Leaf, ca_certs: dict[str, x509.Certificate], warn_days: int) -> CheckRow:
+        spec, node = leaf.spec, leaf.node or "-"
+        try:
+            found = self._read_leaf(leaf)
+        except PKIError as exc:
+            found = str(exc)
+        if isinstance(found, str):
+            why = f"{self.where(leaf.main)} is missing" if found == "new" else found
+            return CheckRow(spec.name, node, leaf.main, spec.common_name(leaf.host), None, None, spec.ca, None,
+                            None, (why,))
+        cert = found.cert
+        problems: list[str] = []
+        ca_cert = ca_certs.get(spec.ca)
+        chain: bool | None = None
+        if ca_cert is not None:
+            broken = self._broken(leaf, found, ca_cert)
+            chain = not any("not signed" in b for b in broken)
+            problems += broken
+        problems += [s for s in self._stale(leaf, cert) if not s.startswith(("SANs", "expired"))]
+        required = spec.required_sans(self.topo, leaf.host)
+        lacking = required.missing_from(crypto.sans_of(cert))
+        san_ok = None if not required else not lacking
+        if lacking:
+            problems.append(f"SANs lack {lacking}")
+        days, expiry = self._expiry(cert, warn_days)
+        problems += expiry
+        if spec.kind is Kind.KUBECONFIG:
+            problems += self._kubeconfig_problems(leaf, ca_cert)
+        problems += self._mode_problems(zip(leaf.files, (m for _, m in leaf.node_paths), strict=True))
+        return CheckRow(spec.name, node, leaf.main, crypto.subject_of(cert)[0], cert.not_valid_after_utc, days,
+                        spec.ca, san_ok, chain, tuple(problems))
+
+    def _kubeconfig_problems(self, leaf: Leaf, ca_cert: x509.Certificate | None) -> list[str]:
+        data = self._read(leaf.main)
+        assert data is not None
+        kc = kubeconfig.parse(data, self.where(leaf.main))
+        out: list[str] = []
+        server = kubeconfig.server_for(leaf.spec, self.topo, leaf.host)
+        if kc.server != server:
+            out.append(f"server is {kc.server}, should be {server}")
+        if ca_cert is not None and kc.ca_pem != crypto.cert_pem(ca_cert):
+            out.append(f"certificate-authority-data is not {leaf.spec.ca}.crt")
+        return out
+
+    def _mode_problems(self, files: Iterable[tuple[str, int]]) -> list[str]:
+        out: list[str] = []
+        for rel, mode in files:
+            try:
+                have = stat.S_IMODE((self.root / rel).stat().st_mode)
+            except FileNotFoundError:
+                continue
+            if have != mode:
+                out.append(f"{rel} has mode {have:o}, should be {mode:o}")
+        return out
+
+    def _check_sa(self) -> list[str]:
+        try:
+            key, pub = self._read(_SA_KEY), self._read(_SA_PUB)
+            if key is None or pub is None:
+                return [f"{self.where(_SA_KEY if key is None else _SA_PUB)} is missing"]
+            sa = crypto.parse_key(key, self.where(_SA_KEY), check=False)
+            if not crypto.same_key(crypto.parse_public_key(pub, self.where(_SA_PUB)), sa):
+                return [f"{self.where(_SA_PUB)} is not the public half of {self.where(_SA_KEY)}"]
+        except PKIError as exc:
+            return [str(exc)]
+        return self._mode_problems(((_SA_KEY, KEY_MODE), (_SA_PUB, CERT_MODE)))
+
+    def _check_nodes(self) -> list[str]:
+        out: list[str] = []
+        wanted: set[str] = set()
+        for nf in self.plan.node_files:
+            wanted.add(nf.target)
+            data = self._read(nf.target)
+            if data is None:
+                out.append(f"{nf.target} is missing (run `kha pki init`)")
+            elif nf.source != nf.target and data != self._read(nf.source):
+                out.append(f"{nf.target} differs from {nf.source} (run `kha pki init`)")
+            else:
+                out += self._mode_problems(((nf.target, nf.mode),))
+        nodes_dir = self.root / NODES_DIR
+        if nodes_dir.is_dir():
+            for path in sorted(nodes_dir.rglob("*")):
+                rel = path.relative_to(self.root).as_posix()
+                if path.is_file() and rel not in wanted:
+                    out.append(f"{rel} should not be there for this topology (`kha pki init` removes it)")
+        return out
+
+
+def _subject(cn: str, orgs: tuple[str, ...]) -> str:
+    return f"CN={cn}" + "".join(f", O={o}" for o in orgs)
+
+
+def _date(when: dt.datetime) -> str:
+    return when.strftime("%b %d, %Y %H:%M UTC")
