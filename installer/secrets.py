@@ -43,8 +43,11 @@ class ClusterSecrets:
         return out
 
 
-def load_or_create(path: Path) -> ClusterSecrets:
-    """Load ``path`` or create it (0600). An existing file is never rewritten."""
+def load_or_create(path: Path, *, write: bool = True) -> ClusterSecrets:
+    """Load ``path`` or create it (0600). An existing file is never rewritten.
+
+    ``write=False`` (dry-run) generates fresh secrets in memory when there is no file yet.
+    """
     if path.exists():
         try:
             data = json.loads(path.read_text())
@@ -52,8 +55,10 @@ def load_or_create(path: Path) -> ClusterSecrets:
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError([Problem(str(path), None, f"unreadable secrets file ({exc}); restore it from a "
                                        "backup — regenerating would break the running cluster")]) from None
-    path.parent.mkdir(parents=True, exist_ok=True)
     fresh = ClusterSecrets.generate()
+    if not write:
+        return fresh
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -34,5 +34,5 @@ class StateDir:
     def secrets_file(self) -> Path:
         return self.root / "secrets.json"
 
-    def secrets(self, topo: Topology) -> ClusterSecrets:
-        return secrets.load_or_create(self.secrets_file).with_settings(topo.settings)
+    def secrets(self, topo: Topology, *, write: bool = True) -> ClusterSecrets:
+        return secrets.load_or_create(self.secrets_file, write=write).with_settings(topo.settings)

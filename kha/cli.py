@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from installer import render, topology
+from installer import install, render, topology
 from installer.errors import ConfigError, InstallerError
 from installer.pki import cli as pki_cli
 
@@ -54,6 +54,7 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
     found: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
         render.register,
         pki_cli.register,
+        install.register,
     ]
     return found
 

@@ -1,0 +1,156 @@
+"""Install phases for the external etcd cluster: packages, certificates, unit, start, wait healthy.
+
+A member that has data is never re-bootstrapped: the initial-cluster settings are written only
+while its data dir is empty, and a changed unit or certificate restarts members one at a time,
+each waiting for the cluster to be healthy again, so quorum is never lost on a re-run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from installer import nodeops
+from installer.errors import InstallerError
+from installer.etcd import render
+from installer.facts import OSFamily
+from installer.files import NodeFile
+from installer.install import InstallContext
+from installer.phases import Phase
+from installer.remote import Transport
+from installer.topology import Host
+
+PACKAGES = {OSFamily.DEBIAN: ["etcd-server", "etcd-client"], OSFamily.REDHAT: ["etcd"]}
+#: files from the PKI store's node tree (pki/etcd/…) and who must be able to read them.
+CERTS: dict[str, tuple[str, int]] = {
+    "ca.crt": ("root", 0o644),
+    "server.crt": ("etcd", 0o644),
+    "server.key": ("etcd", 0o600),
+    "peer.crt": ("etcd", 0o644),
+    "peer.key": ("etcd", 0o600),
+    "healthcheck-client.crt": ("root", 0o644),
+    "healthcheck-client.key": ("root", 0o600),
+}
+HEALTH_TIMEOUT_S = 90.0
+
+
+class EtcdError(InstallerError):
+    """The etcd cluster did not become healthy, or a membership change was refused."""
+
+
+def _changed(ctx: InstallContext) -> dict[str, bool]:
+    return ctx.data.setdefault("etcd.changed", {})  # type: ignore[no-any-return]
+
+
+def _packages(ctx: InstallContext) -> None:
+    for host in ctx.topo.etcd:
+        with ctx.node(host.name):
+            facts = ctx.node_facts(host)
+            nodeops.ensure_packages(ctx, ctx.transport(host), facts, PACKAGES[facts.os_family])
+
+
+def cert_files(ctx: InstallContext, host: Host) -> list[NodeFile]:
+    src = ctx.pki_tree(host) / "pki" / "etcd"
+    out = []
+    for name, (owner, mode) in CERTS.items():
+        path = src / name
+        if not path.exists():
+            raise EtcdError(f"{path} is missing from the PKI store; re-run `kha pki init`")
+        out.append(NodeFile(f"{render.PKI_DIR}/{name}", path.read_bytes(), mode=mode, owner=owner,
+                            group=owner))
+    return out
+
+
+def _certs(ctx: InstallContext) -> None:
+    for host in ctx.topo.etcd:
+        with ctx.node(host.name):
+            if nodeops.sync_files(ctx, ctx.transport(host), cert_files(ctx, host)):
+                _changed(ctx)[host.name] = True
+
+
+def has_data(t: Transport, data_dir: str) -> bool:
+    return t.run(["test", "-d", f"{data_dir}/member"], sudo=True, check=False).ok
+
+
+def _config(ctx: InstallContext) -> None:
+    data_dir = ctx.topo.settings.etcd_data_dir
+    initial = render.initial_env(ctx.topo, render.members(ctx.topo.etcd), state="new")
+    for host in ctx.topo.etcd:
+        with ctx.node(host.name):
+            t = ctx.transport(host)
+            files = [render.unit(ctx.topo, host)]
+            if not has_data(t, data_dir):
+                files.append(initial)
+            if nodeops.sync_files(ctx, t, files):
+                _changed(ctx)[host.name] = True
+            # etcd refuses a data dir others can read (https://etcd.io/docs/v3.4/op-guide/security/).
+            stat = nodeops.remote_stat(t, data_dir)
+            if stat != (0o700, "etcd", "etcd") and not ctx.would(f"make {data_dir} 0700 etcd:etcd"):
+                t.run(["install", "-d", "-m", "0700", "-o", "etcd", "-g", "etcd", data_dir], sudo=True)
+
+
+def _start(ctx: InstallContext) -> None:
+    hosts = ctx.topo.etcd
+    changed = _changed(ctx)
+    fresh = [h for h in hosts if not has_data(ctx.transport(h), ctx.topo.settings.etcd_data_dir)]
+    if fresh:
+        # Bootstrap: no member can be healthy alone, so start every new one without waiting
+        # (Type=notify would block until quorum) and wait for the cluster afterwards.
+        for host in fresh:
+            with ctx.node(host.name):
+                nodeops.ensure_service(ctx, ctx.transport(host), "etcd", changed=True, no_block=True)
+    for host in hosts:
+        if host in fresh:
+            continue
+        with ctx.node(host.name):
+            if nodeops.ensure_service(ctx, ctx.transport(host), "etcd", changed=changed.get(host.name, False),
+                                      no_block=True) and not ctx.dry_run:
+                # Rolling: the next member restarts only once this one is back in a healthy cluster.
+                wait_healthy(ctx, hosts)
+
+
+def endpoints(hosts: Sequence[Host]) -> str:
+    return ",".join(render.Member(h.name, str(h.address)).client_url for h in hosts)
+
+
+def etcdctl(*args: str, endpoints_csv: str) -> list[str]:
+    pki = render.PKI_DIR
+    return ["etcdctl", f"--endpoints={endpoints_csv}", f"--cacert={pki}/ca.crt",
+            f"--cert={pki}/healthcheck-client.crt", f"--key={pki}/healthcheck-client.key",
+            "--dial-timeout=3s", "--command-timeout=5s", *args]
+
+
+ETCDCTL_ENV = {"ETCDCTL_API": "3"}
+
+
+def wait_healthy(ctx: InstallContext, hosts: Sequence[Host], timeout: float = HEALTH_TIMEOUT_S) -> None:
+    t = ctx.transport(hosts[0])
+    argv = etcdctl("endpoint", "health", endpoints_csv=endpoints(hosts))
+    deadline = time.monotonic() + timeout
+    while True:
+        res = t.run(argv, sudo=True, env=ETCDCTL_ENV, check=False, timeout=30)
+        if res.ok:
+            return
+        if time.monotonic() > deadline:
+            raise EtcdError(f"etcd not healthy after {timeout:.0f}s:\n{res.stdout}{res.stderr}")
+        time.sleep(0.5)
+
+
+def _wait(ctx: InstallContext) -> None:
+    if ctx.would(f"wait until {len(ctx.topo.etcd)} etcd members are healthy"):
+        return
+    with ctx.node(ctx.topo.etcd[0].name):
+        wait_healthy(ctx, ctx.topo.etcd)
+
+
+PHASE: Phase[InstallContext] = Phase(
+    "etcd",
+    children=(
+        Phase("packages", _packages, description="install etcd from the OS packages"),
+        Phase("certs", _certs, description="etcd CA, server, peer and healthcheck certificates from the store"),
+        Phase("config", _config, description="systemd unit with TLS everywhere; data dir 0700"),
+        Phase("start", _start, description="start new members together; restart changed ones one at a time"),
+        Phase("wait", _wait, description="every member reports healthy"),
+    ),
+    description="external etcd cluster on the [etcd] nodes",
+)

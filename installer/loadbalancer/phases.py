@@ -1,0 +1,127 @@
+"""Install phases for the apiserver load balancer: packages, configs, services, and a check that the
+VIP sits on exactly one ``[lb]`` node (or that the node-local proxy answers on 127.0.0.1).
+
+Configs are rendered with the facts read from each node (its interface, its OS family), synced
+only where they differ, and a changed config reloads the daemon rather than restarting it, so the
+VIP does not move on a re-run.
+"""
+
+from __future__ import annotations
+
+import time
+
+from installer import nodeops
+from installer.errors import InstallerError
+from installer.facts import OSFamily
+from installer.install import InstallContext
+from installer.loadbalancer import render
+from installer.phases import Phase
+from installer.settings import LBMode
+from installer.topology import Host, LBKind
+
+VIP_TIMEOUT_S = 30.0
+
+
+class LoadBalancerError(InstallerError):
+    """The VIP is on no node or on several, or the local proxy does not answer."""
+
+
+def _daemon(ctx: InstallContext) -> str:
+    return "haproxy" if ctx.topo.settings.lb_mode is LBMode.HAPROXY else "nginx"
+
+
+def _packages_for(ctx: InstallContext, family: OSFamily) -> list[str]:
+    daemon = _daemon(ctx)
+    pkgs = [daemon]
+    if daemon == "nginx":
+        pkgs.append("libnginx-mod-stream" if family is OSFamily.DEBIAN else "nginx-mod-stream")
+    if ctx.topo.lb_kind is LBKind.VIP:
+        pkgs.append("keepalived")
+    return pkgs
+
+
+def _nodes(ctx: InstallContext) -> tuple[Host, ...]:
+    return render.lb_nodes(ctx.topo)
+
+
+def _packages(ctx: InstallContext) -> None:
+    for host in _nodes(ctx):
+        with ctx.node(host.name):
+            facts = ctx.node_facts(host)
+            nodeops.ensure_packages(ctx, ctx.transport(host), facts, _packages_for(ctx, facts.os_family))
+
+
+def _config(ctx: InstallContext) -> None:
+    changed: dict[str, list[str]] = ctx.data.setdefault("lb.changed", {})
+    for host in _nodes(ctx):
+        with ctx.node(host.name):
+            files = render.files(ctx.topo, host, ctx.secrets, ctx.node_facts(host))
+            changed[host.name] = nodeops.sync_files(ctx, ctx.transport(host), files)
+
+
+def _start(ctx: InstallContext) -> None:
+    changed: dict[str, list[str]] = ctx.data.get("lb.changed", {})
+    daemon = _daemon(ctx)
+    for host in _nodes(ctx):
+        with ctx.node(host.name):
+            t = ctx.transport(host)
+            paths = changed.get(host.name, [])
+            for unit, conf in ((daemon, render.HAPROXY_CFG if daemon == "haproxy" else render.NGINX_CONF),
+                               ("keepalived", render.KEEPALIVED_CONF)):
+                if unit == "keepalived" and ctx.topo.lb_kind is not LBKind.VIP:
+                    continue
+                was_changed = conf in paths or (unit == "keepalived" and render.CHECK_SCRIPT in paths)
+                # A running daemon reloads its new config (haproxy hands over without dropping the
+                # listener; keepalived keeps its VRRP state); a stopped one starts.
+                if was_changed and nodeops.is_active(t, unit):
+                    if not ctx.would(f"reload {unit}"):
+                        nodeops.systemctl(t, "reload", unit)
+                    was_changed = False
+                nodeops.ensure_service(ctx, t, unit, changed=was_changed)
+
+
+def vip_holders(ctx: InstallContext) -> list[str]:
+    vip = str(ctx.topo.vip)
+    holders = []
+    for host in ctx.topo.lb:
+        res = ctx.transport(host).run(["ip", "-o", "-4", "addr", "show", "to", f"{vip}/32"], check=False)
+        if res.ok and vip in res.stdout:
+            holders.append(host.name)
+    return holders
+
+
+def _wait(ctx: InstallContext) -> None:
+    kind = ctx.topo.lb_kind
+    if kind is LBKind.SLB:
+        return
+    if ctx.would("check the load balancer answers" + (" and the VIP is on one node" if kind is LBKind.VIP else "")):
+        return
+    port = str(ctx.topo.settings.lb_kube_apiserver_port)
+    for host in _nodes(ctx):
+        with ctx.node(host.name):
+            probe = ["timeout", "2", "bash", "-c", 'exec 3<>"/dev/tcp/127.0.0.1/$1"', "probe", port]
+            ctx.transport(host).run(probe)
+    if kind is LBKind.VIP:
+        deadline = time.monotonic() + VIP_TIMEOUT_S
+        while True:
+            holders = vip_holders(ctx)
+            if len(holders) == 1:
+                return
+            if time.monotonic() > deadline:
+                where = ", ".join(holders) if holders else "no node"
+                raise LoadBalancerError(f"VIP {ctx.topo.vip} is held by {where} after {VIP_TIMEOUT_S:.0f}s; "
+                                        "expected exactly one [lb] node (check VRRP traffic between them)")
+            time.sleep(0.5)
+
+
+PHASE: Phase[InstallContext] = Phase(
+    "loadbalancer",
+    children=(
+        Phase("packages", _packages, description="haproxy or nginx (stream), keepalived for a VIP"),
+        Phase("config", _config, description="proxy config with every master; keepalived with the VIP"),
+        Phase("start", _start, description="start, or reload when the config changed"),
+        Phase("wait", _wait, description="the proxy answers; the VIP is on exactly one [lb] node"),
+    ),
+    description="apiserver load balancer",
+    run_if=lambda ctx: ctx.topo.lb_kind is not LBKind.SLB,
+)

@@ -1,0 +1,134 @@
+"""Idempotent operations on one node that every install phase uses.
+
+Each helper first looks at what the node has and changes only what differs, and answers dry-run
+itself ("would write /etc/…"), so a second ``kha install`` on an installed cluster changes and
+restarts nothing. Commands are argv lists; the transport quotes them once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import PurePosixPath
+
+from installer.facts import NodeFacts, OSFamily, parse_os_release
+from installer.files import NodeFile
+from installer.phases import Context
+from installer.remote import Transport
+
+log = logging.getLogger(__name__)
+
+
+def gather_facts(t: Transport, address: str) -> NodeFacts:
+    """OS family from /etc/os-release; the interface that carries ``address``."""
+    family = parse_os_release(t.get("/etc/os-release").decode())
+    out = t.run(["ip", "-o", "-4", "addr", "show", "to", f"{address}/32"], check=False).stdout.split()
+    # "2: eth0    inet 10.56.56.11/24 brd …" → the second field, minus an "@ifN" suffix (veth pairs).
+    iface = out[1].split("@")[0] if len(out) > 1 else "eth0"
+    return NodeFacts(os_family=family, interface=iface)
+
+
+def remote_sha256(t: Transport, path: str) -> str | None:
+    res = t.run(["sha256sum", "--", path], sudo=True, check=False)
+    return res.stdout.split()[0] if res.ok and res.stdout else None
+
+
+def remote_stat(t: Transport, path: str) -> tuple[int, str, str] | None:
+    """(mode, owner, group) of a remote path, or None when it does not exist."""
+    res = t.run(["stat", "-c", "%a %U %G", "--", path], sudo=True, check=False)
+    if not res.ok:
+        return None
+    mode, owner, group = res.stdout.split()
+    return int(mode, 8), owner, group
+
+
+def sync_file(ctx: Context, t: Transport, f: NodeFile) -> bool:
+    """Make the node's file equal ``f`` (content, mode, owner). Returns True when something changed."""
+    same_content = remote_sha256(t, f.path) == f.sha256
+    same_meta = same_content and remote_stat(t, f.path) == (f.mode, f.owner, f.group)
+    if same_meta:
+        return False
+    what = "update" if same_content else "write"
+    if ctx.would(f"{what} {f.path} ({f.mode:04o} {f.owner}:{f.group})"):
+        return True
+    parent = str(PurePosixPath(f.path).parent)
+    t.run(["mkdir", "-p", "--", parent], sudo=True)
+    t.put(f.content, f.path, mode=f.mode, owner=f.owner, group=f.group, sudo=True)
+    log.info("%s: wrote %s", t.node, f.path)
+    return True
+
+
+def sync_files(ctx: Context, t: Transport, files: Iterable[NodeFile]) -> list[str]:
+    """Sync several files; returns the paths that changed."""
+    return [f.path for f in files if sync_file(ctx, t, f)]
+
+
+def missing_packages(t: Transport, facts: NodeFacts, names: Sequence[str]) -> list[str]:
+    if facts.os_family is OSFamily.DEBIAN:
+        res = t.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n", *names], check=False)
+        installed = {ln.split()[0] for ln in res.stdout.splitlines() if ln.endswith(" installed")}
+    else:
+        res = t.run(["rpm", "-q", "--qf", "%{NAME}\n", *names], check=False)
+        installed = {ln.strip() for ln in res.stdout.splitlines() if ln.strip() and " " not in ln.strip()}
+    return [n for n in names if n not in installed]
+
+
+def ensure_packages(ctx: Context, t: Transport, facts: NodeFacts, names: Sequence[str]) -> list[str]:
+    """Install what is missing with the family's package manager; services stay stopped until configured."""
+    missing = missing_packages(t, facts, names)
+    if not missing or ctx.would(f"install packages {' '.join(missing)}"):
+        return missing
+    if facts.os_family is OSFamily.DEBIAN:
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
+        # Debian starts a daemon as soon as it is installed, with its packaged config (etcd on
+        # localhost, haproxy's demo config …). policy-rc.d(8) keeps it down until kha configured it.
+        made = t.run(["sh", "-c", _POLICY_RC_D], sudo=True).stdout.strip() == "made"
+        try:
+            if not t.run(argv, sudo=True, env=env, check=False, timeout=900).ok:
+                # A stale package list is the usual cause: refresh once and try again.
+                t.run(["apt-get", "update", "-q"], sudo=True, env=env, timeout=600)
+                t.run(argv, sudo=True, env=env, timeout=900)
+        finally:
+            if made:
+                t.run(["rm", "-f", "/usr/sbin/policy-rc.d"], sudo=True)
+    else:
+        t.run(["dnf", "install", "-y", "-q", *missing], sudo=True, timeout=900)
+    return missing
+
+
+# A fixed script (no data in it): create policy-rc.d only when the node has none of its own.
+_POLICY_RC_D = (
+    "[ -e /usr/sbin/policy-rc.d ] && exit 0; "
+    "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && echo made"
+)
+
+
+def systemctl(t: Transport, *args: str, check: bool = True) -> bool:
+    return t.run(["systemctl", *args], sudo=True, check=check).ok
+
+
+def is_active(t: Transport, unit: str) -> bool:
+    return systemctl(t, "is-active", "--quiet", unit, check=False)
+
+
+def ensure_service(ctx: Context, t: Transport, unit: str, *, changed: bool, no_block: bool = False) -> bool:
+    """Enabled and running; restarted only when its files ``changed``. Returns True when it was (re)started."""
+    if ctx.dry_run:
+        if changed:
+            ctx.would(f"restart {unit}")
+        elif not is_active(t, unit):
+            ctx.would(f"start {unit}")
+        return changed
+    if changed:
+        systemctl(t, "daemon-reload")
+    if not systemctl(t, "is-enabled", "--quiet", unit, check=False):
+        systemctl(t, "enable", unit)
+    block = ["--no-block"] if no_block else []
+    if changed:
+        systemctl(t, "restart", *block, unit)
+        return True
+    if not is_active(t, unit):
+        systemctl(t, "start", *block, unit)
+        return True
+    return False
