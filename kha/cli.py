@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from images import cli as images_cli
 from installer import install, render, topology
 from installer.errors import ConfigError, InstallerError
 from installer.pki import cli as pki_cli
@@ -55,6 +56,7 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
         render.register,
         pki_cli.register,
         install.register,
+        images_cli.add_parser,
     ]
     return found
 

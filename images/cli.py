@@ -1,0 +1,75 @@
+"""``kha image build NAME [--force]`` and ``kha image list``: wired into the main CLI with ``add_parser``.
+
+    sub = parser.add_subparsers(dest="command", required=True)
+    images.cli.add_parser(sub)
+    args = parser.parse_args(); sys.exit(args.func(args))
+
+Each handler returns the exit code; an ``ImageError`` is printed once, here, as a ✗ line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import images
+from images.errors import ImageError
+from images.recipes import DEFAULT_RECIPE, RECIPES, recipe_hash
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """Add ``image`` (with ``build`` and ``list``) to ``subparsers``; handlers are in ``args.handler``."""
+    parser = subparsers.add_parser("image", help="build and list the harness's base images")
+    sub = parser.add_subparsers(dest="image_command", metavar="{build,list}", required=True)
+
+    build = sub.add_parser("build", help="build an image (or reuse the cached one)")
+    build.add_argument(
+        "name",
+        nargs="?",
+        default=DEFAULT_RECIPE,
+        help=f"recipe (default {DEFAULT_RECIPE}): {', '.join(RECIPES)}",
+    )
+    build.add_argument("--force", action="store_true", help="rebuild even when the image is cached")
+    build.set_defaults(handler=cmd_build)
+
+    listing = sub.add_parser("list", help="list the recipes and the images in the cache")
+    listing.set_defaults(handler=cmd_list)
+    return parser
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    start = time.monotonic()
+    try:
+        cached = None if args.force else images.get(args.name)
+        img = cached or images.build(args.name, force=args.force, progress=_step_line)
+    except ImageError as exc:
+        print(f"✗ image {args.name} ({time.monotonic() - start:.1f}s): {exc}", file=sys.stderr)
+        return 1
+    how = "cached" if cached else "built"
+    print(f"✓ image {img.name} {img.digest} {how} ({time.monotonic() - start:.1f}s) {img.path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    built = images.list_images()
+    current = {name: recipe_hash(r) for name, r in RECIPES.items()}
+    for name in RECIPES:
+        mine = [i for i in built if i.name == name and i.digest == current[name]]
+        if mine:
+            _image_line(mine[0], "")
+        else:
+            print(f"  {name:<16} {'-':<12}  not built")
+    for img in built:
+        if current.get(img.name) != img.digest:
+            _image_line(img, "  (older recipe version)")
+    return 0
+
+
+def _image_line(img: images.Image, note: str) -> None:
+    size = img.qcow2.stat().st_size / 1e6 if img.qcow2.exists() else 0.0
+    print(f"✓ {img.name:<16} {img.digest}  {img.created}  qcow2 {size:.0f} MB  {img.path}{note}")
+
+
+def _step_line(line: str) -> None:
+    print(f"  {line}", file=sys.stderr)

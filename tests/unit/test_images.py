@@ -1,0 +1,417 @@
+"""Unit tests for ``images``: recipes and their hash, mirror choice and the offline fail-fast, the
+cache's atomic and locked builds (with a fake builder: no mmdebstrap here), the initrd lister, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import images
+from images import cli
+from images.cache import INITRD, KERNEL, QCOW2, ROOTFS, BuildInfo, ImageStore, cache_dir
+from images.errors import BuildError, ImageError, NeedsDownload, SourceConfigError, UnknownRecipe
+from images.initrd import list_initrd
+from images.recipes import RECIPES, DebootstrapRecipe, Recipe, recipe, recipe_hash
+from images.run import Progress
+from images.sources import check_source, read_apt_sources, resolve_mirrors
+
+DEBIAN_SOURCES = """\
+Types: deb
+# http://snapshot.debian.org/archive/debian/20250520T000000Z
+URIs: http://mirror.example/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://mirror.example/debian-security
+Suites: bookworm-security
+Components: main
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing in these tests may open a connection: "needs a download" is decided from configuration."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"unit test tried to connect: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def apt_etc(tmp_path: Path) -> Path:
+    etc = tmp_path / "apt"
+    (etc / "sources.list.d").mkdir(parents=True)
+    (etc / "sources.list.d" / "debian.sources").write_text(DEBIAN_SOURCES)
+    (etc / "sources.list.d" / "other.list.disabled-by-farm").write_text("deb http://ubuntu.example/ubuntu jammy main\n")
+    (etc / "sources.list.d" / "vendor.list").write_text(
+        "# a vendor repo\ndeb [arch=amd64] https://vendor.example/apt cloud-sdk-bookworm main\n"
+    )
+    return etc
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "cache"
+    monkeypatch.setenv("KHA_CACHE_DIR", str(root))
+    return root
+
+
+# --- recipes -------------------------------------------------------------------------------------
+
+
+def test_recipe_hash_is_stable_across_processes() -> None:
+    here = recipe_hash(recipe("debian-12"))
+    code = "from images.recipes import recipe, recipe_hash; print(recipe_hash(recipe('debian-12')))"
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert here == there
+    assert len(here) == 12 and int(here, 16) >= 0
+
+
+def test_recipe_hash_changes_with_the_package_list() -> None:
+    base = recipe("debian-12")
+    assert isinstance(base, DebootstrapRecipe)
+    more = dataclasses.replace(base, packages=(*base.packages, "tcpdump"))
+    fewer = dataclasses.replace(base, packages=base.packages[:-1])
+    hashes = {recipe_hash(base), recipe_hash(more), recipe_hash(fewer)}
+    assert len(hashes) == 3
+
+
+def test_recipe_hash_changes_with_a_customize_step() -> None:
+    base = recipe("debian-12")
+    assert isinstance(base, DebootstrapRecipe)
+    changed = dataclasses.replace(base, disable_units=(*base.disable_units, "containerd.service"))
+    assert recipe_hash(changed) != recipe_hash(base)
+
+
+def test_each_recipe_has_its_own_hash() -> None:
+    assert len({recipe_hash(r) for r in RECIPES.values()}) == len(RECIPES)
+
+
+def test_unknown_recipe_lists_the_valid_names() -> None:
+    with pytest.raises(UnknownRecipe) as err:
+        recipe("debian-99")
+    assert "debian-99" in str(err.value)
+    for name in ("debian-11", "debian-12", "debian-13", "ubuntu-22.04", "rocky-9"):
+        assert name in str(err.value)
+
+
+def test_per_suite_package_names() -> None:
+    def packages(name: str) -> tuple[str, ...]:
+        r = recipe(name)
+        assert isinstance(r, DebootstrapRecipe)
+        return r.packages
+
+    # bullseye's server binary is nginx-light; from bookworm on it is "nginx".
+    assert "nginx-light" in packages("debian-11") and "nginx" not in packages("debian-11")
+    assert "nginx" in packages("debian-12") and "nginx-light" not in packages("debian-12")
+    for name in ("debian-11", "debian-12", "debian-13"):
+        assert {"etcd-server", "etcd-client", "libnginx-mod-stream", "chrony"} <= set(packages(name))
+        assert "systemd-timesyncd" not in packages(name)
+
+
+# --- sources: mirrors and the offline decision ---------------------------------------------------
+
+
+def test_reads_enabled_apt_sources_only(apt_etc: Path) -> None:
+    uris = [s.uri for s in read_apt_sources(apt_etc)]
+    assert uris == [
+        "http://mirror.example/debian",
+        "http://mirror.example/debian-security",
+        "https://vendor.example/apt",
+    ]
+
+
+def test_debian_mirror_comes_from_the_apt_configuration(apt_etc: Path) -> None:
+    r = recipe("debian-11")
+    assert isinstance(r, DebootstrapRecipe)
+    m = resolve_mirrors(r, {}, apt_etc)
+    assert (m.archive, m.security) == ("http://mirror.example/debian", "http://mirror.example/debian-security")
+    lines = m.apt_lines(r)
+    assert any(line.endswith("http://mirror.example/debian bullseye main") for line in lines)
+    assert any(line.endswith("http://mirror.example/debian-security bullseye-security main") for line in lines)
+
+
+def test_debian_mirror_env_override(apt_etc: Path) -> None:
+    r = recipe("debian-12")
+    assert isinstance(r, DebootstrapRecipe)
+    m = resolve_mirrors(r, {"KHA_DEBIAN_MIRROR": "http://cache.local:3142/debian/"}, apt_etc)
+    assert m.archive == "http://cache.local:3142/debian"
+    assert "KHA_DEBIAN_MIRROR" in m.origin
+
+
+def test_no_debian_mirror_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceConfigError, match="KHA_DEBIAN_MIRROR"):
+        check_source(recipe("debian-12"), {}, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["ubuntu-22.04", "ubuntu-24.04"])
+def test_ubuntu_needs_a_download_when_no_ubuntu_mirror_is_configured(name: str, apt_etc: Path) -> None:
+    start = time.monotonic()
+    with pytest.raises(NeedsDownload) as err:
+        check_source(recipe(name), {}, apt_etc)
+    assert time.monotonic() - start < 1
+    msg = str(err.value)
+    assert "needs a download from http://archive.ubuntu.com/ubuntu" in msg
+    assert "this machine cannot reach it" in msg and "KHA_UBUNTU_MIRROR" in msg
+
+
+def test_ubuntu_with_a_mirror_override_is_buildable(apt_etc: Path) -> None:
+    r = recipe("ubuntu-22.04")
+    assert isinstance(r, DebootstrapRecipe)
+    m = resolve_mirrors(r, {"KHA_UBUNTU_MIRROR": "http://ubuntu.local/ubuntu"}, apt_etc)
+    assert m.archive == "http://ubuntu.local/ubuntu"
+    assert "main universe" in m.apt_lines(r)[0]
+
+
+@pytest.mark.parametrize("name", ["rocky-9", "centos-stream-9"])
+def test_cloud_images_need_a_download(name: str, apt_etc: Path) -> None:
+    r = recipe(name)
+    with pytest.raises(NeedsDownload) as err:
+        images.builder_for(r, {}, apt_etc)
+    assert getattr(r, "url", "") in str(err.value)
+    assert "this machine cannot reach it" in str(err.value)
+
+
+def test_offline_fails_fast_for_every_recipe(apt_etc: Path) -> None:
+    for r in RECIPES.values():
+        with pytest.raises(NeedsDownload, match=r"KHA_OFFLINE=1|cannot reach"):
+            images.builder_for(r, {"KHA_OFFLINE": "1"}, apt_etc)
+
+
+def test_build_fails_fast_offline_without_touching_the_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KHA_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(NeedsDownload, match=r"ubuntu-24\.04"):
+        images.build("ubuntu-24.04")
+    assert time.monotonic() - start < 1
+    assert not list(cache.rglob(".building-*"))
+
+
+# --- cache ---------------------------------------------------------------------------------------
+
+
+class FakeBuilder:
+    """Writes the files a real build leaves, counts its calls, and can fail or be slow."""
+
+    def __init__(self, *, fail: bool = False, delay: float = 0.0) -> None:
+        self.calls = 0
+        self.fail = fail
+        self.delay = delay
+        self._mutex = threading.Lock()
+
+    def __call__(self, r: Recipe, work: Path, progress: Progress | None) -> BuildInfo:
+        with self._mutex:
+            self.calls += 1
+        (work / ROOTFS / "etc").mkdir(parents=True)
+        (work / ROOTFS / "etc" / "os-release").write_text("ID=debian\n")
+        time.sleep(self.delay)
+        if self.fail:
+            raise BuildError("mmdebstrap failed", argv=["mmdebstrap", "bookworm"], returncode=1, output_tail="E: x")
+        (work / QCOW2).write_bytes(b"QFI\xfb fake")
+        (work / KERNEL).write_bytes(b"kernel")
+        (work / INITRD).write_bytes(b"initrd")
+        return BuildInfo(
+            kernel_version="6.1.0-1-cloud-amd64",
+            kernel_cmdline="root=/dev/vda rw",
+            sources=("deb http://mirror.example/debian bookworm main",),
+            mirror_origin="test",
+            packages=(("etcd-server", "3.4.23"), ("haproxy", "2.6.12")),
+            initrd_modules=("virtio_blk",),
+            qcow2_virtual_bytes=8 << 30,
+        )
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeBuilder:
+    builder = FakeBuilder()
+    monkeypatch.setattr(images, "builder_for", lambda r, env=None, apt_etc=None: builder)
+    return builder
+
+
+def test_cache_dir_precedence(tmp_path: Path) -> None:
+    assert cache_dir({"KHA_CACHE_DIR": str(tmp_path / "a"), "XDG_CACHE_HOME": "/x"}) == tmp_path / "a"
+    assert cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "kha"
+    assert cache_dir({}) == Path.home() / ".cache" / "kha"
+
+
+def test_build_once_then_reuse(cache: Path, fake: FakeBuilder) -> None:
+    assert images.get("debian-12") is None
+    img = images.build("debian-12")
+    assert fake.calls == 1
+    assert img.path == cache / "images" / f"debian-12-{recipe_hash(recipe('debian-12'))}"
+    assert img.rootfs.is_dir() and img.qcow2.is_file() and img.kernel.is_file() and img.initrd.is_file()
+    manifest = json.loads(img.manifest.read_text())
+    assert manifest["hash"] == img.digest
+    assert manifest["packages"]["etcd-server"] == "3.4.23"
+    assert manifest["files"]["kernel"] == KERNEL
+    assert manifest["sizes"]["qcow2_bytes"] == img.qcow2.stat().st_size
+    assert len(manifest["qcow2_sha256"]) == 64
+
+    again = images.build("debian-12")
+    assert fake.calls == 1
+    assert again == img == images.get("debian-12")
+    assert images.list_images() == [img]
+
+
+def test_force_rebuilds_in_place(cache: Path, fake: FakeBuilder) -> None:
+    first = images.build("debian-12")
+    second = images.build("debian-12", force=True)
+    assert fake.calls == 2
+    assert second.path == first.path
+    assert [p.name for p in (cache / "images").iterdir() if not p.name.endswith(".lock")] == [first.path.name]
+
+
+def test_failed_build_leaves_nothing_that_looks_complete(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    failing = FakeBuilder(fail=True)
+    monkeypatch.setattr(images, "builder_for", lambda r, env=None, apt_etc=None: failing)
+    with pytest.raises(BuildError) as err:
+        images.build("debian-12")
+    assert "mmdebstrap bookworm" in str(err.value) and "E: x" in str(err.value)
+    assert images.get("debian-12") is None
+    assert images.list_images() == []
+    assert not [p for p in (cache / "images").iterdir() if not p.name.endswith(".lock")]
+
+
+def test_interrupted_build_is_invisible_and_cleaned_up(cache: Path, fake: FakeBuilder) -> None:
+    r = recipe("debian-12")
+    leftover = cache / "images" / f".building-debian-12-{recipe_hash(r)}-abc123"
+    (leftover / ROOTFS).mkdir(parents=True)
+    (leftover / QCOW2).write_bytes(b"half")
+    assert images.get("debian-12") is None
+    assert images.list_images() == []
+    images.build("debian-12")
+    assert not leftover.exists()
+
+
+def test_a_directory_without_manifest_is_not_an_image(cache: Path) -> None:
+    r = recipe("debian-12")
+    (cache / "images" / f"debian-12-{recipe_hash(r)}" / ROOTFS).mkdir(parents=True)
+    assert images.get("debian-12") is None
+    assert images.list_images() == []
+
+
+def test_changed_recipe_builds_a_new_image(cache: Path) -> None:
+    store = ImageStore(cache)
+    fake = FakeBuilder()
+    base = recipe("debian-12")
+    assert isinstance(base, DebootstrapRecipe)
+    changed = dataclasses.replace(base, packages=(*base.packages, "tcpdump"))
+    a = store.build(base, fake)
+    b = store.build(changed, fake)
+    assert fake.calls == 2 and a.path != b.path
+    assert store.lookup(changed) == b
+    assert len(store.list()) == 2
+
+
+def test_concurrent_builds_of_one_recipe_build_once(cache: Path) -> None:
+    store = ImageStore(cache)
+    fake = FakeBuilder(delay=0.3)
+    r = recipe("debian-12")
+    results: list[images.Image] = []
+    waited: list[str] = []
+
+    def worker() -> None:
+        results.append(store.build(r, fake, progress=waited.append))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert fake.calls == 1
+    assert len(results) == 3 and len({img.path for img in results}) == 1
+    assert any("waiting for another build" in line for line in waited)
+
+
+# --- initrd listing ------------------------------------------------------------------------------
+
+
+def _newc(entries: dict[str, bytes]) -> bytes:
+    out = bytearray()
+
+    def pad() -> None:
+        out.extend(b"\0" * (-len(out) % 4))
+
+    for i, (name, data) in enumerate([*entries.items(), ("TRAILER!!!", b"")]):
+        raw = name.encode() + b"\0"
+        fields = [i + 1, 0o100644, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(raw), 0]
+        out += b"070701" + b"".join(b"%08x" % f for f in fields) + raw
+        pad()
+        out += data
+        pad()
+    return bytes(out)
+
+
+def test_list_initrd_reads_early_and_compressed_archives(tmp_path: Path) -> None:
+    early = _newc({"kernel/x86/microcode/GenuineIntel.bin": b"ucode"})
+    main = _newc({".": b"", "usr/lib/modules/6.1.0/kernel/drivers/block/virtio_blk.ko": b"\x7fELF", "init": b"#!"})
+    path = tmp_path / "initrd.img"
+    path.write_bytes(early + b"\0" * 512 + gzip.compress(main))
+    assert list_initrd(path) == [
+        "kernel/x86/microcode/GenuineIntel.bin",
+        "usr/lib/modules/6.1.0/kernel/drivers/block/virtio_blk.ko",
+        "init",
+    ]
+
+
+def test_list_initrd_rejects_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "initrd.img"
+    path.write_bytes(b"not an initrd at all")
+    with pytest.raises(ImageError, match="unknown initrd compression"):
+        list_initrd(path)
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def parser() -> Iterator[argparse.ArgumentParser]:
+    p = argparse.ArgumentParser(prog="kha")
+    cli.add_parser(p.add_subparsers(dest="command", required=True))
+    yield p
+
+
+def test_cli_build_prints_one_check_line(
+    parser: argparse.ArgumentParser, cache: Path, fake: FakeBuilder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = parser.parse_args(["image", "build", "debian-12"])
+    assert args.handler(args) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("✓ image debian-12 ") and "built" in out[0] and "s)" in out[0]
+    assert args.handler(args) == 0
+    assert "cached" in capsys.readouterr().out
+    assert fake.calls == 1
+
+
+def test_cli_build_unknown_recipe_is_one_error_line(
+    parser: argparse.ArgumentParser, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = parser.parse_args(["image", "build", "nope"])
+    assert args.handler(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("✗ image nope") and "debian-12" in err
+
+
+def test_cli_list(
+    parser: argparse.ArgumentParser, cache: Path, fake: FakeBuilder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images.build("debian-12")
+    args = parser.parse_args(["image", "list"])
+    assert args.handler(args) == 0
+    out = capsys.readouterr().out
+    assert "✓ debian-12" in out and "debian-11" in out and "not built" in out
