@@ -1,4 +1,5 @@
-"""Project-wide pytest set-up: the rule that a tier we run must fail, not skip, when it lacks something."""
+"""Project-wide pytest set-up: the harness fixtures, and the rule that a tier we run must fail, not skip,
+when it lacks something."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import os
 from collections.abc import Generator
 
 import pytest
+
+# Fixtures that give a test a running topology (harness/pytest_plugin.py).
+pytest_plugins = ["harness.pytest_plugin"]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -16,6 +16,7 @@ from images import cli as images_cli
 from installer import install, render, topology
 from installer.errors import ConfigError, InstallerError
 from installer.pki import cli as pki_cli
+from kha import harness_cli
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -50,13 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], object]]:
     """Subcommands owned by other packages, added as they land."""
-    found: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    found: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], object]] = [
         render.register,
         pki_cli.register,
         install.register,
         images_cli.add_parser,
+        harness_cli.register,
     ]
     return found
 

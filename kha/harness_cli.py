@@ -1,0 +1,183 @@
+"""The harness subcommands of ``kha``: up, status, ssh, snapshot, revert, down.
+
+``register(subparsers)`` adds them to the ``kha`` parser. Handlers print (this is the CLI boundary):
+one ✓/✗ line per step, then where to reach the nodes. Harness errors are printed once here and turn
+into exit code 1 (2 for a bad topology spec); inventory problems are raised to ``kha.cli`` as
+``ConfigError`` and printed there as ``FILE:LINE: message``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import paths
+from harness.errors import HarnessError, SpecError
+from harness.provider import Cluster, Provider, clusters
+from harness.spec import DRIVERS, TopologySpec
+from harness.state import ClusterState
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _with_errors(fn: Handler) -> Handler:
+    """Print a harness error once and pick the exit code (2: bad spec, 1: a step failed)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except SpecError as exc:
+            for problem in exc.problems:
+                print(f"kha: {problem}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except HarnessError as exc:
+            print(f"kha: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+
+    return handler
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = sub.add_parser("up", help="boot a topology (scenario or inventory) on libvirt and wait for SSH")
+    up.add_argument("scenario", nargs="?", help="scenario name (allinone, s-master, m-master)")
+    up.add_argument("-i", "--inventory", help="inventory file instead of a scenario")
+    up.add_argument("--driver", choices=DRIVERS, help="node driver (default: the scenario's, else lxc)")
+    up.add_argument("--isolated", action="store_true",
+                    help="run a private libvirtd in a new network namespace (nothing reachable from outside "
+                         "it; what tests use). Default: the system libvirt (qemu:///system, lxc:///system)")
+    up.add_argument("--name", help="cluster name (default: the scenario name or the inventory file's stem)")
+    up.add_argument("--keep-on-failure", action="store_true", help="keep a cluster that failed to come up")
+    up.set_defaults(handler=_with_errors(_up))
+
+    status = sub.add_parser("status", help="list clusters and the state of their nodes")
+    status.add_argument("--name", help="only this cluster")
+    status.set_defaults(handler=_with_errors(_status))
+
+    ssh = sub.add_parser("ssh", help="ssh to a node of a cluster (ssh -F <its ssh_config> NODE [CMD])")
+    ssh.add_argument("node", help="node name or address")
+    ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run (after --)")
+    ssh.add_argument("--name", help="cluster (default: the only one up)")
+    ssh.set_defaults(handler=_with_errors(_ssh))
+
+    snap = sub.add_parser("snapshot", help="save the whole topology under NAME")
+    snap.add_argument("snapshot", metavar="NAME")
+    snap.add_argument("--name", help="cluster (default: the only one up)")
+    snap.set_defaults(handler=_with_errors(_snapshot))
+
+    revert = sub.add_parser("revert", help="bring the whole topology back to snapshot NAME")
+    revert.add_argument("snapshot", metavar="NAME")
+    revert.add_argument("--name", help="cluster (default: the only one up)")
+    revert.set_defaults(handler=_with_errors(_revert))
+
+    down = sub.add_parser("down", help="destroy a cluster: domains, network, mounts, daemon, namespace, state")
+    down.add_argument("--name", help="cluster (default: the only one up)")
+    down.set_defaults(handler=_with_errors(_down))
+
+
+def _emit(line: str) -> None:
+    print(line, flush=True)
+
+
+def spec_for(args: argparse.Namespace) -> TopologySpec:
+    """The topology to boot from ``SCENARIO`` or ``-i INVENTORY`` (+ ``--driver``, ``--name``)."""
+    from scenarios import topologies  # noqa: PLC0415 - only `up` reads inventories
+
+    if bool(args.scenario) == bool(args.inventory):
+        raise SpecError("give either a scenario name or -i INVENTORY (not both)")
+    if args.inventory:
+        return topologies.spec_for_inventory(args.inventory, args.driver, args.name)
+    return topologies.spec_for_scenario(args.scenario, args.driver, args.name)
+
+
+def _up(args: argparse.Namespace) -> int:
+    spec = spec_for(args)
+    mode = "isolated" if args.isolated else "system libvirt"
+    print(f"kha up {spec.cluster}: {len(spec.nodes)} node(s), {spec.driver}, {mode}, image {spec.image}")
+    cluster = Provider(isolated=args.isolated, emit=_emit).up(spec, keep_on_failure=args.keep_on_failure)
+    first = cluster.nodes[0]
+    print(f"cluster {cluster.name} is up; state in {cluster.state.state_dir}")
+    print(f"  kha ssh {first}            (or: ssh -F {cluster.ssh_config} {first})")
+    return EXIT_OK
+
+
+def _pick(name: str | None) -> Path:
+    if name:
+        return paths.cluster_dir(name)
+    found = [p for p in clusters() if (p / "state.json").exists()]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise HarnessError(f"no cluster is up (state dirs in {paths.clusters_root()})")
+    raise HarnessError(f"several clusters are up ({', '.join(p.name for p in found)}): choose one with --name")
+
+
+def _status(args: argparse.Namespace) -> int:
+    dirs = [paths.cluster_dir(args.name)] if args.name else clusters()
+    if not dirs:
+        print(f"no clusters (state dirs in {paths.clusters_root()})")
+        return EXIT_OK
+    for d in dirs:
+        try:
+            state = ClusterState.load(d)
+        except HarnessError as exc:
+            print(f"{d.name}: {exc}")
+            continue
+        mode = f"isolated in netns {state.netns}" if state.netns else "system libvirt"
+        print(f"{state.spec.cluster}: {state.spec.driver}, {mode}, {state.spec.source}")
+        try:
+            cluster = Cluster.load(d)
+            states = cluster.status()
+        except HarnessError as exc:
+            print(f"  ✗ {exc}")
+            continue
+        for node in state.spec.nodes:
+            roles = ", ".join(node.roles) or "-"
+            print(f"  {node.name:<16} {node.address!s:<15} {states.get(node.name, '?'):<9} {roles}")
+        if state.snapshots:
+            print(f"  snapshots: {', '.join(state.snapshots)}")
+        cluster.close()
+    return EXIT_OK
+
+
+def _ssh(args: argparse.Namespace) -> int:
+    d = _pick(args.name)
+    state = ClusterState.load(d)
+    known = {n.name for n in state.spec.nodes} | {str(n.address) for n in state.spec.nodes}
+    if args.node not in known:
+        raise HarnessError(f"cluster {state.spec.cluster} has no node {args.node!r}")
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    argv = ["ssh", "-F", str(d / "ssh_config"), args.node]
+    if command:
+        argv.append(shlex.join(command))
+    sys.stdout.flush()
+    os.execvp("ssh", argv)
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    cluster = Cluster.load(_pick(args.name))
+    with Provider(emit=_emit).steps.step(f"snapshot {args.snapshot} of {cluster.name}"):
+        cluster.snapshot(args.snapshot)
+    return EXIT_OK
+
+
+def _revert(args: argparse.Namespace) -> int:
+    cluster = Cluster.load(_pick(args.name))
+    with Provider(emit=_emit).steps.step(f"revert {cluster.name} to {args.snapshot}"):
+        cluster.revert(args.snapshot)
+    return EXIT_OK
+
+
+def _down(args: argparse.Namespace) -> int:
+    d = _pick(args.name)
+    removed = Provider(emit=_emit).down(args.name or d.name, d)
+    for item in removed:
+        print(f"  removed {item}")
+    return EXIT_OK

@@ -1,0 +1,76 @@
+"""The harness subcommands' parsing and error reporting (nothing is booted here)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+
+from installer.errors import ConfigError
+from kha import harness_cli
+from scenarios import catalog
+
+
+class cli:
+    @staticmethod
+    def build_parser() -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog="kha")
+        harness_cli.register(parser.add_subparsers(dest="command", required=True))
+        return parser
+
+    @staticmethod
+    def main(argv: list[str]) -> int:
+        args = cli.build_parser().parse_args(argv)
+        try:
+            return int(args.handler(args))
+        except ConfigError as exc:  # kha.cli prints these as FILE:LINE: message, exit 2
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 2
+
+
+@pytest.fixture(autouse=True)
+def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KHA_STATE_DIR", str(tmp_path / "clusters"))
+    return tmp_path / "clusters"
+
+
+def test_up_arguments_become_a_spec() -> None:
+    args = cli.build_parser().parse_args(["up", "m-master", "--driver", "qemu", "--isolated", "--name", "ci"])
+    assert args.isolated
+    spec = harness_cli.spec_for(args)
+    assert (spec.cluster, spec.driver, len(spec.nodes)) == ("ci", "qemu", 4)
+
+
+def test_up_from_an_inventory_file() -> None:
+    path = catalog.get("allinone").inventory_hostname
+    args = cli.build_parser().parse_args(["up", "-i", str(path)])
+    spec = harness_cli.spec_for(args)
+    assert spec.cluster == "allinone-hostname"
+    assert not args.isolated  # the default is the workstation's system libvirt
+
+
+def test_up_needs_exactly_one_source(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["up", "m-master", "-i", "x.ini"]) == harness_cli.EXIT_BAD_INPUT
+    assert "either a scenario name or -i INVENTORY" in capsys.readouterr().err
+
+
+def test_unknown_scenario_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["up", "no-such-scenario"]) == 2
+    assert "unknown scenario 'no-such-scenario'" in capsys.readouterr().err
+
+
+def test_status_without_clusters(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["status"]) == 0
+    assert "no clusters" in capsys.readouterr().out
+
+
+def test_commands_on_a_missing_cluster_fail_clearly(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["ssh", "node1"]) == 1
+    assert "no cluster is up" in capsys.readouterr().err
+    assert cli.main(["snapshot", "s1", "--name", "ghost"]) == 1
+    assert "no cluster state" in capsys.readouterr().err
+    assert cli.main(["down", "--name", "ghost"]) == 1
+    assert "no cluster ghost" in capsys.readouterr().err
