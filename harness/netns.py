@@ -90,6 +90,15 @@ def connect(name: str | None, address: str, port: int, timeout: float) -> socket
     return result[0]
 
 
+def enter(name: str) -> None:
+    """Move the *calling thread* into namespace ``name``.
+
+    For worker threads that measure from inside the topology's network (probers, clients): sockets
+    they open, and processes they start, live in the namespace; the rest of the process does not move.
+    """
+    _setns(NETNS_DIR / name)
+
+
 _libc: ctypes.CDLL | None = None
 
 

@@ -64,6 +64,12 @@ class Connector:
             self._open[host.name] = t
         return t
 
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         for t in self._open.values():
             t.close()
