@@ -122,11 +122,13 @@ def _status(args: argparse.Namespace) -> int:
     if not dirs:
         print(f"no clusters (state dirs in {paths.clusters_root()})")
         return EXIT_OK
+    failed = False
     for d in dirs:
         try:
             state = ClusterState.load(d)
         except HarnessError as exc:
             print(f"{d.name}: {exc}")
+            failed = True
             continue
         mode = f"isolated in netns {state.netns}" if state.netns else "system libvirt"
         print(f"{state.spec.cluster}: {state.spec.driver}, {mode}, {state.spec.source}")
@@ -135,6 +137,7 @@ def _status(args: argparse.Namespace) -> int:
             states = cluster.status()
         except HarnessError as exc:
             print(f"  ✗ {exc}")
+            failed = True
             continue
         for node in state.spec.nodes:
             roles = ", ".join(node.roles) or "-"
@@ -142,7 +145,8 @@ def _status(args: argparse.Namespace) -> int:
         if state.snapshots:
             print(f"  snapshots: {', '.join(state.snapshots)}")
         cluster.close()
-    return EXIT_OK
+    # Non-zero when a cluster asked for (or found) cannot be read: scripts test `kha status --name X`.
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _ssh(args: argparse.Namespace) -> int:

@@ -59,8 +59,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "installing kha into $VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[dev,harness]"
+  log "installing kha into $VENV (log: $VENV/pip.log)"
+  if ! { "$VENV/bin/python" -m pip install -q --upgrade pip \
+         && "$VENV/bin/python" -m pip install -q -e "$ROOT[dev,harness]"; } > "$VENV/pip.log" 2>&1; then
+    tail -n 30 "$VENV/pip.log" >&2
+    log "pip install failed (full log: $VENV/pip.log)"
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
