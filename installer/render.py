@@ -14,6 +14,7 @@ from installer import topology
 from installer.etcd import render as etcd_render
 from installer.facts import NodeFacts
 from installer.files import NodeFile, mirror
+from installer.kubernetes import render as k8s_render
 from installer.loadbalancer import render as lb_render
 from installer.secrets import ClusterSecrets
 from installer.state import StateDir
@@ -21,10 +22,19 @@ from installer.topology import Topology
 
 
 def node_files(
-    topo: Topology, secrets: ClusterSecrets, facts: Mapping[str, NodeFacts] | None = None
+    topo: Topology,
+    secrets: ClusterSecrets,
+    facts: Mapping[str, NodeFacts] | None = None,
+    *,
+    release: k8s_render.Release | None = None,
+    ca_pem: bytes | None = None,
 ) -> dict[str, list[NodeFile]]:
-    """Files per node name, in [all] order; nodes with nothing to receive map to an empty list."""
+    """Files per node name, in [all] order; nodes with nothing to receive map to an empty list.
+
+    Join configurations need the cluster CA (its discovery hash); without ``ca_pem`` they are left out.
+    """
     facts = facts or {}
+    release = release or k8s_render.Release.upstream(topo)
     etcd_names = {h.name for h in topo.etcd}
     out: dict[str, list[NodeFile]] = {}
     for host in topo.hosts:
@@ -32,6 +42,7 @@ def node_files(
         if host.name in etcd_names:
             files += etcd_render.files(topo, host)
         files += lb_render.files(topo, host, secrets, facts.get(host.name))
+        files += k8s_render.files(topo, host, secrets, release, ca_pem)
         out[host.name] = files
     return out
 
@@ -39,7 +50,7 @@ def node_files(
 def _cmd_render(args: argparse.Namespace) -> int:
     topo = topology.load(args.inventory)
     state = StateDir.for_inventory(args.inventory, args.state)
-    files = node_files(topo, state.secrets(topo))
+    files = node_files(topo, state.secrets(topo), ca_pem=k8s_render.store_ca(state.pki))
     written = mirror(files, Path(args.dir))
     for node, items in files.items():
         print(f"{node}: {len(items)} files")
