@@ -113,6 +113,54 @@ mount --make-rshared /
 exec /sbin/init "$@"
 """
 
+# runc in front of Debian's runc on LXC nodes. This host refuses a negative oom_score_adj (and a raised
+# hard NOFILE limit) even to root, and runc then fails every pod sandbox with "can't get final child's
+# PID from pipe: EOF" (shared/MACHINE.md). containerd's shim finds runc on PATH, and /usr/local/sbin
+# comes first, so this clamps the bundle's config.json (create/run) or the exec process file, then execs
+# the real runc. The installer stays the same for VMs, LXC nodes and real machines.
+RUNC_WRAPPER = """#!/usr/bin/python3
+# kha harness (LXC nodes only): clamp process.oomScoreAdj >= 0 and RLIMIT_NOFILE <= our hard limit.
+import json, os, resource, sys
+
+REAL = os.environ.get("KHA_RUNC_REAL", "/usr/sbin/runc")
+
+
+def clamp(proc):
+    if proc.get("oomScoreAdj", 0) < 0:
+        proc["oomScoreAdj"] = 0
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    for r in proc.get("rlimits") or []:
+        if r.get("type") == "RLIMIT_NOFILE" and hard != resource.RLIM_INFINITY:
+            r["hard"] = min(r.get("hard", hard), hard)
+            r["soft"] = min(r.get("soft", hard), r["hard"])
+
+
+def edit(path, process_of):
+    try:
+        with open(path) as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        return
+    clamp(process_of(doc))
+    with open(path + ".kha", "w") as fh:
+        json.dump(doc, fh)
+    os.replace(path + ".kha", path)
+
+
+args = sys.argv[1:]
+for i, arg in enumerate(args):
+    value = args[i + 1] if i + 1 < len(args) else None
+    if arg.startswith("--bundle="):
+        arg, value = "--bundle", arg.split("=", 1)[1]
+    if arg.startswith("--process="):
+        arg, value = "--process", arg.split("=", 1)[1]
+    if arg in ("--bundle", "-b") and value:
+        edit(os.path.join(value, "config.json"), lambda d: d.setdefault("process", {}))
+    elif arg in ("--process", "-p") and value:
+        edit(value, lambda d: d)
+os.execv(REAL, [REAL, *args])
+"""
+
 # Values kubelet 1.20 checks (pkg/kubelet/cm/container_manager_linux.go, setupKernelTunables).
 _PROC_SYS = {"vm/overcommit_memory": "1\n", "kernel/panic": "10\n", "kernel/panic_on_oops": "1\n"}
 
@@ -158,7 +206,8 @@ def network_file(spec: TopologySpec, node: NodeSpec) -> File:
 
 def lxc_files(spec: TopologySpec, node: NodeSpec, host_key: KeyPair, root_key: KeyPair) -> list[File]:
     files = [*node_files(spec, node, host_key, root_key), network_file(spec, node),
-             File("/sbin/kha-init", KHA_INIT.encode(), 0o755)]
+             File("/sbin/kha-init", KHA_INIT.encode(), 0o755),
+             File("/usr/local/sbin/runc", RUNC_WRAPPER.encode(), 0o755)]
     files += [File(f"/etc/kha/proc-sys/{entry}", value.encode()) for entry, value in _PROC_SYS.items()]
     return files
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import paramiko
@@ -159,3 +161,30 @@ def test_progress_lines_say_what_how_long_and_whether_it_worked() -> None:
         raise RuntimeError("boom")
     assert lines == ["✓ boot 4 nodes  1.9s", "✗ network  0.2s"]
     assert steps.seconds("boot 4 nodes") == pytest.approx(1.94)
+
+
+def test_lxc_runc_wrapper_clamps_oom_score_and_nofile(tmp_path: Path) -> None:
+    # The wrapper every LXC node gets in front of runc: a negative oom_score_adj is refused on these hosts.
+    wrapper = tmp_path / "runc"
+    wrapper.write_text(firstboot.RUNC_WRAPPER)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    spec = {"process": {"oomScoreAdj": -998, "args": ["pause"],
+                        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1 << 40, "soft": 1 << 40}]}}
+    (bundle / "config.json").write_text(json.dumps(spec))
+    proc_file = tmp_path / "process.json"
+    proc_file.write_text(json.dumps({"oomScoreAdj": -5, "args": ["sh"]}))
+    argv_log = tmp_path / "argv"
+    fake = tmp_path / "real-runc"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {argv_log}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "KHA_RUNC_REAL": str(fake)}
+    subprocess.run([sys.executable, str(wrapper), "--root", "/run/x", "create", "--bundle", str(bundle), "id1"],
+                   env=env, check=True)
+    assert argv_log.read_text().split() == ["--root", "/run/x", "create", "--bundle", str(bundle), "id1"]
+    done = json.loads((bundle / "config.json").read_text())["process"]
+    assert done["oomScoreAdj"] == 0 and done["args"] == ["pause"]
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert done["rlimits"][0]["hard"] <= hard and done["rlimits"][0]["soft"] <= done["rlimits"][0]["hard"]
+    subprocess.run([sys.executable, str(wrapper), "exec", f"--process={proc_file}", "id1"], env=env, check=True)
+    assert json.loads(proc_file.read_text())["oomScoreAdj"] == 0
