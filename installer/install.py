@@ -18,6 +18,7 @@ from installer import topology
 from installer.connect import Connector
 from installer.errors import PKIError
 from installer.facts import NodeFacts
+from installer.kubernetes.bundle import Bundle
 from installer.nodeops import gather_facts
 from installer.phases import Context, Phase, Runner
 from installer.pki.store import Store
@@ -36,6 +37,8 @@ class InstallContext(Context):
     state: StateDir
     connector: Connector
     secrets: ClusterSecrets
+    #: the offline Kubernetes bundle (binaries, images) when installing from one.
+    bundle: Bundle | None = None
     facts: dict[str, NodeFacts] = field(default_factory=dict)
 
     def transport(self, host: Host) -> Transport:
@@ -74,6 +77,7 @@ def _connect(ctx: InstallContext) -> None:
 def phases() -> list[Phase[InstallContext]]:
     # Imported here: the component modules import this one for InstallContext.
     from installer.etcd.phases import PHASE as ETCD  # noqa: PLC0415
+    from installer.kubernetes.phases import PHASE as KUBERNETES  # noqa: PLC0415
     from installer.loadbalancer.phases import PHASE as LB  # noqa: PLC0415
 
     return [
@@ -81,6 +85,7 @@ def phases() -> list[Phase[InstallContext]]:
         Phase("connect", _connect, description="log in to every node and read its facts"),
         ETCD,
         LB,
+        KUBERNETES,
     ]
 
 
@@ -93,6 +98,7 @@ def run(
     trust_unknown: bool = False,
     only: list[str] | None = None,
     skip: list[str] | None = None,
+    bundle: str | Path | None = None,
     dry_run: bool = False,
     out: TextIO | None = None,
 ) -> Runner[InstallContext]:
@@ -102,8 +108,9 @@ def run(
     connector = Connector(kh, Path(ssh_config) if ssh_config else None, trust_unknown=trust_unknown)
     # The runner checks --only/--skip first: a typo must not leave anything behind.
     runner = Runner(phases(), only=only or (), skip=skip or (), dry_run=dry_run, out=out or sys.stdout)
-    ctx = InstallContext(topo=topo, inventory=Path(inventory), state=sd,
-                         connector=connector, secrets=sd.secrets(topo, write=not dry_run), dry_run=dry_run)
+    ctx = InstallContext(topo=topo, inventory=Path(inventory), state=sd, connector=connector,
+                         secrets=sd.secrets(topo, write=not dry_run), dry_run=dry_run,
+                         bundle=Bundle.load(bundle) if bundle else None)
     try:
         runner.run(ctx)
     finally:
@@ -113,7 +120,8 @@ def run(
 
 def _cmd_install(args: argparse.Namespace) -> int:
     run(args.inventory, state=args.state, known_hosts=args.known_hosts, ssh_config=args.ssh_config,
-        trust_unknown=args.trust_unknown_hosts, only=args.only, skip=args.skip, dry_run=args.dry_run)
+        trust_unknown=args.trust_unknown_hosts, only=args.only, skip=args.skip, bundle=args.bundle,
+        dry_run=args.dry_run)
     return 0
 
 
@@ -127,5 +135,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="accept and record host keys not yet in known_hosts (never a changed key)")
     p.add_argument("--only", action="append", help="run only these phase paths (comma-separated, repeatable)")
     p.add_argument("--skip", action="append", help="skip these phase paths (comma-separated, repeatable)")
+    p.add_argument("--bundle", help="offline Kubernetes bundle folder (kha bundle build); its manifest is checked")
     p.add_argument("--dry-run", action="store_true", help="say what each phase would change; change nothing")
     p.set_defaults(handler=_cmd_install)

@@ -1,0 +1,330 @@
+"""Install phases that turn prepared nodes into a Kubernetes cluster with kubeadm.
+
+Order: node runtime (modules, sysctls, swap, containerd) → Kubernetes from the bundle (binaries,
+images, kubelet unit) → the PKI store's tree in /etc/kubernetes → ``kubeadm init`` on the first master
+(external etcd, our certificates, the LB endpoint) → further control planes one at a time → workers
+in parallel → CNI (bridge + host-local with a pod range per node, and persistent routes between
+nodes) → wait until every node is Ready.
+
+Every step checks first: a node that already runs a control plane is not initialised again, a node
+with a kubelet.conf has joined, an image that containerd has is not imported again.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from installer import nodeops
+from installer.errors import InstallerError
+from installer.files import NodeFile
+from installer.install import InstallContext
+from installer.kubernetes import render as k8s
+from installer.kubernetes.bundle import NODE_BINARIES, Bundle
+from installer.phases import Phase
+from installer.remote import Transport
+from installer.topology import Host, Role
+
+ADMIN_CONF = "/etc/kubernetes/admin.conf"
+KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
+APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+CNI_CONFLIST = "/etc/cni/net.d/10-kha-bridge.conflist"
+ROUTES_UNIT = "/etc/systemd/system/kha-pod-routes.service"
+IMPORT_DIR = "/var/tmp/kha-images"
+#: Files of the etcd member's own (owned by etcd, installed by the etcd phase): not ours to copy.
+_ETCD_OWNED = ("pki/etcd/server.", "pki/etcd/peer.", "pki/etcd/healthcheck-client.")
+#: Preflight checks kubeadm runs that do not fit an offline install from a bundle: CoreDNS has no
+#: offline image (its addon phase is skipped), and nodes that are containers have no kernel config
+#: for SystemVerification to read.
+IGNORE_PREFLIGHT = "ImagePull,SystemVerification,Swap"
+READY_TIMEOUT_S = 300.0
+
+
+class KubernetesError(InstallerError):
+    """A Kubernetes phase could not finish (nodes not Ready, no pod range allocated, …)."""
+
+
+def _bundle(ctx: InstallContext) -> Bundle:
+    if ctx.bundle is None:
+        raise KubernetesError("no offline bundle given: pass --bundle DIR (`kha bundle build` makes one); "
+                              "installing from the upstream package repositories is not written yet")
+    return ctx.bundle
+
+
+def _nodes(ctx: InstallContext) -> tuple[Host, ...]:
+    return k8s.kubernetes_nodes(ctx.topo)
+
+
+def _release(ctx: InstallContext) -> k8s.Release:
+    return _bundle(ctx).release
+
+
+def _each(ctx: InstallContext, hosts: Sequence[Host], fn: Callable[[Host, Transport], None]) -> None:
+    for host in hosts:
+        with ctx.node(host.name):
+            fn(host, ctx.transport(host))
+
+
+def _sync(ctx: InstallContext, t: Transport, files: Sequence[NodeFile]) -> None:
+    nodeops.sync_files(ctx, t, files)
+
+
+# -- runtime -------------------------------------------------------------------------------------
+def _runtime(ctx: InstallContext) -> None:
+    release = _release(ctx)
+
+    def one(host: Host, t: Transport) -> None:
+        facts = ctx.node_facts(host)
+        nodeops.ensure_packages(ctx, t, facts, ["containerd", "runc", "conntrack", "iptables", "socat"])
+        files = k8s.runtime_files(ctx.topo, release)
+        changed = nodeops.sync_files(ctx, t, files)
+        for module in k8s.MODULES:
+            # Inside a container the host's kernel has it (or not): only load what is missing.
+            if not t.run(["test", "-d", f"/sys/module/{module}"], check=False).ok and not ctx.would(
+                    f"load kernel module {module}"):
+                t.run(["modprobe", module], sudo=True)
+        if not ctx.would(f"apply {k8s.SYSCTL_FILE}"):
+            t.run(["sysctl", "-q", "-p", k8s.SYSCTL_FILE], sudo=True)
+        if t.run(["swapon", "--show", "--noheadings"], check=False).stdout.strip() and not ctx.would("turn swap off"):
+            t.run(["swapoff", "-a"], sudo=True)
+            # kubelet refuses to run with swap: keep it off across reboots too.
+            t.run(["sed", "-i", "-E", r"s@^([^#].*[[:space:]]swap[[:space:]].*)$@# \1  # kha: kubelet needs swap off@",
+                   "/etc/fstab"], sudo=True)
+        nodeops.ensure_service(ctx, t, "containerd", changed=k8s.CONTAINERD_CONFIG in changed)
+
+    _each(ctx, _nodes(ctx), one)
+
+
+# -- binaries, images, kubelet --------------------------------------------------------------------
+def _binaries(ctx: InstallContext) -> None:
+    bundle = _bundle(ctx)
+    bin_dir = bundle.release.bin_dir
+    wanted = [NodeFile(f"{bin_dir}/{name}", bundle.binaries[name].path.read_bytes(), mode=0o755)
+              for name in NODE_BINARIES]
+    if bundle.crictl is not None:
+        wanted.append(NodeFile(f"{bin_dir}/crictl", bundle.crictl.path.read_bytes(), mode=0o755))
+    _each(ctx, _nodes(ctx), lambda _h, t: _sync(ctx, t, wanted))
+
+
+def _images_for(ctx: InstallContext, host: Host) -> list[str]:
+    names = list(_bundle(ctx).images)
+    if k8s._is_control_plane(ctx.topo, host):
+        return names
+    # Workers run kube-proxy and pod sandboxes only.
+    return [n for n in names if "/kube-proxy:" in n or "/pause:" in n]
+
+
+def _images(ctx: InstallContext) -> None:
+    bundle = _bundle(ctx)
+
+    def one(host: Host, t: Transport) -> None:
+        have = set(t.run(["ctr", "-n", "k8s.io", "images", "ls", "-q"], sudo=True).stdout.split())
+        for name in _images_for(ctx, host):
+            if name in have or ctx.would(f"import image {name}"):
+                continue
+            archive = bundle.images[name]
+            remote = f"{IMPORT_DIR}/{archive.path.name}"
+            t.run(["mkdir", "-p", IMPORT_DIR], sudo=True)
+            t.put(archive.path, remote, mode=0o600, sudo=True)
+            try:
+                t.run(["ctr", "-n", "k8s.io", "images", "import", "--no-unpack", remote], sudo=True, timeout=600)
+            finally:
+                t.run(["rm", "-f", remote], sudo=True)
+
+    _each(ctx, _nodes(ctx), one)
+
+
+def _kubelet(ctx: InstallContext) -> None:
+    files = k8s.kubelet_files(_release(ctx))
+
+    def one(_host: Host, t: Transport) -> None:
+        if nodeops.sync_files(ctx, t, files) and not ctx.would("systemctl daemon-reload; enable kubelet"):
+            nodeops.systemctl(t, "daemon-reload")
+        if not nodeops.systemctl(t, "is-enabled", "--quiet", "kubelet", check=False) and not ctx.would(
+                "enable kubelet"):
+            nodeops.systemctl(t, "enable", "kubelet")
+
+    _each(ctx, _nodes(ctx), one)
+
+
+# -- PKI -----------------------------------------------------------------------------------------
+def pki_files(ctx: InstallContext, host: Host) -> list[NodeFile]:
+    """The node's tree from the PKI store, as /etc/kubernetes files (the etcd member's own certs excluded)."""
+    tree = ctx.pki_tree(host)
+    out = []
+    for path in sorted(p for p in tree.rglob("*") if p.is_file()):
+        rel = path.relative_to(tree).as_posix()
+        if rel.startswith(_ETCD_OWNED):
+            continue
+        secret = rel.endswith((".key", ".conf"))
+        out.append(NodeFile(f"/etc/kubernetes/{rel}", path.read_bytes(), mode=0o600 if secret else 0o644))
+    return out
+
+
+def _pki(ctx: InstallContext) -> None:
+    _each(ctx, _nodes(ctx), lambda h, t: _sync(ctx, t, pki_files(ctx, h)))
+
+
+# -- kubeadm -------------------------------------------------------------------------------------
+def _has(t: Transport, path: str) -> bool:
+    return t.run(["test", "-e", path], sudo=True, check=False).ok
+
+
+def _kubeadm(ctx: InstallContext, t: Transport, config: NodeFile, verb: str) -> None:
+    nodeops.sync_file(ctx, t, config)
+    argv = ["kubeadm", verb, "--config", config.path, f"--ignore-preflight-errors={IGNORE_PREFLIGHT}"]
+    if verb == "init":
+        # CoreDNS has no offline image here; clusters installed from a bundle go without it (README).
+        argv.append("--skip-phases=addon/coredns")
+    if ctx.would(shlex.join(argv)):
+        return
+    t.run([f"{_release(ctx).bin_dir}/{argv[0]}", *argv[1:]], sudo=True, timeout=1200)
+
+
+def _init(ctx: InstallContext) -> None:
+    host = ctx.topo.first_master
+    with ctx.node(host.name):
+        t = ctx.transport(host)
+        if _has(t, APISERVER_MANIFEST):
+            return  # initialised before: kubeadm init must not run twice
+        _kubeadm(ctx, t, k8s.init_config(ctx.topo, host, ctx.secrets, _release(ctx)), "init")
+
+
+def _join_config(ctx: InstallContext, host: Host) -> NodeFile:
+    ca = (ctx.state.pki / "ca" / "ca.crt").read_bytes()
+    return k8s.join_config(ctx.topo, host, ctx.secrets, _release(ctx), ca)
+
+
+def _join_masters(ctx: InstallContext) -> None:
+    masters = [h for h in _nodes(ctx) if k8s._is_control_plane(ctx.topo, h) and h != ctx.topo.first_master]
+    for host in masters:  # one at a time: each join changes the etcd-backed control plane
+        with ctx.node(host.name):
+            t = ctx.transport(host)
+            if not _has(t, KUBELET_CONF):
+                _kubeadm(ctx, t, _join_config(ctx, host), "join")
+
+
+def _join_workers(ctx: InstallContext) -> None:
+    workers = [h for h in _nodes(ctx) if not k8s._is_control_plane(ctx.topo, h)]
+    todo = [h for h in workers if not _has(ctx.transport(h), KUBELET_CONF)]
+    if not todo:
+        return
+    if ctx.dry_run:
+        for host in todo:
+            with ctx.node(host.name):
+                _kubeadm(ctx, ctx.transport(host), _join_config(ctx, host), "join")
+        return
+
+    def join(host: Host) -> None:
+        _kubeadm(ctx, ctx.transport(host), _join_config(ctx, host), "join")
+
+    # Workers join in parallel: each has its own transport (one per node, as the transports require).
+    with ThreadPoolExecutor(max_workers=min(4, len(todo))) as pool:
+        futures = {host.name: pool.submit(join, host) for host in todo}
+        for name, fut in futures.items():
+            with ctx.node(name):
+                fut.result()
+
+
+# -- CNI -----------------------------------------------------------------------------------------
+def kubectl(ctx: InstallContext, *args: str, check: bool = True) -> str:
+    t = ctx.transport(ctx.topo.first_master)
+    argv = [f"{_release(ctx).bin_dir}/kubectl", f"--kubeconfig={ADMIN_CONF}", *args]
+    return t.run(argv, sudo=True, check=check, timeout=60).stdout
+
+
+def pod_cidrs(ctx: InstallContext) -> dict[str, str]:
+    out = kubectl(ctx, "get", "nodes", "-o",
+                  "jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR}{'\\n'}{end}")
+    pairs = (line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return {name: cidr for name, cidr in pairs if cidr}
+
+
+def conflist(cidr: str) -> bytes:
+    doc = {
+        "cniVersion": "0.4.0",
+        "name": "kha",
+        "plugins": [
+            {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": cidr}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def routes_unit(host: Host, cidrs: dict[str, str], addresses: dict[str, str]) -> bytes:
+    lines = [f"ExecStart=/sbin/ip route replace {cidr} via {addresses[name]}"
+             for name, cidr in sorted(cidrs.items()) if name != host.name and name in addresses]
+    return ("# Written by kha: routes to the other nodes' pod ranges (bridge CNI has no overlay).\n"
+            "[Unit]\nDescription=kha pod routes\nAfter=network-online.target\nWants=network-online.target\n\n"
+            "[Service]\nType=oneshot\nRemainAfterExit=yes\n" + "\n".join(lines) + "\n\n"
+            "[Install]\nWantedBy=multi-user.target\n").encode()
+
+
+def _cni(ctx: InstallContext) -> None:
+    if ctx.would("write a bridge CNI config per node from its pod range, and routes between nodes"):
+        return
+    nodes = _nodes(ctx)
+    deadline = time.monotonic() + 120
+    while True:
+        cidrs = pod_cidrs(ctx)
+        if all(h.name in cidrs for h in nodes):
+            break
+        if time.monotonic() > deadline:
+            missing = [h.name for h in nodes if h.name not in cidrs]
+            raise KubernetesError(f"no pod range allocated to {', '.join(missing)} after 120 s "
+                                  "(kube-controller-manager allocates them from kube_pod_subnet)")
+        time.sleep(1)
+    addresses = {h.name: str(h.address) for h in nodes}
+
+    def one(host: Host, t: Transport) -> None:
+        files = [NodeFile(CNI_CONFLIST, conflist(cidrs[host.name])),
+                 NodeFile(ROUTES_UNIT, routes_unit(host, cidrs, addresses))]
+        changed = nodeops.sync_files(ctx, t, files)
+        nodeops.ensure_service(ctx, t, "kha-pod-routes", changed=ROUTES_UNIT in changed)
+
+    _each(ctx, nodes, one)
+
+
+def _ready(ctx: InstallContext) -> None:
+    want = {h.name for h in _nodes(ctx)}
+    if ctx.would(f"wait until {len(want)} nodes are Ready"):
+        return
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    jsonpath = ("jsonpath={range .items[*]}{.metadata.name}="
+                "{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}")
+    while True:
+        out = kubectl(ctx, "get", "nodes", "-o", jsonpath, check=False)
+        ready = {line.split("=")[0] for line in out.splitlines() if line.endswith("=True")}
+        if want <= ready:
+            return
+        if time.monotonic() > deadline:
+            raise KubernetesError(f"nodes not Ready after {READY_TIMEOUT_S:.0f}s: {', '.join(sorted(want - ready))}")
+        time.sleep(2)
+
+
+def _has_kubernetes(ctx: InstallContext) -> bool:
+    return bool(ctx.topo.groups[Role.MASTER])
+
+
+PHASE: Phase[InstallContext] = Phase(
+    "kubernetes",
+    children=(
+        Phase("runtime", _runtime, description="kernel modules, sysctls, swap off, containerd"),
+        Phase("binaries", _binaries, description="kubeadm, kubelet, kubectl, crictl from the bundle"),
+        Phase("images", _images, description="control-plane, kube-proxy and pause images into containerd"),
+        Phase("kubelet", _kubelet, description="kubelet unit and kubeadm's drop-in"),
+        Phase("pki", _pki, description="the PKI store's tree into /etc/kubernetes"),
+        Phase("init", _init, description="kubeadm init on the first master"),
+        Phase("join-masters", _join_masters, description="further control planes, one at a time"),
+        Phase("join-workers", _join_workers, description="workers, in parallel"),
+        Phase("cni", _cni, description="bridge + host-local per node pod range; routes between nodes"),
+        Phase("ready", _ready, description="every node Ready"),
+    ),
+    description="Kubernetes with kubeadm",
+    run_if=_has_kubernetes,
+)
