@@ -41,18 +41,25 @@ class Bundle:
             data: dict[str, Any] = json.loads(mf.read_text())
         except (OSError, ValueError) as exc:
             raise ConfigError([Problem(str(mf), None, f"not a kha bundle manifest: {exc}")]) from None
+        if data.get("kind") != "kha-kubernetes-bundle" or data.get("format") != 1:
+            raise ConfigError([Problem(str(mf), None, "not a format-1 kha bundle manifest (kha bundle build)")])
         try:
-            k8s = data["kubernetes"]
-            version = str(k8s["version"]).lstrip("v")
-            files = {f["path"]: f for f in data["files"]}
-            binaries = {Path(p).name: BundleFile(root / p, f["sha256"]) for p, f in files.items()
+            version = str(data["kubernetes_version"]).lstrip("v")
+            files = {str(f["path"]): f for f in data["files"]}
+            binaries = {Path(p).name: BundleFile(root / p, str(f["sha256"])) for p, f in files.items()
                         if p.startswith("bin/")}
-            images = {str(i["name"]): BundleFile(root / i["path"], str(i["sha256"])) for i in data["images"]}
-            crictl_entry = next((f for p, f in files.items() if Path(p).name == "crictl"), None)
-            release = Release(version, str(k8s.get("image_repository", "k8s.gcr.io")), str(k8s.get("pause_tag", "3.2")))
+            images = {str(i["ref"]): BundleFile(root / str(i["archive"]), str(i["sha256"]))
+                      for i in data["images"] if i.get("archive")}
+            crictl_path = str(data["crictl"]["path"]) if data.get("crictl") else None
+            crictl_entry = files.get(crictl_path) if crictl_path else None
         except (KeyError, TypeError) as exc:
             raise ConfigError([Problem(str(mf), None, f"manifest lacks {exc}")]) from None
-        crictl = BundleFile(root / crictl_entry["path"], crictl_entry["sha256"]) if crictl_entry else None
+        pause = next((ref for ref in images if ref.rsplit(":", 1)[0].endswith("/pause")), None)
+        if pause is None:
+            raise ConfigError([Problem(str(mf), None, "bundle has no pause image")])
+        repo, tag = pause.rsplit(":", 1)
+        release = Release(version, repo.rsplit("/", 1)[0], tag)
+        crictl = BundleFile(root / str(crictl_entry["path"]), str(crictl_entry["sha256"])) if crictl_entry else None
         missing = [n for n in NODE_BINARIES if n not in binaries]
         if missing:
             raise ConfigError([Problem(str(mf), None, f"bundle has no {', '.join(missing)}")])

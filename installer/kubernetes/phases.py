@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from installer import nodeops
 from installer.errors import InstallerError
+from installer.facts import OSFamily
 from installer.files import NodeFile
 from installer.install import InstallContext
 from installer.kubernetes import render as k8s
@@ -41,6 +42,11 @@ _ETCD_OWNED = ("pki/etcd/server.", "pki/etcd/peer.", "pki/etcd/healthcheck-clien
 #: for SystemVerification to read.
 IGNORE_PREFLIGHT = "ImagePull,SystemVerification,Swap"
 READY_TIMEOUT_S = 300.0
+#: What kubelet and kube-proxy need on the node (CNI plugins land in /usr/lib/cni on Debian).
+RUNTIME_PACKAGES = {
+    OSFamily.DEBIAN: ["containerd", "runc", "containernetworking-plugins", "conntrack", "iptables", "socat"],
+    OSFamily.REDHAT: ["containerd", "runc", "containernetworking-plugins", "conntrack-tools", "iptables", "socat"],
+}
 
 
 class KubernetesError(InstallerError):
@@ -78,7 +84,7 @@ def _runtime(ctx: InstallContext) -> None:
 
     def one(host: Host, t: Transport) -> None:
         facts = ctx.node_facts(host)
-        nodeops.ensure_packages(ctx, t, facts, ["containerd", "runc", "conntrack", "iptables", "socat"])
+        nodeops.ensure_packages(ctx, t, facts, RUNTIME_PACKAGES[facts.os_family])
         files = k8s.runtime_files(ctx.topo, release)
         changed = nodeops.sync_files(ctx, t, files)
         for module in k8s.MODULES:
