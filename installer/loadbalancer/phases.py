@@ -62,6 +62,7 @@ def _config(ctx: InstallContext) -> None:
 def _start(ctx: InstallContext) -> None:
     changed: dict[str, list[str]] = ctx.data.get("lb.changed", {})
     daemon = _daemon(ctx)
+    first_vrrp = ctx.topo.lb[0] if ctx.topo.lb_kind is LBKind.VIP else None
     for host in _nodes(ctx):
         with ctx.node(host.name):
             t = ctx.transport(host)
@@ -77,7 +78,11 @@ def _start(ctx: InstallContext) -> None:
                     if not ctx.would(f"reload {unit}"):
                         nodeops.systemctl(t, "reload", unit)
                     was_changed = False
-                nodeops.ensure_service(ctx, t, unit, changed=was_changed)
+                started = nodeops.ensure_service(ctx, t, unit, changed=was_changed)
+                if unit == "keepalived" and started and host == first_vrrp and not ctx.dry_run:
+                    # First [lb] node = MASTER: with nopreempt the first instance ready wins, so let it
+                    # win before the others start (a restart of a running cluster keeps its holder).
+                    _wait_holder(ctx, host)
 
 
 def vip_holders(ctx: InstallContext) -> list[str]:
@@ -88,6 +93,15 @@ def vip_holders(ctx: InstallContext) -> list[str]:
         if res.ok and vip in res.stdout:
             holders.append(host.name)
     return holders
+
+
+def _wait_holder(ctx: InstallContext, host: Host) -> None:
+    deadline = time.monotonic() + VIP_TIMEOUT_S
+    while host.name not in vip_holders(ctx):
+        if time.monotonic() > deadline:
+            raise LoadBalancerError(f"{host.name} did not take the VIP {ctx.topo.vip} within {VIP_TIMEOUT_S:.0f}s "
+                                    "after keepalived started (check its log: journalctl -u keepalived)")
+        time.sleep(0.3)
 
 
 def _wait(ctx: InstallContext) -> None:
