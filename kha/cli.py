@@ -13,8 +13,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from images import cli as images_cli
+from images.bundle import cli as bundle_cli
 from installer import install, render, topology
 from installer.errors import ConfigError, InstallerError
+from installer.etcd import cli as etcd_cli
 from installer.pki import cli as pki_cli
 from kha import harness_cli
 
@@ -57,7 +59,9 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
         render.register,
         pki_cli.register,
         install.register,
+        etcd_cli.register,
         images_cli.add_parser,
+        bundle_cli.add_parser,
         harness_cli.register,
     ]
     return found

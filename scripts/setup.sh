@@ -21,9 +21,12 @@ APT_PACKAGES=(
   haproxy keepalived nginx-light libnginx-mod-stream
   # base images: mmdebstrap rootfs, ext4 image without loop devices, qcow2
   mmdebstrap qemu-utils e2fsprogs
+  # offline Kubernetes bundle: Debian's Go builds the kubernetes source package; a static pause;
+  # containerd to check the image archives import and run
+  golang-go golang-github-modern-go-reflect2-dev libc6-dev dpkg-dev xz-utils containerd runc
   # harness: private libvirtd with qemu and LXC drivers inside a network namespace
   qemu-system-x86 libvirt-daemon libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc
-  dnsmasq-base iproute2 iptables netcat-openbsd util-linux ca-certificates
+  iproute2 iptables netcat-openbsd util-linux ca-certificates
 )
 
 log() { printf '%s\n' "setup: $*" >&2; }

@@ -1,0 +1,128 @@
+"""``kha bundle build|list|show``: wired into the main CLI with ``add_parser`` (as ``images.cli``).
+
+Each handler returns the exit code; an ``ImageError`` is printed once, here, as a ✗ line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from images import bundle
+from images.bundle.manifest import BundleManifest
+from images.bundle.recipe import BUNDLE_RECIPES, DEFAULT_BUNDLE, UpstreamRecipe, bundle_hash, bundle_recipe
+from images.bundle.upstream import upstream_manifest
+from images.errors import ImageError
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """Add ``bundle`` (``build``, ``list``, ``show``) to ``subparsers``; handlers are in ``args.handler``."""
+    parser = subparsers.add_parser("bundle", help="build and show the offline Kubernetes bundle (binaries, images)")
+    sub = parser.add_subparsers(dest="bundle_command", metavar="{build,list,show}", required=True)
+    names = ", ".join(BUNDLE_RECIPES)
+
+    build = sub.add_parser("build", help="build a bundle (or reuse the cached one)")
+    build.add_argument("name", nargs="?", default=DEFAULT_BUNDLE, help=f"recipe (default {DEFAULT_BUNDLE}): {names}")
+    build.add_argument("--force", action="store_true", help="rebuild even when the bundle is cached")
+    build.set_defaults(handler=cmd_build)
+
+    listing = sub.add_parser("list", help="list the bundle recipes and the bundles in the cache")
+    listing.set_defaults(handler=cmd_list)
+
+    show = sub.add_parser("show", help="print a bundle's manifest summary (upstream recipes: what they would fetch)")
+    show.add_argument("name", nargs="?", default=DEFAULT_BUNDLE, help=f"recipe (default {DEFAULT_BUNDLE}): {names}")
+    show.add_argument("--verify", action="store_true", help="check every file's size and sha256 against the manifest")
+    show.set_defaults(handler=cmd_show)
+    return parser
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    start = time.monotonic()
+    try:
+        cached = None if args.force else bundle.get(args.name)
+        b = cached or bundle.build(args.name, force=args.force, progress=_step_line)
+    except ImageError as exc:
+        print(f"✗ bundle {args.name} ({time.monotonic() - start:.1f}s): {exc}", file=sys.stderr)
+        return 1
+    how = "cached" if cached else "built"
+    print(f"✓ bundle {b.name} {b.digest} {how} ({time.monotonic() - start:.1f}s) {b.path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    built = bundle.list_bundles()
+    current = {name: bundle_hash(r) for name, r in BUNDLE_RECIPES.items()}
+    for name, r in BUNDLE_RECIPES.items():
+        mine = [b for b in built if b.name == name and b.digest == current[name]]
+        if mine:
+            _bundle_line(mine[0], "")
+        elif isinstance(r, UpstreamRecipe):
+            print(f"  {name:<28} {current[name]}  needs a download (dl.k8s.io, github.com)")
+        else:
+            print(f"  {name:<28} {current[name]}  not built")
+    for b in built:
+        if current.get(b.name) != b.digest:
+            _bundle_line(b, "  (older recipe version)")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    start = time.monotonic()
+    try:
+        r = bundle_recipe(args.name)
+        if isinstance(r, UpstreamRecipe):
+            _print_manifest(upstream_manifest(r), None)
+            return 0
+        b = bundle.get(args.name)
+        if b is None:
+            print(f"✗ bundle {args.name}: not built (kha bundle build {args.name})", file=sys.stderr)
+            return 1
+        _print_manifest(b.manifest, str(b.path))
+        if args.verify:
+            problems = b.manifest.problems(b.path)
+            took = time.monotonic() - start
+            for p in problems:
+                print(f"✗ {p}")
+            if problems:
+                print(f"✗ verify {len(problems)} problems ({took:.1f}s)")
+                return 1
+            n = len(b.manifest.files) + len(b.manifest.images)
+            print(f"✓ verify: {n} files match their sha256 ({took:.1f}s)")
+    except ImageError as exc:
+        print(f"✗ bundle {args.name}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_manifest(m: BundleManifest, path: str | None) -> None:
+    print(f"{m.name} {m.hash}  Kubernetes {m.kubernetes_version}  {path or '(not downloaded)'}")
+    print(f"  source: {m.source.type} {m.source.name} {m.source.version} from {m.source.origin}")
+    if m.build is not None:
+        b = m.build
+        print(
+            f"  built {m.created} in {b.seconds:.0f}s (go build {b.go_build_seconds:.0f}s, "
+            f"{'warm' if b.go_cache_warm else 'cold'} GOCACHE) with {b.go_version}; "
+            f"openapi {b.openapi_bytes / 1e6:.2f} MB, {b.openapi_schemas} schemas"
+        )
+    for f in m.files:
+        size = f"{f.size / 1e6:8.1f} MB" if f.size is not None else "       ? MB"
+        print(f"  {size}  {f.path:<36} {(f.sha256 or '')[:12] or f.url}")
+    for i in m.images:
+        size = f"{i.size / 1e6:8.1f} MB" if i.size is not None else "       ? MB"
+        where = i.archive or "registry only"
+        print(f"  {size}  {i.ref:<48} {where}  {(i.sha256 or '')[:12] or i.url or ''}")
+    print(f"  cni: {', '.join(m.cni.plugins)} in {m.cni.dir}/ from {m.cni.source}")
+    print(f"  crictl: {m.crictl.path} ({m.crictl.kind}) {m.crictl.note}")
+    for name, why in m.not_built:
+        print(f"  not built: {name}: {why}")
+
+
+def _bundle_line(b: bundle.Bundle, note: str) -> None:
+    total = sum(f.size or 0 for f in b.manifest.files) + sum(i.size or 0 for i in b.manifest.images)
+    secs = f"{b.manifest.build.seconds:.0f}s" if b.manifest.build else "-"
+    print(f"✓ {b.name:<28} {b.digest}  {b.manifest.created}  {total / 1e6:.0f} MB  built in {secs}  {b.path}{note}")
+
+
+def _step_line(line: str) -> None:
+    print(f"  {line}", file=sys.stderr)
