@@ -1,0 +1,150 @@
+"""``kha etcd status|add|remove|replace|snapshot``: the command-line face of the day-2 etcd operations.
+
+Owns argument parsing and what a person sees (the status table, one ✓/✗ line per phase, a summary
+line with the seconds taken); the operations themselves are ``installer.etcd.day2``. Errors are raised
+and printed once by ``kha.cli``. Exit codes: 0 done (``status``: every member healthy), 1 not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from installer.etcd import day2
+from installer.topology import Role
+
+__all__ = ["register"]
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def _common(p: argparse.ArgumentParser, *, dry_run: bool = True) -> None:
+    p.add_argument("-i", "--inventory", required=True, help="inventory file (kubeadm-ha INI format)")
+    p.add_argument("--state", help="cluster state folder: PKI store (default: beside the inventory)")
+    p.add_argument("--known-hosts", help="known_hosts pinning the nodes' host keys (default: STATE/known_hosts)")
+    p.add_argument("--ssh-config", help="an OpenSSH config with Host blocks for the nodes (keys, proxies)")
+    p.add_argument("--trust-unknown-hosts", action="store_true",
+                   help="accept and record host keys not yet in known_hosts (never a changed key)")
+    if dry_run:
+        p.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``etcd`` and its actions to the ``kha`` command."""
+    etcd = subparsers.add_parser("etcd", help="day-2 operations on the external etcd cluster")
+    sub = etcd.add_subparsers(dest="etcd_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("status", help="members, leader, raft term, revision, db size and health (exit 1 if unhealthy)")
+    _common(p, dry_run=False)
+    p.set_defaults(handler=_status)
+
+    p = sub.add_parser("add", help="add the [new-etcd] members (learner, then promoted)")
+    _common(p)
+    p.set_defaults(handler=_add)
+
+    p = sub.add_parser("remove", help="remove the [del-etcd] members (refused if quorum would break)")
+    _common(p)
+    p.add_argument("--force", action="store_true", help="remove even when the remaining members lose quorum")
+    p.set_defaults(handler=_remove)
+
+    p = sub.add_parser("replace", help="replace a dead member: remove it by ID, wipe, re-add it empty")
+    _common(p)
+    p.add_argument("node", metavar="NODE", help="the [etcd] node to replace (may be unreachable, may be the first)")
+    p.set_defaults(handler=_replace)
+
+    snap = sub.add_parser("snapshot", help="save a snapshot here, or restore every member from one")
+    snap_sub = snap.add_subparsers(dest="snapshot_command", metavar="ACTION", required=True)
+    p = snap_sub.add_parser("save", help="snapshot one healthy member into FILE on this machine")
+    _common(p, dry_run=False)
+    p.add_argument("file", metavar="FILE", type=Path)
+    p.set_defaults(handler=_save)
+    p = snap_sub.add_parser(
+        "restore", help="stop every member and restore them all from FILE (fresh cluster token)",
+        description="Stop etcd on every [etcd] member, restore FILE into each with a fresh cluster token (the old "
+                    "data is kept beside the data dir as *.kha-before-restore), start them all. The revision is "
+                    "bumped (--bump-revision/--mark-compacted) where the node's etcdutl supports it (3.5.10+); "
+                    "etcd 3.4 cannot, so its revision goes back to the snapshot's: restart kube-apiserver after.")
+    _common(p)
+    p.add_argument("file", metavar="FILE", type=Path)
+    p.set_defaults(handler=_restore)
+
+
+def _context(args: argparse.Namespace) -> day2.EtcdContext:
+    return day2.open_context(args.inventory, state=args.state, known_hosts=args.known_hosts,
+                             ssh_config=args.ssh_config, trust_unknown=args.trust_unknown_hosts,
+                             dry_run=getattr(args, "dry_run", False))
+
+
+def _status(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    ctx = _context(args)
+    try:
+        rows = day2.status(ctx)
+    finally:
+        ctx.connector.close()
+    for line in day2.format_status(rows):
+        print(line)
+    secs = time.monotonic() - started
+    bad = [r for r in rows if not r.healthy]
+    leaders = [r.name for r in rows if r.leader]
+    lead = leaders[0] if len(leaders) == 1 else ("none" if not leaders else "several: " + ", ".join(leaders))
+    if bad:
+        print(f"✗ etcd: {len(bad)} of {len(rows)} members not healthy, leader {lead} ({secs:.1f}s)")
+        return EXIT_FAILED
+    print(f"✓ etcd: {len(rows)} members healthy, leader {lead} ({secs:.1f}s)")
+    return EXIT_OK
+
+
+def _done(what: str, started: float, dry_run: bool) -> int:
+    print(f"✓ {what}{' (dry run)' if dry_run else ''} ({time.monotonic() - started:.1f}s)")
+    return EXIT_OK
+
+
+def _add(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    ctx = _context(args)
+    names = [h.name for h in ctx.topo.group(Role.NEW_ETCD)]
+    day2.run_add(ctx)
+    _done(f"etcd add {', '.join(names)}", started, ctx.dry_run)
+    if not ctx.dry_run:
+        print(f"  next: move {', '.join(names)} from [new-etcd] to [etcd] in {args.inventory}")
+    return EXIT_OK
+
+
+def _remove(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    ctx = _context(args)
+    ctx.force = args.force
+    names = [h.name for h in ctx.topo.group(Role.DEL_ETCD)]
+    day2.run_remove(ctx)
+    _done(f"etcd remove {', '.join(names)}", started, ctx.dry_run)
+    if not ctx.dry_run:
+        print(f"  next: drop {', '.join(names)} from [etcd] and [del-etcd] in {args.inventory}")
+    return EXIT_OK
+
+
+def _replace(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    ctx = _context(args)
+    day2.run_replace(ctx, args.node)
+    return _done(f"etcd replace {args.node}", started, ctx.dry_run)
+
+
+def _save(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    ctx = _context(args)
+    try:
+        info = day2.snapshot_save(ctx, args.file)
+    finally:
+        ctx.connector.close()
+    return _done(f"etcd snapshot of {info.member} at revision {info.revision} ({info.keys} keys, "
+                 f"{info.size} bytes) saved to {info.path}", started, False)
+
+
+def _restore(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    ctx = _context(args)
+    token = day2.run_restore(ctx, args.file)
+    _done(f"etcd restored from {args.file}, cluster token {token}", started, ctx.dry_run)
+    return EXIT_OK

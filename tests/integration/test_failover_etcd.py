@@ -1,0 +1,139 @@
+"""etcd under faults, judged Jepsen-style: kill the leader, remove and re-add a member, while a client writes.
+
+On the installed LXC m-master (``etcd_lb``, reverted before each test) a ``Writer`` (scenarios.workload)
+puts unique keys through etcd's JSON gateway from inside the topology's network namespace, every 20 ms,
+trying the next member when one does not answer, and records each write as ok / failed / unknown. The
+fault (scenarios.faults.etcd) injects and heals; afterwards the ``Checker`` reads every key back from every
+member and decides: no acknowledged write may be missing anywhere. Measured figures (the longest stretch
+without an acknowledged write, the re-add time) are printed, recorded as junit properties, and listed in
+the terminal summary; their goals are the benchmark's (bench/bench_failover_etcd.py), not asserted here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from installer.etcd import day2
+from scenarios import workload
+from scenarios.faults.etcd import KillEtcdLeader, RemoveAndReAddMember
+
+if TYPE_CHECKING:  # the fixture's type; conftest modules are not imported by name at run time
+    from tests.integration.conftest import Installed
+
+pytestmark = pytest.mark.integration
+
+
+class EtcdFailoverReport:
+    """A pytest plugin registered at run time: the measured figures in the terminal summary."""
+
+    name = "kha-etcd-failover-report"
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.lines:
+            terminalreporter.write_sep("-", "etcd failover, measured")
+            for line in self.lines:
+                terminalreporter.write_line(line)
+
+
+Report = Callable[[str, str, float], None]
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest, record_property: Callable[[str, object], None]) -> Report:
+    plugins = request.config.pluginmanager
+    plugin = plugins.get_plugin(EtcdFailoverReport.name)
+    if plugin is None:
+        plugin = EtcdFailoverReport()
+        plugins.register(plugin, EtcdFailoverReport.name)
+    assert isinstance(plugin, EtcdFailoverReport)
+
+    def add(key: str, line: str, value: float) -> None:
+        record_property(key, value)
+        print(line)
+        plugin.lines.append(f"{request.node.name}: {line}")
+
+    return add
+
+
+@pytest.fixture
+def ctx(etcd_lb: Installed) -> Iterator[day2.EtcdContext]:
+    c = day2.open_context(etcd_lb.inventory, state=etcd_lb.state, ssh_config=etcd_lb.cluster.ssh_config,
+                          known_hosts=etcd_lb.cluster.known_hosts)
+    try:
+        yield c
+    finally:
+        c.connector.close()
+
+
+def endpoints(inst: Installed) -> list[str]:
+    return [day2.member_of(h).client_url for h in inst.topo.etcd]
+
+
+def client(inst: Installed) -> workload.EtcdHTTP:
+    return workload.EtcdHTTP(workload.TLSFiles.from_store(inst.state / "pki"))
+
+
+def test_kill_leader_new_leader_and_no_acknowledged_write_lost(
+    etcd_lb: Installed, ctx: day2.EtcdContext, report: Report
+) -> None:
+    eps = endpoints(etcd_lb)
+    fault = KillEtcdLeader(ctx)
+    writer = workload.Writer(client(etcd_lb), eps, netns=etcd_lb.netns, prefix="kill/", duration=40.0)
+    with writer:
+        writer.wait_acked(50)
+        fault.inject()
+        old = fault.leader_id
+        probe = client(etcd_lb)
+        # A different member must become leader (the killed one is back only ~2 s later, via systemd).
+        elected = workload.wait_for(lambda: workload.leader_of(probe, eps, etcd_lb.netns) not in (0, old), 15.0,
+                                    "a new etcd leader after killing the old one")
+        fault.heal()
+        acked = writer.acked()
+        writer.wait_acked(acked + 50)  # the cluster takes writes again after the heal
+    result = workload.Checker(client(etcd_lb), eps, netns=etcd_lb.netns).check(writer.history, "kill/")
+    print(result.summary())
+    report("leader_kill_gap_ms", f"{fault.description}: new leader seen after {elected:.2f}s; longest gap "
+           f"between acknowledged writes {1000 * result.longest_gap:.0f} ms; lost writes {result.lost}",
+           round(1000 * result.longest_gap))
+    assert result.lost == 0, result.missing
+    assert not result.failed_present, result.failed_present
+    assert result.ok > 100
+    assert etcd_lb.etcd_healthy()
+
+
+def test_remove_and_readd_member_catches_up_with_equal_hashes(
+    etcd_lb: Installed, ctx: day2.EtcdContext, report: Report
+) -> None:
+    eps = endpoints(etcd_lb)
+    node = etcd_lb.topo.etcd[1].name
+    fault = RemoveAndReAddMember(ctx, node)
+    writer = workload.Writer(client(etcd_lb), eps, netns=etcd_lb.netns, prefix="readd/", duration=50.0)
+    with writer:
+        writer.wait_acked(50)
+        fault.inject()
+        writer.wait_acked(writer.acked() + 50)  # the two left keep taking writes
+        fault.heal()
+        writer.wait_acked(writer.acked() + 50)
+    result = workload.Checker(client(etcd_lb), eps, netns=etcd_lb.netns).check(writer.history, "readd/")
+    print(result.summary())
+
+    # Same key space on every member at one revision: hashkv --rev compares the MVCC history up to it.
+    admin = ctx.admin()
+    statuses = admin.statuses(eps)
+    rev = min(s.revision for s in statuses)
+    hashes = day2.hashkv(ctx, rev)
+    report("readd_seconds", f"{fault.description}: re-added and healthy in {fault.rejoin_seconds:.1f}s (removal "
+           f"{fault.inject_seconds:.1f}s); hashkv at revision {rev} equal on {len(hashes)} members: "
+           f"{len({h for h, _ in hashes.values()}) == 1}; lost writes {result.lost}", round(fault.rejoin_seconds, 2))
+    assert result.lost == 0, result.missing
+    assert not result.failed_present, result.failed_present
+    assert len(hashes) == 3 and len({h for h, _ in hashes.values()}) == 1, hashes
+    names = sorted(m.name for m in admin.member_list() if not m.is_learner)
+    assert names == sorted(h.name for h in etcd_lb.topo.etcd)
+    assert etcd_lb.etcd_healthy()
