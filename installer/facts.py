@@ -21,6 +21,13 @@ class NodeFacts:
     os_family: OSFamily = OSFamily.DEBIAN
     #: the interface that carries the node's inventory address (keepalived binds the VIP there).
     interface: str = "eth0"
+    #: filesystem type under /var/lib (``stat -f``): containerd's overlayfs snapshotter cannot work on
+    #: overlayfs itself (nodes that are containers on an overlay root, live systems).
+    var_lib_fs: str = "ext2/ext3"
+
+    @property
+    def snapshotter(self) -> str:
+        return "native" if self.var_lib_fs == "overlayfs" else "overlayfs"
 
     @property
     def nginx_user(self) -> str:

@@ -25,7 +25,8 @@ def gather_facts(t: Transport, address: str) -> NodeFacts:
     out = t.run(["ip", "-o", "-4", "addr", "show", "to", f"{address}/32"], check=False).stdout.split()
     # "2: eth0    inet 10.56.56.11/24 brd …" → the second field, minus an "@ifN" suffix (veth pairs).
     iface = out[1].split("@")[0] if len(out) > 1 else "eth0"
-    return NodeFacts(os_family=family, interface=iface)
+    fs = t.run(["stat", "-f", "-c", "%T", "/var/lib"], check=False).stdout.strip() or "unknown"
+    return NodeFacts(os_family=family, interface=iface, var_lib_fs=fs)
 
 
 def remote_sha256(t: Transport, path: str) -> str | None:
@@ -45,8 +46,7 @@ def remote_stat(t: Transport, path: str) -> tuple[int, str, str] | None:
 def sync_file(ctx: Context, t: Transport, f: NodeFile) -> bool:
     """Make the node's file equal ``f`` (content, mode, owner). Returns True when something changed."""
     same_content = remote_sha256(t, f.path) == f.sha256
-    same_meta = same_content and remote_stat(t, f.path) == (f.mode, f.owner, f.group)
-    if same_meta:
+    if same_content and remote_stat(t, f.path) == (f.mode, f.owner, f.group):
         return False
     what = "update" if same_content else "write"
     if ctx.would(f"{what} {f.path} ({f.mode:04o} {f.owner}:{f.group})"):
@@ -58,9 +58,20 @@ def sync_file(ctx: Context, t: Transport, f: NodeFile) -> bool:
     return True
 
 
-def sync_files(ctx: Context, t: Transport, files: Iterable[NodeFile]) -> list[str]:
-    """Sync several files; returns the paths that changed."""
-    return [f.path for f in files if sync_file(ctx, t, f)]
+def sync_files(ctx: Context, t: Transport, files: Iterable[NodeFile], *, restarts: str | None = None) -> list[str]:
+    """Sync several files; returns the paths that changed. ``restarts``: the unit these files configure,
+    marked pending before the first write (see ``mark_pending``)."""
+    changed: list[str] = []
+    for f in files:
+        if restarts and not changed and not _same(t, f):
+            mark_pending(ctx, t, restarts)
+        if sync_file(ctx, t, f):
+            changed.append(f.path)
+    return changed
+
+
+def _same(t: Transport, f: NodeFile) -> bool:
+    return remote_sha256(t, f.path) == f.sha256 and remote_stat(t, f.path) == (f.mode, f.owner, f.group)
 
 
 def missing_packages(t: Transport, facts: NodeFacts, names: Sequence[str]) -> list[str]:
@@ -112,8 +123,33 @@ def is_active(t: Transport, unit: str) -> bool:
     return systemctl(t, "is-active", "--quiet", unit, check=False)
 
 
+PENDING_DIR = "/var/lib/kha/pending"
+
+
+def mark_pending(ctx: Context, t: Transport, unit: str) -> None:
+    """Record that ``unit`` must be restarted, *before* its new config is written.
+
+    This is what makes an interrupted run resumable: if the run stops between writing a config and
+    restarting its daemon, the next run finds the mark (its files are already up to date by then)
+    and still restarts it. The mark is cleared once the daemon was restarted or reloaded.
+    """
+    if not ctx.dry_run:
+        t.run(["sh", "-c", 'mkdir -p "$1" && touch "$1/$2"', "mark", PENDING_DIR, unit], sudo=True)
+
+
+def is_pending(t: Transport, unit: str) -> bool:
+    return t.run(["test", "-e", f"{PENDING_DIR}/{unit}"], check=False).ok
+
+
+def clear_pending(ctx: Context, t: Transport, unit: str) -> None:
+    if not ctx.dry_run:
+        t.run(["rm", "-f", f"{PENDING_DIR}/{unit}"], sudo=True)
+
+
 def ensure_service(ctx: Context, t: Transport, unit: str, *, changed: bool, no_block: bool = False) -> bool:
-    """Enabled and running; restarted only when its files ``changed``. Returns True when it was (re)started."""
+    """Enabled and running; restarted when its files ``changed`` (now, or in a run that stopped before
+    restarting it: see ``mark_pending``). Returns True when it was (re)started."""
+    changed = changed or is_pending(t, unit)
     if ctx.dry_run:
         if changed:
             ctx.would(f"restart {unit}")
@@ -127,6 +163,7 @@ def ensure_service(ctx: Context, t: Transport, unit: str, *, changed: bool, no_b
     block = ["--no-block"] if no_block else []
     if changed:
         systemctl(t, "restart", *block, unit)
+        clear_pending(ctx, t, unit)
         return True
     if not is_active(t, unit):
         systemctl(t, "start", *block, unit)

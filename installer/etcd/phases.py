@@ -64,7 +64,7 @@ def cert_files(ctx: InstallContext, host: Host) -> list[NodeFile]:
 def _certs(ctx: InstallContext) -> None:
     for host in ctx.topo.etcd:
         with ctx.node(host.name):
-            if nodeops.sync_files(ctx, ctx.transport(host), cert_files(ctx, host)):
+            if nodeops.sync_files(ctx, ctx.transport(host), cert_files(ctx, host), restarts="etcd"):
                 _changed(ctx)[host.name] = True
 
 
@@ -81,7 +81,7 @@ def _config(ctx: InstallContext) -> None:
             files = [render.unit(ctx.topo, host)]
             if not has_data(t, data_dir):
                 files.append(initial)
-            if nodeops.sync_files(ctx, t, files):
+            if nodeops.sync_files(ctx, t, files, restarts="etcd"):
                 _changed(ctx)[host.name] = True
             # etcd refuses a data dir others can read (https://etcd.io/docs/v3.4/op-guide/security/).
             stat = nodeops.remote_stat(t, data_dir)

@@ -40,8 +40,21 @@ _ETCD_OWNED = ("pki/etcd/server.", "pki/etcd/peer.", "pki/etcd/healthcheck-clien
 #: Preflight checks kubeadm runs that do not fit an offline install from a bundle: CoreDNS has no
 #: offline image (its addon phase is skipped), and nodes that are containers have no kernel config
 #: for SystemVerification to read.
-IGNORE_PREFLIGHT = "ImagePull,SystemVerification,Swap"
+IGNORE_PREFLIGHT = ("ImagePull", "SystemVerification", "Swap")
+WORKER_PREFLIGHT = ("FileAvailable--etc-kubernetes-pki-ca.crt",)
+#: What a half-finished init leaves behind (its own manifests and the ports its static pods hold).
+RESUME_PREFLIGHT = (
+    "FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml",
+    "FileAvailable--etc-kubernetes-manifests-kube-controller-manager.yaml",
+    "FileAvailable--etc-kubernetes-manifests-kube-scheduler.yaml",
+    "Port-6443", "Port-10259", "Port-10257", "Port-10250",
+)
 READY_TIMEOUT_S = 300.0
+#: How to see that a module's feature is there, loaded or built in (/sys/module lists only some built-ins).
+MODULE_PRESENT = {
+    "overlay": ["grep", "-qw", "overlay", "/proc/filesystems"],
+    "br_netfilter": ["test", "-e", "/proc/sys/net/bridge/bridge-nf-call-iptables"],
+}
 #: What kubelet and kube-proxy need on the node (CNI plugins land in /usr/lib/cni on Debian).
 RUNTIME_PACKAGES = {
     OSFamily.DEBIAN: ["containerd", "runc", "containernetworking-plugins", "conntrack", "iptables", "socat"],
@@ -85,15 +98,18 @@ def _runtime(ctx: InstallContext) -> None:
     def one(host: Host, t: Transport) -> None:
         facts = ctx.node_facts(host)
         nodeops.ensure_packages(ctx, t, facts, RUNTIME_PACKAGES[facts.os_family])
-        files = k8s.runtime_files(ctx.topo, release)
-        changed = nodeops.sync_files(ctx, t, files)
+        files = k8s.runtime_files(ctx.topo, release, facts.snapshotter)
+        changed = nodeops.sync_files(ctx, t, files, restarts="containerd")
         for module in k8s.MODULES:
-            # Inside a container the host's kernel has it (or not): only load what is missing.
-            if not t.run(["test", "-d", f"/sys/module/{module}"], check=False).ok and not ctx.would(
-                    f"load kernel module {module}"):
+            # Only load what is missing: built into the kernel, or a container on a host that has it,
+            # the feature is there and modprobe would fail.
+            if not t.run(MODULE_PRESENT[module], check=False).ok and not ctx.would(f"load kernel module {module}"):
                 t.run(["modprobe", module], sudo=True)
-        if not ctx.would(f"apply {k8s.SYSCTL_FILE}"):
-            t.run(["sysctl", "-q", "-p", k8s.SYSCTL_FILE], sudo=True)
+        for key, want in k8s.SYSCTLS.items():
+            # Set only what differs: some keys are host-global and read-only inside a container,
+            # where the host already has them right (and the file above keeps them across reboots).
+            if t.run(["sysctl", "-n", key], check=False).stdout.strip() != want and not ctx.would(f"set {key}={want}"):
+                t.run(["sysctl", "-q", "-w", f"{key}={want}"], sudo=True)
         if t.run(["swapon", "--show", "--noheadings"], check=False).stdout.strip() and not ctx.would("turn swap off"):
             t.run(["swapoff", "-a"], sudo=True)
             # kubelet refuses to run with swap: keep it off across reboots too.
@@ -179,9 +195,10 @@ def _has(t: Transport, path: str) -> bool:
     return t.run(["test", "-e", path], sudo=True, check=False).ok
 
 
-def _kubeadm(ctx: InstallContext, t: Transport, config: NodeFile, verb: str) -> None:
+def _kubeadm(ctx: InstallContext, t: Transport, config: NodeFile, verb: str, ignore: Sequence[str] = ()) -> None:
     nodeops.sync_file(ctx, t, config)
-    argv = ["kubeadm", verb, "--config", config.path, f"--ignore-preflight-errors={IGNORE_PREFLIGHT}"]
+    ignored = ",".join([*IGNORE_PREFLIGHT, *ignore])
+    argv = ["kubeadm", verb, "--config", config.path, f"--ignore-preflight-errors={ignored}"]
     if verb == "init":
         # CoreDNS has no offline image here; clusters installed from a bundle go without it (README).
         argv.append("--skip-phases=addon/coredns")
@@ -190,13 +207,23 @@ def _kubeadm(ctx: InstallContext, t: Transport, config: NodeFile, verb: str) -> 
     t.run([f"{_release(ctx).bin_dir}/{argv[0]}", *argv[1:]], sudo=True, timeout=1200)
 
 
+def initialised(ctx: InstallContext) -> bool:
+    """kubeadm init got through: its configuration is stored in the cluster (upload-config phase)."""
+    return bool(kubectl(ctx, "-n", "kube-system", "get", "configmap", "kubeadm-config", "-o", "name",
+                        check=False).strip())
+
+
 def _init(ctx: InstallContext) -> None:
     host = ctx.topo.first_master
     with ctx.node(host.name):
         t = ctx.transport(host)
-        if _has(t, APISERVER_MANIFEST):
+        if _has(t, APISERVER_MANIFEST) and _has(t, f"{_release(ctx).bin_dir}/kubectl") and initialised(ctx):
             return  # initialised before: kubeadm init must not run twice
-        _kubeadm(ctx, t, k8s.init_config(ctx.topo, host, ctx.secrets, _release(ctx)), "init")
+        # An init that stopped half-way left its manifests, and its static pods hold their ports: the
+        # next init would fail those preflight checks. kubeadm rewrites all of it, so let it. (Not
+        # `kubeadm reset`: it waits minutes for an API server that never came up.)
+        resume = RESUME_PREFLIGHT if _has(t, APISERVER_MANIFEST) else ()
+        _kubeadm(ctx, t, k8s.init_config(ctx.topo, host, ctx.secrets, _release(ctx)), "init", ignore=resume)
 
 
 def _join_config(ctx: InstallContext, host: Host) -> NodeFile:
@@ -221,11 +248,12 @@ def _join_workers(ctx: InstallContext) -> None:
     if ctx.dry_run:
         for host in todo:
             with ctx.node(host.name):
-                _kubeadm(ctx, ctx.transport(host), _join_config(ctx, host), "join")
+                _kubeadm(ctx, ctx.transport(host), _join_config(ctx, host), "join", ignore=WORKER_PREFLIGHT)
         return
 
     def join(host: Host) -> None:
-        _kubeadm(ctx, ctx.transport(host), _join_config(ctx, host), "join")
+        # The PKI phase already placed the cluster CA kubeadm would write from discovery (the same one).
+        _kubeadm(ctx, ctx.transport(host), _join_config(ctx, host), "join", ignore=WORKER_PREFLIGHT)
 
     # Workers join in parallel: each has its own transport (one per node, as the transports require).
     with ThreadPoolExecutor(max_workers=min(4, len(todo))) as pool:
@@ -290,7 +318,7 @@ def _cni(ctx: InstallContext) -> None:
     def one(host: Host, t: Transport) -> None:
         files = [NodeFile(CNI_CONFLIST, conflist(cidrs[host.name])),
                  NodeFile(ROUTES_UNIT, routes_unit(host, cidrs, addresses))]
-        changed = nodeops.sync_files(ctx, t, files)
+        changed = nodeops.sync_files(ctx, t, files, restarts="kha-pod-routes")
         nodeops.ensure_service(ctx, t, "kha-pod-routes", changed=ROUTES_UNIT in changed)
 
     _each(ctx, nodes, one)

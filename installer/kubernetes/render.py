@@ -144,14 +144,15 @@ def join_config(topo: Topology, host: Host, secrets: ClusterSecrets, release: Re
     return NodeFile(KUBEADM_CONFIG, text, mode=0o600)
 
 
-def runtime_files(topo: Topology, release: Release) -> list[NodeFile]:
-    """Kernel modules, sysctls, containerd and crictl config: the same on every node."""
+def runtime_files(topo: Topology, release: Release, snapshotter: str = "overlayfs") -> list[NodeFile]:
+    """Kernel modules, sysctls, containerd and crictl config (``snapshotter`` from the node's facts)."""
     return [
         NodeFile(MODULES_FILE, ("# Written by kha\n" + "\n".join(MODULES) + "\n").encode()),
         NodeFile(SYSCTL_FILE, ("# Written by kha\n" + "".join(f"{k} = {v}\n" for k, v in SYSCTLS.items())).encode()),
         NodeFile(CONTAINERD_CONFIG, render(
             _env, "containerd.toml.j2", root=topo.settings.containerd_storage_dir,
-            sandbox_image=release.sandbox_image, cni_bin_dir=release.cni_bin_dir, runc_binary=None)),
+            sandbox_image=release.sandbox_image, cni_bin_dir=release.cni_bin_dir, runc_binary=None,
+            snapshotter=snapshotter)),
         NodeFile(CRICTL_CONFIG, f"runtime-endpoint: unix://{CRI_SOCKET}\nimage-endpoint: unix://{CRI_SOCKET}\n"
                  "timeout: 10\n".encode()),
     ]

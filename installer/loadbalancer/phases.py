@@ -13,6 +13,7 @@ import time
 from installer import nodeops
 from installer.errors import InstallerError
 from installer.facts import OSFamily
+from installer.files import NodeFile
 from installer.install import InstallContext
 from installer.loadbalancer import render
 from installer.phases import Phase
@@ -56,7 +57,13 @@ def _config(ctx: InstallContext) -> None:
     for host in _nodes(ctx):
         with ctx.node(host.name):
             files = render.files(ctx.topo, host, ctx.secrets, ctx.node_facts(host))
-            changed[host.name] = nodeops.sync_files(ctx, ctx.transport(host), files)
+            t = ctx.transport(host)
+            by_unit: dict[str, list[NodeFile]] = {}
+            for f in files:
+                unit = "keepalived" if f.path.startswith("/etc/keepalived/") else _daemon(ctx)
+                by_unit.setdefault(unit, []).append(f)
+            changed[host.name] = [path for unit, fs in by_unit.items()
+                                  for path in nodeops.sync_files(ctx, t, fs, restarts=unit)]
 
 
 def _start(ctx: InstallContext) -> None:
@@ -71,12 +78,14 @@ def _start(ctx: InstallContext) -> None:
                                ("keepalived", render.KEEPALIVED_CONF)):
                 if unit == "keepalived" and ctx.topo.lb_kind is not LBKind.VIP:
                     continue
-                was_changed = conf in paths or (unit == "keepalived" and render.CHECK_SCRIPT in paths)
+                was_changed = (conf in paths or (unit == "keepalived" and render.CHECK_SCRIPT in paths)
+                               or nodeops.is_pending(t, unit))
                 # A running daemon reloads its new config (haproxy hands over without dropping the
                 # listener; keepalived keeps its VRRP state); a stopped one starts.
                 if was_changed and nodeops.is_active(t, unit):
                     if not ctx.would(f"reload {unit}"):
                         nodeops.systemctl(t, "reload", unit)
+                        nodeops.clear_pending(ctx, t, unit)
                     was_changed = False
                 started = nodeops.ensure_service(ctx, t, unit, changed=was_changed)
                 if unit == "keepalived" and started and host == first_vrrp and not ctx.dry_run:
