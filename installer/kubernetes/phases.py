@@ -292,7 +292,8 @@ def conflist(cidr: str) -> bytes:
 
 def routes_unit(host: Host, cidrs: dict[str, str], addresses: dict[str, str]) -> bytes:
     # A oneshot unit needs one ExecStart at least (a single-node cluster has no other node to route to).
-    others = [(cidr, addresses[name]) for name, cidr in sorted(cidrs.items()) if name != host.name and name in addresses]
+    others = [(cidr, addresses[name]) for name, cidr in sorted(cidrs.items())
+              if name != host.name and name in addresses]
     lines = ["ExecStart=/bin/true", *(f"ExecStart=/sbin/ip route replace {cidr} via {via}" for cidr, via in others)]
     return ("# Written by kha: routes to the other nodes' pod ranges (bridge CNI has no overlay).\n"
             "[Unit]\nDescription=kha pod routes\nAfter=network-online.target\nWants=network-online.target\n\n"
