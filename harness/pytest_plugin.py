@@ -86,7 +86,9 @@ class Topologies:
 
     def _boot(self, scenario: str, driver: str | None) -> Cluster:
         spec = self.factory(scenario, driver, None)
-        spec = dataclasses.replace(spec, cluster=f"{scenario}-{spec.driver}")
+        # Unique per test process: xdist workers and concurrent sessions on one machine each boot their
+        # own topology, and nothing (domain names, namespaces, state) may be shared or mistaken.
+        spec = dataclasses.replace(spec, cluster=f"{scenario}-{spec.driver}-{os.getpid()}")
         lines: list[str] = []
         provider = Provider(isolated=True, emit=lines.append)
         try:
@@ -161,8 +163,12 @@ def _chosen(kha_topologies: Topologies, request: pytest.FixtureRequest) -> Clust
 
 @pytest.fixture(scope="module")
 def kha_topology(kha_topologies: Topologies, request: pytest.FixtureRequest) -> Cluster:
-    """The module's topology, booted once per session (see the module docstring for how it is chosen)."""
-    return _chosen(kha_topologies, request)
+    """The module's topology, booted once per session (see the module docstring for how it is chosen).
+
+    Reverted to its just-booted state first when an earlier test (of any module, in any order xdist
+    picks) changed it, so a module always starts from what the harness booted.
+    """
+    return kha_topologies.fresh(_chosen(kha_topologies, request))
 
 
 @pytest.fixture

@@ -127,7 +127,8 @@ def test_down_leaves_nothing_behind(kha_topologies: Topologies, kha_topology: Cl
     for pid in pids.values():
         assert not _alive(pid), f"daemon {pid} still running"
     leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _mentions(p, [*domains, str(state_dir)])]
-    assert leftovers == []
+    assert leftovers == [], [(p, (p / "cmdline").read_bytes().replace(b"\0", b" ")[:200]) for p in leftovers
+                             if (p / "cmdline").exists()]
     assert str(state_dir) not in Path("/proc/self/mountinfo").read_text()
     for d in Path("/sys/fs/cgroup").glob("*/machine/*"):
         assert not any(dom in d.name for dom in domains), f"cgroup left: {d}"
