@@ -4,7 +4,7 @@ when it lacks something."""
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import pytest
 
@@ -21,3 +21,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped in a tier that must not skip: {reason}"
+
+
+#: ``measured(line, **properties)``: a figure a test measured (a failover time, a lost-write count).
+Measured = Callable[..., None]
+
+
+@pytest.fixture
+def measured(record_property: Callable[[str, object], None], request: pytest.FixtureRequest) -> Measured:
+    """Record a measured figure: printed, kept as junit properties, and listed at the end of the run.
+
+    The line travels in the report's ``user_properties``, which pytest-xdist hands back from its
+    workers, so the summary below shows it in CI's log whatever process ran the test.
+    """
+
+    def add(line: str, **properties: object) -> None:
+        for key, value in properties.items():
+            record_property(key, value)
+        record_property("measured", f"{request.node.name}: {line}")
+        print(line)
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = [str(value) for report in terminalreporter.stats.get("passed", [])
+             for key, value in getattr(report, "user_properties", []) if key == "measured"]
+    if lines:
+        terminalreporter.write_sep("-", "measured")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -26,37 +26,15 @@ if TYPE_CHECKING:  # the fixture's type; conftest modules are not imported by na
 pytestmark = pytest.mark.integration
 
 
-class EtcdFailoverReport:
-    """A pytest plugin registered at run time: the measured figures in the terminal summary."""
-
-    name = "kha-etcd-failover-report"
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self.lines:
-            terminalreporter.write_sep("-", "etcd failover, measured")
-            for line in self.lines:
-                terminalreporter.write_line(line)
-
-
 Report = Callable[[str, str, float], None]
 
 
 @pytest.fixture
-def report(request: pytest.FixtureRequest, record_property: Callable[[str, object], None]) -> Report:
-    plugins = request.config.pluginmanager
-    plugin = plugins.get_plugin(EtcdFailoverReport.name)
-    if plugin is None:
-        plugin = EtcdFailoverReport()
-        plugins.register(plugin, EtcdFailoverReport.name)
-    assert isinstance(plugin, EtcdFailoverReport)
+def report(measured: Callable[..., None]) -> Report:
+    """``report(key, line, value)``: the figure appears in the run's "measured" summary (conftest.py)."""
 
     def add(key: str, line: str, value: float) -> None:
-        record_property(key, value)
-        print(line)
-        plugin.lines.append(f"{request.node.name}: {line}")
+        measured(line, **{key: value})
 
     return add
 

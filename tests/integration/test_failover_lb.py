@@ -41,40 +41,13 @@ pytestmark = pytest.mark.integration
 AFTER_HEAL_S = 8.0
 
 
-class FailoverReport:
-    """A pytest plugin registered at run time: writes the measured figures in the terminal summary."""
-
-    name = "kha-lb-failover-report"
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if self.lines:
-            terminalreporter.write_sep("-", "LB failover, measured")
-            for line in self.lines:
-                terminalreporter.write_line(line)
-
-
 Report = Callable[..., None]
 
 
 @pytest.fixture
-def report(request: pytest.FixtureRequest, record_property: Callable[[str, object], None]) -> Report:
-    plugins = request.config.pluginmanager
-    plugin = plugins.get_plugin(FailoverReport.name)
-    if plugin is None:
-        plugin = FailoverReport()
-        plugins.register(plugin, FailoverReport.name)
-    assert isinstance(plugin, FailoverReport)
-
-    def add(line: str, **properties: object) -> None:
-        for key, value in properties.items():
-            record_property(key, value)
-        print(line)
-        plugin.lines.append(f"{request.node.name}: {line}")
-
-    return add
+def report(measured: Report) -> Report:
+    """``report(line, **properties)``: the figure appears in the run's "measured" summary (conftest.py)."""
+    return measured
 
 
 def holders_after(tl: Timeline, t: float) -> set[frozenset[str]]:
