@@ -68,6 +68,8 @@ DEFAULT_MODE = 0o644
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _CHUNK = 65536
+#: How long output may trail the exit status before we stop waiting for EOF (see ``_collect``).
+_EOF_GRACE = 2.0
 
 #: What ``put`` accepts: the content itself (``bytes``) or the path of a local file.
 Source = bytes | str | os.PathLike[str]
@@ -616,13 +618,22 @@ class SSHTransport(Transport):
         deadline = None if timeout is None else time.monotonic() + timeout
         out, err = bytearray(), bytearray()
         transport = chan.get_transport()
+        status_seen: float | None = None
         while True:
             while chan.recv_ready():
                 out += chan.recv(_CHUNK)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(_CHUNK)
+            # Done at EOF. The exit status may arrive *before* the last output (paramiko's
+            # Channel.exit_status_ready docs): stopping there loses it, as a flaky empty stdout of
+            # a command that succeeded. A command whose background child keeps stdout open never
+            # sends EOF, so after the status only a short grace is given.
             if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                break
+                if chan.eof_received:
+                    break
+                status_seen = status_seen if status_seen is not None else time.monotonic()
+                if time.monotonic() - status_seen > _EOF_GRACE:
+                    break
             if not transport.is_active():
                 self._drop()
                 raise ConnectError(self.node, f"connection lost while running {line}; whether it finished is unknown")
@@ -635,7 +646,7 @@ class SSHTransport(Transport):
             if chan.eof_received:
                 chan.status_event.wait(wait)  # output is done; only the exit status is missing
             else:
-                select.select([chan], [], [], wait)
+                select.select([chan], [], [], wait if status_seen is None else min(wait, 0.05))
         code = chan.recv_exit_status()
         if code == -1 and not transport.is_active():
             self._drop()

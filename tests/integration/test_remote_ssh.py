@@ -420,3 +420,12 @@ def test_proxy_command_reaches_the_node(sshd: Sshd) -> None:
     target = sshd.target(proxy_command=f"{nc} %h %p")
     with connect(target, sshd.known_hosts) as t:
         assert t.run(["echo", "through the proxy"]).stdout == "through the proxy\n"
+
+
+def test_output_that_trails_the_exit_status_is_not_lost(sshd: Sshd) -> None:
+    # sshd sends exit-status when the command exits; output still in the pipe (here: written by a
+    # child after the parent exited) arrives after it. Stopping at the status loses it (seen as a flaky
+    # empty stdout of a command that succeeded).
+    with connect(sshd.target(), sshd.known_hosts) as t:
+        res = t.run(["sh", "-c", "(sleep 0.3; echo late) & exit 0"])
+        assert res.ok and res.stdout == "late\n"
