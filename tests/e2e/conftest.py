@@ -1,0 +1,136 @@
+"""The e2e tier's topology: booted by the harness, installed with every phase, ready for kubectl.
+
+``installed`` (session) is the scenario named by ``--kha-scenario`` (allinone when the option is not
+given; tox passes it: ``tox -e allinone|m-master``) on ``--kha-driver`` (default lxc), isolated:
+
+1. the harness boots it (``kha_topologies``: a private libvirtd in a network namespace of its own,
+   torn down at the end of the session whatever happened);
+2. the offline Kubernetes bundle is built or reused (``images.bundle.build()``: cached; ~5 min cold),
+   and so is the busybox test image (``images.testimage``);
+3. the real installer runs every phase over SSH, as ``kha install`` does, into a throwaway state folder;
+4. the test image is imported into every node's containerd (pods use it with ``imagePullPolicy: Never``).
+
+How long each of those took (and each install phase, from the runner's ✓ lines) is printed in a
+"kha e2e" section at the end of the run, so CI logs carry the timings. Anything missing (libvirtd,
+the base image, the bundle's sources) is a failure with the reason, never a skip.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from e2e_support import Installed, Timings, import_image, phase_times
+
+from harness.pytest_plugin import Topologies
+from images import bundle as bundles
+from images import testimage
+from images.errors import ImageError
+from installer import install, topology
+from installer.connect import Connector
+from installer.errors import InstallerError
+from scenarios import catalog
+
+log = logging.getLogger(__name__)
+
+#: The scenario when --kha-scenario is not given. The harness plugin's own default (m-master) suits the
+#: failure suites; the e2e tier's main job is the one-node cluster (the README's CI command).
+DEFAULT_SCENARIO = "allinone"
+DEFAULT_DRIVER = "lxc"
+
+TIMINGS = pytest.StashKey[Timings]()
+
+
+def chosen_scenario(config: pytest.Config) -> str:
+    """``--kha-scenario`` (or ``$KHA_SCENARIO``) when given, else ``DEFAULT_SCENARIO``.
+
+    The option belongs to the harness plugin, whose default is m-master; here only an explicit choice
+    counts, so a bare ``pytest -m e2e tests/e2e`` boots the one-node cluster.
+    """
+    args = config.invocation_params.args
+    explicit = any(a == "--kha-scenario" or a.startswith("--kha-scenario=") for a in args)
+    if explicit or os.environ.get("KHA_SCENARIO"):
+        return str(config.getoption("kha_scenario"))
+    return DEFAULT_SCENARIO
+
+
+@contextmanager
+def _timed(timings: Timings, what: str) -> Iterator[None]:
+    start = time.monotonic()
+    yield
+    timings.add(what, time.monotonic() - start)
+
+
+@pytest.fixture(scope="session")
+def installed(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFactory,
+              request: pytest.FixtureRequest) -> Iterator[Installed]:
+    config = request.config
+    scenario = chosen_scenario(config)
+    driver = str(config.getoption("kha_driver") or DEFAULT_DRIVER)
+    timings = Timings(scenario, driver)
+    config.stash[TIMINGS] = timings
+
+    scen = catalog.get(scenario)
+    with _timed(timings, f"boot {scenario} ({driver}, isolated)"):
+        cluster = kha_topologies.get(scenario, driver)
+    try:
+        start = time.monotonic()
+        cached = bundles.get() is not None
+        built = bundles.build(progress=lambda line: log.info("bundle: %s", line))
+        timings.add(f"bundle {built.path.name} ({'cached' if cached else 'built now'})", time.monotonic() - start)
+        start = time.monotonic()
+        cached = testimage.get() is not None
+        image = testimage.build(progress=lambda line: log.info("test image: %s", line))
+        timings.add(f"test image {image.ref} ({'cached' if cached else 'built now'})", time.monotonic() - start)
+    except ImageError as exc:
+        pytest.fail(f"e2e needs the offline bundle and the test image: {exc}", pytrace=False)
+
+    state = tmp_path_factory.mktemp(f"{scenario}-state")
+    out = io.StringIO()
+    start = time.monotonic()
+    try:
+        install.run(scen.inventory, state=state, ssh_config=cluster.ssh_config, known_hosts=cluster.known_hosts,
+                    bundle=built.path, out=out)
+    except InstallerError as exc:
+        pytest.fail(f"kha install on {scenario} failed: {exc}\n--- runner output ---\n{out.getvalue()}",
+                    pytrace=False)
+    finally:
+        timings.phases = phase_times(out.getvalue())
+    timings.add("kha install (every phase)", time.monotonic() - start)
+
+    connector = Connector(cluster.known_hosts, cluster.ssh_config)
+    inst = Installed(scenario=scenario, cluster=cluster, topo=topology.load(scen.inventory),
+                     inventory=Path(scen.inventory), state=state, bundle=built.path, image=image,
+                     install_log=out.getvalue(), connector=connector, timings=timings)
+    try:
+        with _timed(timings, f"import {image.ref} into containerd on {len(inst.kubernetes_nodes)} node(s)"):
+            for host in inst.kubernetes_nodes:
+                import_image(connector(host), image)
+        yield inst
+    finally:
+        # Before the harness removes the namespace the SSH proxies run in.
+        connector.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    timings = config.stash.get(TIMINGS, None)
+    if timings is None:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", f"kha e2e: {timings.scenario} on {timings.driver}, seconds per step")
+    for what, seconds in timings.rows:
+        tr.write_line(f"{seconds:8.1f}s  {what}")
+    if timings.phases:
+        tr.write_line("install phases:")
+        for p in timings.phases:
+            tr.write_line(f"{p.seconds:8.1f}s  {'✓' if p.ok else '✗'} {p.path}")
+    if timings.rerun:
+        total = sum(p.seconds for p in timings.rerun)
+        tr.write_line(f"second kha install (changes nothing): {total:.1f}s over {len(timings.rerun)} phases")
