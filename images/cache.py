@@ -154,11 +154,11 @@ class ImageStore:
         """Build ``r`` with ``builder`` unless it is cached (or ``force``); return the image."""
         self.dir.mkdir(parents=True, exist_ok=True)
         final = self.path_for(r)
-        with self._lock(final.name, progress):
+        with build_lock(self.dir, final.name, progress):
             if not force and (img := Image.load(final)) is not None:
                 log.info("%s: built by another process meanwhile", final.name)
                 return img
-            self._remove_leftovers(final.name)
+            remove_leftovers(self.dir, final.name)
             work = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=self.dir))
             work.chmod(0o755)
             try:
@@ -166,46 +166,15 @@ class ImageStore:
                 info = builder(r, work, progress)
                 _check_outputs(work)
                 _write_manifest(r, work, info, time.monotonic() - start)
-                self._publish(work, final)
+                publish(self.dir, work, final)
             except BaseException:
-                _remove_quietly(work)
+                remove_quietly(work)
                 raise
         img = Image.load(final)
         if img is None:
             raise ImageError(f"{final}: just built, but its manifest does not load")
         return img
 
-    @contextmanager
-    def _lock(self, key: str, progress: Progress | None) -> Iterator[None]:
-        path = self.dir / f".{key}.lock"
-        with path.open("a") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                msg = f"waiting for another build of {key} (lock {path})"
-                log.info("%s", msg)
-                if progress is not None:
-                    progress(msg)
-                fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def _remove_leftovers(self, key: str) -> None:
-        # Only called under the recipe's lock: nothing else can be writing these.
-        for p in [*self.dir.glob(f".building-{key}-*"), *self.dir.glob(f".old-{key}-*")]:
-            log.info("removing the leftovers of an interrupted build: %s", p)
-            _remove_quietly(p)
-
-    def _publish(self, work: Path, final: Path) -> None:
-        old = None
-        if final.exists():  # force: move the previous image aside, then delete it
-            old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=self.dir))
-            os.rename(final, old / "image")
-        os.rename(work, final)
-        if old is not None:
-            _remove_quietly(old)
 
 
 def _check_outputs(work: Path) -> None:
@@ -303,8 +272,47 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def _remove_quietly(path: Path) -> None:
+def remove_quietly(path: Path) -> None:
+    """Remove a tree; a failure is logged, not raised (leftovers of a build must not fail the next)."""
     try:
         remove_tree(path)
     except (OSError, ImageError) as exc:
         log.warning("could not remove %s: %s", path, exc)
+
+
+# -- shared by every cache of built artefacts (base images here, Kubernetes bundles in images.bundle) --
+@contextmanager
+def build_lock(cache: Path, key: str, progress: Progress | None) -> Iterator[None]:
+    """Hold ``cache/.KEY.lock``: one build of a recipe at a time, across processes."""
+    path = cache / f".{key}.lock"
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            msg = f"waiting for another build of {key} (lock {path})"
+            log.info("%s", msg)
+            if progress is not None:
+                progress(msg)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def remove_leftovers(cache: Path, key: str) -> None:
+    """Remove what an interrupted build of ``key`` left. Only under its ``build_lock``: nothing else writes these."""
+    for p in [*cache.glob(f".building-{key}-*"), *cache.glob(f".old-{key}-*")]:
+        log.info("removing the leftovers of an interrupted build: %s", p)
+        remove_quietly(p)
+
+
+def publish(cache: Path, work: Path, final: Path) -> None:
+    """Rename a finished build into place; a previous one (force) is moved aside first, then deleted."""
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=cache))
+        os.rename(final, old / "previous")
+    os.rename(work, final)
+    if old is not None:
+        remove_quietly(old)

@@ -9,31 +9,27 @@
       .downloads/   Debian source packages, kept across builds
       .go-cache/    GOCACHE shared by every build (warm rebuilds compile almost nothing)
 
-The protocol is ``images.cache.ImageStore``'s (same dot-directory names, lock file and rename): a directory
-with a final name always holds a complete bundle whose manifest.json was written last. That class is typed
-for base images (its build checks for rootfs/qcow2), so the few lines of protocol are repeated here over
-``images.cache.remove_tree`` rather than bent to fit.
+The protocol is ``images.cache``'s, through its shared functions (``build_lock``, ``remove_leftovers``,
+``publish``): a directory with a final name always holds a complete bundle whose manifest.json was written
+last.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import logging
-import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from images.bundle.errors import ManifestError
 from images.bundle.manifest import MANIFEST, BundleManifest
 from images.bundle.recipe import BundleRecipe, bundle_hash
-from images.cache import remove_tree
+from images.cache import build_lock, publish, remove_leftovers, remove_quietly
 from images.errors import ImageError
 from images.run import Progress
 
@@ -138,11 +134,11 @@ class BundleStore:
         """Build ``r`` with ``builder`` unless it is cached (or ``force``); return the bundle."""
         self.dir.mkdir(parents=True, exist_ok=True)
         final = self.path_for(r)
-        with self._lock(final.name, progress):
+        with build_lock(self.dir, final.name, progress):
             if not force and (b := Bundle.load(final)) is not None:
                 log.info("%s: built by another process meanwhile", final.name)
                 return b
-            self._remove_leftovers(final.name)
+            remove_leftovers(self.dir, final.name)
             work = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=self.dir))
             work.chmod(0o755)
             try:
@@ -155,32 +151,15 @@ class BundleStore:
                 if problems:
                     raise ImageError(f"the builder's manifest does not match its output: {'; '.join(problems)}")
                 manifest.write(work)
-                self._publish(work, final)
+                publish(self.dir, work, final)
             except BaseException:
                 self._keep_log(work, final.name)
-                _remove_quietly(work)
+                remove_quietly(work)
                 raise
         b = Bundle.load(final)
         if b is None:
             raise ImageError(f"{final}: just built, but its manifest does not load")
         return b
-
-    @contextmanager
-    def _lock(self, key: str, progress: Progress | None) -> Iterator[None]:
-        path = self.dir / f".{key}.lock"
-        with path.open("a") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                msg = f"waiting for another build of {key} (lock {path})"
-                log.info("%s", msg)
-                if progress is not None:
-                    progress(msg)
-                fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def failed_log(self, r: BundleRecipe) -> Path:
         """Where the build log of the last failed build of ``r`` is kept (the build directory is not)."""
@@ -196,24 +175,3 @@ class BundleStore:
             except OSError as exc:
                 log.warning("could not keep the log of the failed build %s: %s", key, exc)
 
-    def _remove_leftovers(self, key: str) -> None:
-        # Only under the recipe's lock: nothing else can be writing these.
-        for p in [*self.dir.glob(f".building-{key}-*"), *self.dir.glob(f".old-{key}-*")]:
-            log.info("removing the leftovers of an interrupted build: %s", p)
-            _remove_quietly(p)
-
-    def _publish(self, work: Path, final: Path) -> None:
-        old = None
-        if final.exists():  # force: move the previous bundle aside, then delete it
-            old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=self.dir))
-            os.rename(final, old / "bundle")
-        os.rename(work, final)
-        if old is not None:
-            _remove_quietly(old)
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        remove_tree(path)
-    except (OSError, ImageError) as exc:
-        log.warning("could not remove %s: %s", path, exc)
