@@ -25,7 +25,6 @@ import argparse
 import io
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -36,11 +35,9 @@ from pathlib import Path
 from harness.provider import Cluster, Provider
 from images import bundle as bundles
 from installer import install
+from installer.phases import Status
 from scenarios import catalog
 from scenarios.topologies import spec_for_scenario
-
-# One line of the phase runner's output (installer.phases.Runner): "✓ kubernetes/init  21.3s".
-STEP_RE = re.compile(r"^(?P<mark>[✓✗]) (?P<path>\S+)  (?P<seconds>\d+(?:\.\d+)?)s$")
 
 
 class Tee(io.StringIO):
@@ -109,12 +106,10 @@ def one(scenario: str, driver: str, bundle_dir: Path, *, settle: float, window: 
     try:
         out = Tee()
         start = time.monotonic()
-        install.run(scen.inventory, state=root / "install", ssh_config=cluster.ssh_config,
-                    known_hosts=cluster.known_hosts, bundle=bundle_dir, out=out)
+        result = install.run(scen.inventory, state=root / "install", ssh_config=cluster.ssh_config,
+                             known_hosts=cluster.known_hosts, bundle=bundle_dir, out=out)
         res.install = time.monotonic() - start
-        for line in out.getvalue().splitlines():
-            if m := STEP_RE.match(line):
-                res.phases[m["path"]] = float(m["seconds"])
+        res.phases = {s.path: s.seconds for s in result.steps if s.status is Status.OK}
         print(f"    ✓ kha install, every phase  {res.install:.1f}s")
         steady_state(cluster, res, settle, window)
         print(f"    steady state: {res.cores:.3f} cores ({100 * res.cores / (os.cpu_count() or 1):.1f} % of "

@@ -16,16 +16,17 @@ from typing import TextIO
 
 from installer import topology
 from installer.connect import Connector
-from installer.errors import PKIError
+from installer.errors import ConfigError, PKIError
 from installer.facts import NodeFacts
+from installer.kubernetes import source
 from installer.kubernetes.bundle import Bundle
 from installer.nodeops import gather_facts
-from installer.phases import Context, Phase, Runner
+from installer.phases import Context, Phase, Runner, RunResult
 from installer.pki.store import Store
 from installer.remote import Transport
 from installer.secrets import ClusterSecrets
 from installer.state import StateDir
-from installer.topology import Host, Topology
+from installer.topology import Host, Role, Topology
 
 log = logging.getLogger(__name__)
 
@@ -101,21 +102,29 @@ def run(
     bundle: str | Path | None = None,
     dry_run: bool = False,
     out: TextIO | None = None,
-) -> Runner[InstallContext]:
+) -> RunResult:
+    """Install (or bring up to date) the inventory's cluster; the result lists each phase and its seconds.
+
+    Everything checkable without a node is checked first (inventory, --only/--skip, the bundle's files,
+    what the chosen Kubernetes source allows): bad input fails before any side effect.
+    """
     topo = topology.load(inventory)
     sd = StateDir.for_inventory(inventory, state)
     kh = Path(known_hosts) if known_hosts else sd.root / "known_hosts"
     connector = Connector(kh, Path(ssh_config) if ssh_config else None, trust_unknown=trust_unknown)
     # The runner checks --only/--skip first: a typo must not leave anything behind.
     runner = Runner(phases(), only=only or (), skip=skip or (), dry_run=dry_run, out=out or sys.stdout)
+    loaded = Bundle.load(bundle) if bundle else None
+    if topo.groups[Role.MASTER] and any(p.startswith("kubernetes/") for p in runner.plan()):
+        refused = [p for p in source.problems(topo, loaded) if not p.warning]
+        if refused:
+            raise ConfigError(refused)
     ctx = InstallContext(topo=topo, inventory=Path(inventory), state=sd, connector=connector,
-                         secrets=sd.secrets(topo, write=not dry_run), dry_run=dry_run,
-                         bundle=Bundle.load(bundle) if bundle else None)
+                         secrets=sd.secrets(topo, write=not dry_run), dry_run=dry_run, bundle=loaded)
     try:
-        runner.run(ctx)
+        return runner.run(ctx)
     finally:
         connector.close()
-    return runner
 
 
 def _cmd_install(args: argparse.Namespace) -> int:

@@ -14,7 +14,9 @@ from installer import topology
 from installer.etcd import render as etcd_render
 from installer.facts import NodeFacts
 from installer.files import NodeFile, mirror
+from installer.kubernetes import cni, packages, source
 from installer.kubernetes import render as k8s_render
+from installer.kubernetes.bundle import Bundle
 from installer.loadbalancer import render as lb_render
 from installer.secrets import ClusterSecrets
 from installer.state import StateDir
@@ -34,7 +36,7 @@ def node_files(
     Join configurations need the cluster CA (its discovery hash); without ``ca_pem`` they are left out.
     """
     facts = facts or {}
-    release = release or k8s_render.Release.upstream(topo)
+    release = release or packages.release(topo)
     etcd_names = {h.name for h in topo.etcd}
     out: dict[str, list[NodeFile]] = {}
     for host in topo.hosts:
@@ -43,6 +45,10 @@ def node_files(
             files += etcd_render.files(topo, host)
         files += lb_render.files(topo, host, secrets, facts.get(host.name))
         files += k8s_render.files(topo, host, secrets, release, ca_pem)
+        if host == topo.first_master and host in k8s_render.kubernetes_nodes(topo):
+            # What the cni phase applies from the first master (flannel, calico; nothing for bridge).
+            files += [NodeFile(f"{cni.MANIFEST_DIR}/{m.name}", m.content, mode=0o600)
+                      for m in cni.manifests(topo, cni_bin_dir=release.cni_bin_dir) if m.content is not None]
         out[host.name] = files
     return out
 
@@ -50,7 +56,9 @@ def node_files(
 def _cmd_render(args: argparse.Namespace) -> int:
     topo = topology.load(args.inventory)
     state = StateDir.for_inventory(args.inventory, args.state)
-    files = node_files(topo, state.secrets(topo), ca_pem=k8s_render.store_ca(state.pki))
+    bundle = Bundle.load(args.bundle) if args.bundle else None
+    files = node_files(topo, state.secrets(topo), release=source.release(topo, bundle),
+                       ca_pem=k8s_render.store_ca(state.pki))
     written = mirror(files, Path(args.dir))
     for node, items in files.items():
         print(f"{node}: {len(items)} files")
@@ -65,4 +73,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-i", "--inventory", required=True, help="inventory file")
     p.add_argument("--dir", required=True, help="output folder; files land in DIR/nodes/<node>/<path>")
     p.add_argument("--state", help="cluster state folder (default: beside the inventory, <name>.kha/)")
+    p.add_argument("--bundle", help="render for an install from this offline bundle (default: upstream's packages)")
     p.set_defaults(handler=_cmd_render)

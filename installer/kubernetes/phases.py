@@ -1,10 +1,11 @@
 """Install phases that turn prepared nodes into a Kubernetes cluster with kubeadm.
 
-Order: node runtime (modules, sysctls, swap, containerd) → Kubernetes from the bundle (binaries,
-images, kubelet unit) → the PKI store's tree in /etc/kubernetes → ``kubeadm init`` on the first master
-(external etcd, our certificates, the LB endpoint) → further control planes one at a time → workers
-in parallel → CNI (bridge + host-local with a pod range per node, and persistent routes between
-nodes) → wait until every node is Ready.
+Order: node runtime (modules, sysctls, swap, containerd) → Kubernetes from the offline bundle or from
+upstream's packages (binaries, images, kubelet unit; ``installer.kubernetes.source``) → the PKI store's
+tree in /etc/kubernetes → ``kubeadm init`` on the first master (external etcd, our certificates, the
+LB endpoint) → further control planes one at a time → workers in parallel → CNI per ``network_plugin``
+(bridge + host-local with a pod range per node and persistent routes between nodes; or flannel /
+calico manifests, online) → wait until every node is Ready.
 
 Every step checks first: a node that already runs a control plane is not initialised again, a node
 with a kubelet.conf has joined, an image that containerd has is not imported again.
@@ -23,10 +24,12 @@ from installer.errors import InstallerError
 from installer.facts import OSFamily
 from installer.files import NodeFile
 from installer.install import InstallContext
+from installer.kubernetes import cni, packages, source
 from installer.kubernetes import render as k8s
 from installer.kubernetes.bundle import NODE_BINARIES, Bundle
 from installer.phases import Phase
 from installer.remote import Transport
+from installer.settings import NetworkPlugin
 from installer.topology import Host, Role
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
@@ -68,8 +71,7 @@ class KubernetesError(InstallerError):
 
 def _bundle(ctx: InstallContext) -> Bundle:
     if ctx.bundle is None:
-        raise KubernetesError("no offline bundle given: pass --bundle DIR (`kha bundle build` makes one); "
-                              "installing from the upstream package repositories is not written yet")
+        raise KubernetesError("this step needs the offline bundle (--bundle DIR)")
     return ctx.bundle
 
 
@@ -78,7 +80,7 @@ def _nodes(ctx: InstallContext) -> tuple[Host, ...]:
 
 
 def _release(ctx: InstallContext) -> k8s.Release:
-    return _bundle(ctx).release
+    return source.release(ctx.topo, ctx.bundle)
 
 
 def _each(ctx: InstallContext, hosts: Sequence[Host], fn: Callable[[Host, Transport], None]) -> None:
@@ -122,7 +124,11 @@ def _runtime(ctx: InstallContext) -> None:
 
 # -- binaries, images, kubelet --------------------------------------------------------------------
 def _binaries(ctx: InstallContext) -> None:
-    bundle = _bundle(ctx)
+    if ctx.bundle is None:
+        # Online: upstream's packages, pinned to kube_version and held.
+        _each(ctx, _nodes(ctx), lambda h, t: packages.install(ctx, t, ctx.node_facts(h), ctx.topo))
+        return
+    bundle = ctx.bundle
     bin_dir = bundle.release.bin_dir
     wanted = [NodeFile(f"{bin_dir}/{name}", bundle.binaries[name].path.read_bytes(), mode=0o755)
               for name in NODE_BINARIES]
@@ -140,7 +146,10 @@ def _images_for(ctx: InstallContext, host: Host) -> list[str]:
 
 
 def _images(ctx: InstallContext) -> None:
-    bundle = _bundle(ctx)
+    if ctx.bundle is None:
+        _pull_images(ctx)
+        return
+    bundle = ctx.bundle
 
     def one(host: Host, t: Transport) -> None:
         have = set(t.run(["ctr", "-n", "k8s.io", "images", "ls", "-q"], sudo=True).stdout.split())
@@ -155,6 +164,21 @@ def _images(ctx: InstallContext) -> None:
                 t.run(["ctr", "-n", "k8s.io", "images", "import", "--no-unpack", remote], sudo=True, timeout=600)
             finally:
                 t.run(["rm", "-f", remote], sudo=True)
+
+    _each(ctx, _nodes(ctx), one)
+
+
+def _pull_images(ctx: InstallContext) -> None:
+    """Online: control planes pull kubeadm's images up front (one clear step instead of inside init's
+    preflight); workers' kubelets pull kube-proxy and pause themselves."""
+    release = _release(ctx)
+    v = ctx.topo.settings.kube_version
+    argv = ["kubeadm", "config", "images", "pull", f"--kubernetes-version=v{release.version}",
+            f"--image-repository={release.image_repository}", f"--cri-socket={k8s.cri_socket(v)}"]
+
+    def one(host: Host, t: Transport) -> None:
+        if k8s._is_control_plane(ctx.topo, host) and not ctx.would(shlex.join(argv)):
+            t.run([f"{release.bin_dir}/kubeadm", *argv[1:]], sudo=True, timeout=1200)
 
     _each(ctx, _nodes(ctx), one)
 
@@ -199,7 +223,7 @@ def _kubeadm(ctx: InstallContext, t: Transport, config: NodeFile, verb: str, ign
     nodeops.sync_file(ctx, t, config)
     ignored = ",".join([*IGNORE_PREFLIGHT, *ignore])
     argv = ["kubeadm", verb, "--config", config.path, f"--ignore-preflight-errors={ignored}"]
-    if verb == "init":
+    if verb == "init" and source.offline(ctx.bundle):
         # CoreDNS has no offline image here; clusters installed from a bundle go without it (README).
         argv.append("--skip-phases=addon/coredns")
     if ctx.would(shlex.join(argv)):
@@ -264,10 +288,10 @@ def _join_workers(ctx: InstallContext) -> None:
 
 
 # -- CNI -----------------------------------------------------------------------------------------
-def kubectl(ctx: InstallContext, *args: str, check: bool = True) -> str:
+def kubectl(ctx: InstallContext, *args: str, check: bool = True, timeout: float = 60) -> str:
     t = ctx.transport(ctx.topo.first_master)
     argv = [f"{_release(ctx).bin_dir}/kubectl", f"--kubeconfig={ADMIN_CONF}", *args]
-    return t.run(argv, sudo=True, check=check, timeout=60).stdout
+    return t.run(argv, sudo=True, check=check, timeout=timeout).stdout
 
 
 def pod_cidrs(ctx: InstallContext) -> dict[str, str]:
@@ -302,6 +326,39 @@ def routes_unit(host: Host, cidrs: dict[str, str], addresses: dict[str, str]) ->
 
 
 def _cni(ctx: InstallContext) -> None:
+    if ctx.topo.settings.network_plugin is NetworkPlugin.BRIDGE:
+        _bridge(ctx)
+    else:
+        _apply_manifests(ctx)
+
+
+def _apply_manifests(ctx: InstallContext) -> None:
+    """flannel or calico: manifests applied once from the first master (online only: their images come
+    from public registries). A resource of each (``marker``) existing means it was applied before."""
+    host = ctx.topo.first_master
+    with ctx.node(host.name):
+        t = ctx.transport(host)
+        for m in cni.manifests(ctx.topo, cni_bin_dir=_release(ctx).cni_bin_dir):
+            kind, name, namespace = m.marker
+            where = ["-n", namespace] if namespace else []
+            if kubectl(ctx, *where, "get", kind, name, "-o", "name", check=False).strip():
+                continue
+            if m.content is not None:
+                f = NodeFile(f"{cni.MANIFEST_DIR}/{m.name}", m.content, mode=0o600)
+                nodeops.sync_file(ctx, t, f)
+                target = f.path
+            else:
+                assert m.url is not None
+                target = m.url
+            argv = ["apply", *(["--server-side"] if m.server_side else []), "-f", target]
+            if ctx.would("kubectl " + shlex.join(argv)):
+                continue
+            for crd in m.crds:  # the previous manifest's types must be served before this one uses them
+                kubectl(ctx, "wait", "--for=condition=established", "--timeout=120s", f"crd/{crd}", timeout=150)
+            kubectl(ctx, *argv, timeout=300)
+
+
+def _bridge(ctx: InstallContext) -> None:
     if ctx.would("write a bridge CNI config per node from its pod range, and routes between nodes"):
         return
     nodes = _nodes(ctx)
@@ -351,14 +408,14 @@ PHASE: Phase[InstallContext] = Phase(
     "kubernetes",
     children=(
         Phase("runtime", _runtime, description="kernel modules, sysctls, swap off, containerd"),
-        Phase("binaries", _binaries, description="kubeadm, kubelet, kubectl, crictl from the bundle"),
-        Phase("images", _images, description="control-plane, kube-proxy and pause images into containerd"),
+        Phase("binaries", _binaries, description="kubeadm, kubelet, kubectl, crictl: from the bundle, or packages"),
+        Phase("images", _images, description="control-plane, kube-proxy and pause images: imported, or pulled"),
         Phase("kubelet", _kubelet, description="kubelet unit and kubeadm's drop-in"),
         Phase("pki", _pki, description="the PKI store's tree into /etc/kubernetes"),
         Phase("init", _init, description="kubeadm init on the first master"),
         Phase("join-masters", _join_masters, description="further control planes, one at a time"),
         Phase("join-workers", _join_workers, description="workers, in parallel"),
-        Phase("cni", _cni, description="bridge + host-local per node pod range; routes between nodes"),
+        Phase("cni", _cni, description="network_plugin: bridge (per-node ranges, routes) or flannel/calico"),
         Phase("ready", _ready, description="every node Ready"),
     ),
     description="Kubernetes with kubeadm",

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from e2e_support import Installed, Timings, import_image, phase_times
+from e2e_support import Installed, Timings, import_image, ran
 
 from harness.pytest_plugin import Topologies
 from images import bundle as bundles
@@ -35,6 +35,7 @@ from images.errors import ImageError
 from installer import install, topology
 from installer.connect import Connector
 from installer.errors import InstallerError
+from installer.phases import Status
 from scenarios import catalog
 
 log = logging.getLogger(__name__)
@@ -95,13 +96,12 @@ def installed(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFacto
     out = io.StringIO()
     start = time.monotonic()
     try:
-        install.run(scen.inventory, state=state, ssh_config=cluster.ssh_config, known_hosts=cluster.known_hosts,
-                    bundle=built.path, out=out)
+        result = install.run(scen.inventory, state=state, ssh_config=cluster.ssh_config,
+                             known_hosts=cluster.known_hosts, bundle=built.path, out=out)
     except InstallerError as exc:
         pytest.fail(f"kha install on {scenario} failed: {exc}\n--- runner output ---\n{out.getvalue()}",
                     pytrace=False)
-    finally:
-        timings.phases = phase_times(out.getvalue())
+    timings.phases = ran(result)
     timings.add("kha install (every phase)", time.monotonic() - start)
 
     connector = Connector(cluster.known_hosts, cluster.ssh_config)
@@ -130,7 +130,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
     if timings.phases:
         tr.write_line("install phases:")
         for p in timings.phases:
-            tr.write_line(f"{p.seconds:8.1f}s  {'✓' if p.ok else '✗'} {p.path}")
+            tr.write_line(f"{p.seconds:8.1f}s  {'✓' if p.status is Status.OK else '✗'} {p.path}")
     if timings.rerun:
         total = sum(p.seconds for p in timings.rerun)
         tr.write_line(f"second kha install (changes nothing): {total:.1f}s over {len(timings.rerun)} phases")

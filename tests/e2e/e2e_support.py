@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,34 +20,13 @@ from installer import install
 from installer.connect import Connector
 from installer.kubernetes.bundle import Bundle as InstallBundle
 from installer.kubernetes.phases import ADMIN_CONF
+from installer.phases import RunResult, Status, Step
 from installer.remote import Result, Transport
 from installer.topology import Host, Role, Topology
 
 #: Where test pods and services live (deleted with everything in it after the pod tests).
 NAMESPACE = "kha-e2e"
 IMPORT_PATH = "/var/tmp/kha-e2e-testimage.tar"
-
-# One line of the phase runner's output (installer.phases.Runner): "✓ kubernetes/init  21.3s".
-_STEP_RE = re.compile(r"^(?P<mark>[✓✗]) (?P<path>\S+)  (?P<seconds>\d+(?:\.\d+)?)s$")
-
-
-@dataclass(frozen=True)
-class PhaseTime:
-    path: str
-    ok: bool
-    seconds: float
-
-
-def phase_times(runner_output: str) -> list[PhaseTime]:
-    """Per-phase seconds from the runner's ✓/✗ lines (``install.run`` hands back the Runner, not its
-    RunResult, so the printed lines are where the timings are)."""
-    found = []
-    for line in runner_output.splitlines():
-        m = _STEP_RE.match(line.strip("\r"))
-        if m:
-            found.append(PhaseTime(m["path"], m["mark"] == "✓", float(m["seconds"])))
-    return found
-
 
 @dataclass
 class Timings:
@@ -57,11 +35,17 @@ class Timings:
     scenario: str
     driver: str
     rows: list[tuple[str, float]] = field(default_factory=list)
-    phases: list[PhaseTime] = field(default_factory=list)
-    rerun: list[PhaseTime] = field(default_factory=list)
+    #: the phases that ran (✓ or ✗), first install and the second one.
+    phases: list[Step] = field(default_factory=list)
+    rerun: list[Step] = field(default_factory=list)
 
     def add(self, what: str, seconds: float) -> None:
         self.rows.append((what, seconds))
+
+
+def ran(result: RunResult) -> list[Step]:
+    """The steps that ran (not deselected, not found unneeded), with their seconds."""
+    return [s for s in result.steps if s.status in (Status.OK, Status.FAILED)]
 
 
 @dataclass
@@ -104,9 +88,9 @@ class Installed:
         """``kubectl … -o json``, parsed."""
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
-    def install(self, out: io.StringIO) -> None:
+    def install(self, out: io.StringIO) -> RunResult:
         """Run ``kha install`` (every phase) against the topology again, with the same state folder."""
-        install.run(self.inventory, state=self.state, ssh_config=self.cluster.ssh_config,
+        return install.run(self.inventory, state=self.state, ssh_config=self.cluster.ssh_config,
                     known_hosts=self.cluster.known_hosts, bundle=self.bundle, out=out)
 
 

@@ -1,0 +1,204 @@
+"""The pod network an online install applies, per ``network_plugin``: what to ``kubectl apply`` on the
+first master, which images those pods pull, and the inventory rules only a given plugin imposes.
+
+- flannel: our own manifest (``templates/kube-flannel.yaml.j2``), rendered with the inventory's pod subnet.
+- calico: the Tigera operator's manifest, fetched by URL at a pinned release, then our ``Installation``
+  and ``APIServer`` (``templates/calico-installation.yaml.j2``) that tell the operator what to build.
+- bridge: nothing to apply; the offline bridge CNI config is a file per node, written by the phases.
+
+Nothing here talks to a node: ``manifests`` returns data, ``problems`` is pure, and ``check`` raises
+``ConfigError`` (file, line, field) before any side effect.
+
+Where CNI binaries land matters to containerd, which looks in one ``bin_dir`` (``render.Release.cni_bin_dir``):
+flannel's init container copies its plugin into the directory we name (next to the host's bridge,
+host-local and portmap that flannel delegates to); the Tigera operator always installs calico's plugins
+into ``/opt/cni/bin`` (``CALICO_CNI_BIN_DIR``), so containerd must look there when calico is chosen.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+from installer.errors import ConfigError, Problem
+from installer.files import environment, render
+from installer.settings import NetworkPlugin
+from installer.topology import Topology
+
+# Releases and their notes: https://github.com/flannel-io/flannel/releases
+FLANNEL_VERSION = "v0.25.6"
+# The CNI plugin binary ships separately: https://github.com/flannel-io/cni-plugin/releases
+FLANNEL_CNI_PLUGIN_VERSION = "v1.5.1-flannel2"
+# Releases: https://github.com/projectcalico/calico/releases
+CALICO_VERSION = "v3.28.2"
+# The operator release that installs CALICO_VERSION (projectcalico/calico#9243, charts/tigera-operator/values.yaml).
+TIGERA_OPERATOR_VERSION = "v1.34.5"
+CALICO_OPERATOR_URL = "https://raw.githubusercontent.com/projectcalico/calico/{version}/manifests/tigera-operator.yaml"
+
+#: Where the host's CNI plugins live on our nodes (Debian's containernetworking-plugins; ``render.Release``).
+CNI_BIN_DIR = "/usr/lib/cni"
+#: Where calico-node's install-cni puts calico's plugins; the operator does not let us choose.
+CALICO_CNI_BIN_DIR = "/opt/cni/bin"
+#: Where the first master keeps the rendered manifests it applies (``kha render`` shows them there).
+MANIFEST_DIR = "/etc/kha/cni"
+#: The conflist flannel writes; containerd picks the first file in /etc/cni/net.d by name.
+FLANNEL_CNI_CONF = "/etc/cni/net.d/10-flannel.conflist"
+
+#: Calico's IPAM block size limits for IPv4 (IPPool.spec.blockSize):
+#: https://docs.tigera.io/calico/latest/reference/resources/ippool
+CALICO_BLOCK_SIZE_MIN = 20
+CALICO_BLOCK_SIZE_MAX = 32
+
+FLANNEL_IMAGE = f"docker.io/flannel/flannel:{FLANNEL_VERSION}"
+FLANNEL_CNI_PLUGIN_IMAGE = f"docker.io/flannel/flannel-cni-plugin:{FLANNEL_CNI_PLUGIN_VERSION}"
+
+#: Every image each plugin's pods pull, pinned. Calico's are what the operator deploys for an
+#: Installation plus APIServer (https://docs.tigera.io/calico/latest/reference/component-versions).
+IMAGES: dict[NetworkPlugin, tuple[str, ...]] = {
+    NetworkPlugin.FLANNEL: (FLANNEL_IMAGE, FLANNEL_CNI_PLUGIN_IMAGE),
+    NetworkPlugin.CALICO: (
+        f"quay.io/tigera/operator:{TIGERA_OPERATOR_VERSION}",
+        *(f"docker.io/calico/{name}:{CALICO_VERSION}" for name in (
+            "node", "cni", "typha", "kube-controllers", "pod2daemon-flexvol", "csi", "node-driver-registrar",
+            "apiserver")),
+    ),
+    NetworkPlugin.BRIDGE: (),
+}
+
+_env = environment("installer.kubernetes")
+
+
+class Marker(NamedTuple):
+    """A resource whose existence means "already applied": what ``kubectl get KIND NAME [-n NAMESPACE]`` finds."""
+
+    kind: str  # a kubectl resource type, e.g. "daemonset" or "installations.operator.tigera.io"
+    name: str
+    namespace: str | None  # None for cluster-scoped resources
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One thing to apply on the first master: rendered here (``content``) or fetched by kubectl (``url``)."""
+
+    name: str  # e.g. "kube-flannel.yaml"; also the file name on the master
+    #: a resource whose existence means the manifest was applied, so a second install does not re-create things.
+    marker: Marker
+    content: bytes | None = None
+    url: str | None = None  # fetched by kubectl on the first master (online installs only)
+    #: apply server-side: the operator's CRDs are larger than client-side apply's last-applied annotation
+    #: allows, which is why Calico's docs use ``kubectl create`` for it
+    #: (https://docs.tigera.io/calico/latest/getting-started/kubernetes/self-managed-onprem/onpremises).
+    server_side: bool = False
+    #: CRDs that must be Established before this applies (``kubectl wait --for condition=established crd/NAME``):
+    #: the resources it holds are only known once the previous manifest's CRDs are served.
+    crds: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.content is None) == (self.url is None):
+            raise ValueError(f"manifest {self.name}: give exactly one of content or url")
+
+
+@dataclass(frozen=True)
+class _FlannelContext:
+    version: str
+    image: str
+    cni_plugin_image: str
+    cni_bin_dir: str
+    cni_conf_path: str
+    cni_conf: str  # JSON, built in Python so it is valid by construction
+    net_conf: str
+
+
+@dataclass(frozen=True)
+class _CalicoContext:
+    version: str
+    pod_subnet: str
+    block_size: int
+    node_subnet: str | None  # autodetect node addresses inside it; first found when unset
+
+
+def problems(topo: Topology) -> list[Problem]:
+    """Inventory problems that only the chosen plugin has (file, line, field). Pure: touches nothing."""
+    s = topo.settings
+    out: list[Problem] = []
+    if s.network_plugin is NetworkPlugin.CALICO:
+        prefix = s.kube_network_node_prefix
+        if not CALICO_BLOCK_SIZE_MIN <= prefix <= CALICO_BLOCK_SIZE_MAX:
+            # Raise rather than clamp: a silently different per-node range than the inventory says
+            # would surprise whoever sized kube_pod_subnet and kube_max_pods around it.
+            out.append(Problem(
+                topo.source, s.line("kube_network_node_prefix"),
+                f"calico's IP block size is kube_network_node_prefix and must be between {CALICO_BLOCK_SIZE_MIN} "
+                f"and {CALICO_BLOCK_SIZE_MAX} for IPv4, got {prefix}; set e.g. kube_network_node_prefix=\"24\" "
+                "or choose network_plugin=\"flannel\"",
+                "kube_network_node_prefix"))
+    return out
+
+
+def check(topo: Topology) -> None:
+    """Raise ``ConfigError`` with every plugin problem; call before any side effect."""
+    found = [p for p in problems(topo) if not p.warning]
+    if found:
+        raise ConfigError(found)
+
+
+def manifests(topo: Topology, *, cni_bin_dir: str = CNI_BIN_DIR) -> list[Manifest]:
+    """What to apply, in order, for the inventory's ``network_plugin``; empty for bridge.
+
+    ``cni_bin_dir`` is containerd's CNI ``bin_dir`` on the nodes: flannel installs its plugin there.
+    Raises ``ConfigError`` when the inventory does not suit the plugin (see ``problems``).
+    """
+    check(topo)
+    plugin = topo.settings.network_plugin
+    if plugin is NetworkPlugin.FLANNEL:
+        return [_flannel(topo, cni_bin_dir)]
+    if plugin is NetworkPlugin.CALICO:
+        return _calico(topo)
+    return []
+
+
+def images(topo: Topology) -> list[str]:
+    """The images the plugin's pods pull (for docs and pre-pulling); empty for bridge."""
+    return list(IMAGES[topo.settings.network_plugin])
+
+
+def operator_url(version: str = CALICO_VERSION) -> str:
+    return CALICO_OPERATOR_URL.format(version=version)
+
+
+def _flannel(topo: Topology, cni_bin_dir: str) -> Manifest:
+    # flanneld runs with --kube-subnet-mgr: it takes each node's range from node.spec.podCIDR, which
+    # kube-controller-manager allocates only with --allocate-node-cidrs and --cluster-cidr; kubeadm
+    # sets both from networking.podSubnet (https://github.com/flannel-io/flannel/blob/master/Documentation/kubernetes.md).
+    cni_conf = {
+        "name": "cbr0",
+        "cniVersion": "0.3.1",
+        "plugins": [
+            # flannel hands the pod to the bridge plugin; hairpin lets a pod reach itself via a Service.
+            {"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
+            # hostPort support (https://www.cni.dev/plugins/current/meta/portmap/).
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+    net_conf = {"Network": str(topo.settings.kube_pod_subnet), "Backend": {"Type": "vxlan"}}
+    ctx = _FlannelContext(
+        version=FLANNEL_VERSION, image=FLANNEL_IMAGE, cni_plugin_image=FLANNEL_CNI_PLUGIN_IMAGE,
+        cni_bin_dir=cni_bin_dir, cni_conf_path=FLANNEL_CNI_CONF,
+        cni_conf=json.dumps(cni_conf, indent=2), net_conf=json.dumps(net_conf, indent=2))
+    return Manifest("kube-flannel.yaml", Marker("daemonset", "kube-flannel-ds", "kube-flannel"),
+                    content=render(_env, "kube-flannel.yaml.j2", **asdict(ctx)))
+
+
+def _calico(topo: Topology) -> list[Manifest]:
+    s = topo.settings
+    ctx = _CalicoContext(
+        version=CALICO_VERSION, pod_subnet=str(s.kube_pod_subnet), block_size=s.kube_network_node_prefix,
+        node_subnet=None if s.node_subnet is None else str(s.node_subnet))
+    return [
+        Manifest("tigera-operator.yaml", Marker("deployment", "tigera-operator", "tigera-operator"),
+                 url=operator_url(), server_side=True),
+        Manifest("calico-installation.yaml", Marker("installations.operator.tigera.io", "default", None),
+                 content=render(_env, "calico-installation.yaml.j2", **asdict(ctx)),
+                 crds=("installations.operator.tigera.io", "apiservers.operator.tigera.io")),
+    ]

@@ -1,0 +1,243 @@
+"""Where Kubernetes comes from: the offline bundle or upstream's package repositories (pkgs.k8s.io),
+what each allows (checked before any node is touched), and the package install on a Debian node
+(a scripted fake node: the repositories cannot be reached from here)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from test_install_bundle import make_bundle
+
+from installer import install, topology
+from installer.errors import ConfigError
+from installer.facts import NodeFacts, OSFamily
+from installer.kubernetes import packages, source
+from installer.kubernetes.bundle import Bundle
+from installer.phases import Context
+from installer.remote import Transport
+from installer.settings import KubeVersion
+from scenarios import catalog
+
+MADISON = """\
+   kubeadm | 1.29.4-2.1 | https://pkgs.k8s.io/core:/stable:/v1.29/deb  Packages
+   kubeadm | 1.29.3-1.1 | https://pkgs.k8s.io/core:/stable:/v1.29/deb  Packages
+   kubeadm | 1.29.0-1.1 | https://pkgs.k8s.io/core:/stable:/v1.29/deb  Packages
+"""
+DNF_LIST = """\
+Last metadata expiration check: 0:00:04 ago on Sat 22 Nov 2026 10:00:00 AM UTC.
+Available Packages
+kubeadm.x86_64                 1.29.0-150500.1.1                 kha-kubernetes
+kubeadm.x86_64                 1.29.3-150500.1.1                 kha-kubernetes
+"""
+
+
+def inventory(tmp_path: Path, scenario: str = "allinone", **vars: str) -> Path:
+    text = Path(catalog.get(scenario).inventory_hostname).read_text()
+    for name, value in vars.items():
+        lines = [ln for ln in text.splitlines() if not ln.startswith(f"{name}=")]
+        text = "\n".join([*lines, f'{name}="{value}"']) + "\n"
+    path = tmp_path / f"{scenario}.ini"
+    path.write_text(text)
+    return path
+
+
+def topo(tmp_path: Path, scenario: str = "allinone", **vars: str) -> topology.Topology:
+    return topology.load(inventory(tmp_path, scenario, **vars))
+
+
+# -- pure -----------------------------------------------------------------------------------------
+def test_versions_are_read_from_apt_and_dnf_listings() -> None:
+    assert packages.available(MADISON, OSFamily.DEBIAN) == ["1.29.4-2.1", "1.29.3-1.1", "1.29.0-1.1"]
+    assert packages.available(DNF_LIST, OSFamily.REDHAT) == ["1.29.0-150500.1.1", "1.29.3-150500.1.1"]
+    assert packages.pick(packages.available(MADISON, OSFamily.DEBIAN), "1.29.3") == "1.29.3-1.1"
+    assert packages.pick(["1:1.29.3-1.1"], "1.29.3") == "1:1.29.3-1.1"  # an epoch is not the version
+    assert packages.pick(packages.available(MADISON, OSFamily.DEBIAN), "1.29.30") is None
+
+
+def test_the_repository_is_the_minor_versions_own() -> None:
+    deb = packages.repo_file(KubeVersion(1, 29, 3), OSFamily.DEBIAN)
+    assert deb.content.decode().splitlines()[-1] == (
+        f"deb [signed-by={packages.DEB_KEY}] https://pkgs.k8s.io/core:/stable:/v1.29/deb/ /")
+    rpm = packages.repo_file(KubeVersion(1, 31, 0), OSFamily.REDHAT).content.decode()
+    assert "baseurl=https://pkgs.k8s.io/core:/stable:/v1.31/rpm/\n" in rpm
+    assert "gpgkey=https://pkgs.k8s.io/core:/stable:/v1.31/rpm/repodata/repomd.xml.key\n" in rpm
+    # A plain `dnf upgrade` must not move a control plane.
+    assert "exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n" in rpm
+
+
+def test_packages_put_binaries_and_cni_plugins_where_upstream_does(tmp_path: Path) -> None:
+    r = packages.release(topo(tmp_path, kube_version="1.29.3"))
+    assert (r.version, r.bin_dir, r.cni_bin_dir) == ("1.29.3", "/usr/bin", "/opt/cni/bin")
+    assert r.sandbox_image == "registry.k8s.io/pause:3.9"
+
+
+def test_online_needs_an_exact_version_the_repositories_carry(tmp_path: Path) -> None:
+    old = topo(tmp_path, kube_version="1.20.2")
+    [p] = source.problems(old, None)
+    assert p.field == "kube_version" and p.line is not None and "offline bundle" in p.message
+    assert str(p).startswith(f"{old.source}:{p.line}: kube_version: ")
+    [p] = source.problems(topo(tmp_path, kube_version="1.29.x"), None)
+    assert "exact version" in p.message
+    assert source.problems(topo(tmp_path, kube_version="1.29.3", network_plugin="calico"), None) == []
+
+
+def test_a_bundle_must_match_kube_version_and_use_the_bridge(tmp_path: Path) -> None:
+    bundle = Bundle.load(make_bundle(tmp_path / "bundle"))  # 1.20.2
+    assert source.problems(topo(tmp_path), bundle) == []
+    assert source.problems(topo(tmp_path, kube_version="1.20.x"), bundle) == []
+    [p] = source.problems(topo(tmp_path, kube_version="1.21.0"), bundle)
+    assert p.field == "kube_version" and "holds 1.20.2" in p.message
+    [p] = source.problems(topo(tmp_path, network_plugin="flannel"), bundle)
+    assert p.field == "network_plugin" and "network_plugin=bridge" in p.message
+    assert source.release(topo(tmp_path), bundle) == bundle.release
+
+
+def test_install_refuses_before_touching_anything(tmp_path: Path) -> None:
+    # Nodes at 10.56.56.x are not reachable from here: a refusal must come before any connection,
+    # and before the state folder gets secrets.
+    inv = inventory(tmp_path, kube_version="1.20.2")
+    state = tmp_path / "state"
+    with pytest.raises(ConfigError, match=r"pkgs\.k8s\.io starts at 1\.24") as err:
+        install.run(inv, state=state, known_hosts=tmp_path / "known_hosts", out=io.StringIO())
+    assert f"{inv}:" in str(err.value)
+    assert not (state / "secrets.json").exists() and not (state / "pki").exists()
+
+
+# -- a Debian node, scripted ----------------------------------------------------------------------
+class FakeDebian(Transport):
+    """Enough of a Debian node for the package path: dpkg's database, one repository, files."""
+
+    node = "fake"
+
+    def __init__(self, repo: str = MADISON, installed: Mapping[str, str] | None = None) -> None:
+        self.repo = repo
+        self.installed = dict(installed or {})
+        self.held: set[str] = set()
+        self.files: dict[str, bytes] = {}
+        self.log: list[str] = []
+
+    @property
+    def as_root(self) -> bool:
+        return True
+
+    def _exec(self, argv: tuple[str, ...], stdin: bytes | None, timeout: float | None
+              ) -> tuple[int | None, bytes, bytes]:
+        code, out, err = self._answer(list(argv))
+        return code, out.encode(), err.encode()
+
+    def _answer(self, argv: list[str]) -> tuple[int, str, str]:
+        if argv[0] == "env":  # compose()'s prefix that carries DEBIAN_FRONTEND
+            argv = argv[1:]
+            while "=" in argv[0]:
+                argv.pop(0)
+        self.log.append(shlex.join(argv))
+        match argv:
+            case ["dpkg-query", "-W", "-f", fmt, *names]:
+                rows = [(n, self.installed[n]) for n in names if n in self.installed]
+                if fmt.startswith("${db:Status-Status} "):
+                    return (0, f"installed {rows[0][1]}", "") if rows else (1, "", "no packages found")
+                return 0, "".join(f"{n} installed\n" for n, _ in rows), ""
+            case ["test", "-s", path]:
+                return (0 if self.files.get(path) else 1), "", ""
+            case ["curl", *_, "-o", path, url]:
+                self.files[path] = f"key from {url}".encode()
+                return 0, "", ""
+            case ["sha256sum", "--", path]:
+                data = self.files.get(path)
+                return (0, f"{hashlib.sha256(data).hexdigest()}  {path}\n", "") if data is not None else (1, "", "")
+            case ["stat", "-c", _, "--", path]:
+                return (0, "644 root root\n", "") if path in self.files else (1, "", "")
+            case ["apt-cache", "madison", "kubeadm"]:
+                return 0, self.repo, ""
+            case ["apt-get", "install", *args]:
+                for a in args:
+                    if not a.startswith("-"):
+                        name, _, version = a.partition("=")
+                        self.installed[name] = version or "1.0-1.1"
+                return 0, "", ""
+            case ["apt-mark", "hold", *names]:
+                self.held |= set(names)
+                return 0, "", ""
+            case ["sh", "-c", _] | ["rm", "-f", _] | ["mkdir", *_] | ["install", "-d", *_] | ["apt-get", "update", *_]:
+                return 0, "", ""
+        raise AssertionError(f"unexpected command on the fake node: {argv}")
+
+    def put(self, src: bytes | str | os.PathLike[str], remote_path: str, *, mode: int | None = None,
+            owner: str | None = None, group: str | None = None, sudo: bool = False) -> None:
+        assert isinstance(src, bytes)
+        self.files[remote_path] = src
+
+    def get(self, remote_path: str, local_path: str | os.PathLike[str] | None = None, *,
+            sudo: bool = False) -> bytes:
+        return self.files[remote_path]
+
+    def close(self) -> None:
+        pass
+
+
+PREREQS = {"curl": "8.0-1", "ca-certificates": "2023"}
+
+
+def test_packages_install_at_exactly_kube_version_and_are_held(tmp_path: Path) -> None:
+    node = FakeDebian(installed=PREREQS)
+    packages.install(Context(), node, NodeFacts(), topo(tmp_path, kube_version="1.29.3"))
+    assert {n: node.installed[n] for n in packages.PINNED} == dict.fromkeys(packages.PINNED, "1.29.3-1.1")
+    assert {"cri-tools", "kubernetes-cni"} <= set(node.installed)
+    assert node.held == set(packages.PACKAGES)
+    assert node.files[packages.DEB_KEY] == b"key from https://pkgs.k8s.io/core:/stable:/v1.29/deb/Release.key"
+    assert b"/v1.29/deb/ /" in node.files[packages.DEB_LIST]
+    # A second run finds everything in place and changes nothing.
+    node.log.clear()
+    packages.install(Context(), node, NodeFacts(), topo(tmp_path, kube_version="1.29.3"))
+    assert not [c for c in node.log if c.startswith(("apt-get", "curl", "apt-mark"))]
+
+
+def test_a_version_the_repository_lacks_is_named(tmp_path: Path) -> None:
+    node = FakeDebian(installed=PREREQS)
+    with pytest.raises(packages.PackageError, match=r"no kubeadm 1\.29\.9 \(it has 1\.29\.4-2\.1, 1\.29\.3-1\.1"):
+        packages.install(Context(), node, NodeFacts(), topo(tmp_path, kube_version="1.29.9"))
+
+
+def test_a_node_on_another_version_is_not_upgraded(tmp_path: Path) -> None:
+    node = FakeDebian(installed={**PREREQS, "kubeadm": "1.28.2-1.1", "kubelet": "1.28.2-1.1"})
+    with pytest.raises(ConfigError, match=r"kube_version: kube_version=1\.29\.3 but the node has kubeadm 1\.28\.2"):
+        packages.install(Context(), node, NodeFacts(), topo(tmp_path, kube_version="1.29.3"))
+    assert not [c for c in node.log if c.startswith("apt-get")]
+
+
+def test_dry_run_says_what_it_would_install(tmp_path: Path) -> None:
+    node = FakeDebian(installed=PREREQS)
+    ctx = Context(dry_run=True)
+    packages.install(ctx, node, NodeFacts(), topo(tmp_path, kube_version="1.29.3"))
+    said = [str(w) for w in ctx.report]
+    assert any("fetch the repository key" in w for w in said)
+    assert any("kubelet kubeadm kubectl cri-tools kubernetes-cni (1.29.3)" in w for w in said)
+    assert node.installed == PREREQS and packages.DEB_KEY not in node.files
+
+
+def test_render_shows_the_release_and_the_cni_manifest_an_install_would_use(tmp_path: Path) -> None:
+    from kha import cli  # noqa: PLC0415
+
+    inv = inventory(tmp_path, "m-master", kube_version="1.29.3", network_plugin="flannel")
+    state = tmp_path / "state"
+    assert cli.main(["render", "-i", str(inv), "--dir", str(tmp_path / "out"), "--state", str(state)]) == 0
+    nodes = tmp_path / "out" / "nodes"
+    t = topology.load(inv)
+    manifests = sorted(p.relative_to(nodes).parts[0] for p in nodes.glob("*/etc/kha/cni/kube-flannel.yaml"))
+    assert manifests == [t.first_master.name]
+    unit = (nodes / t.first_master.name / "etc/systemd/system/kubelet.service").read_text()
+    assert "ExecStart=/usr/bin/kubelet" in unit  # upstream's packages' place, not the bundle's
+
+    bundle = make_bundle(tmp_path / "bundle")
+    offline = inventory(tmp_path, "m-master")
+    assert cli.main(["render", "-i", str(offline), "--dir", str(tmp_path / "off"), "--state", str(state),
+                     "--bundle", str(bundle)]) == 0
+    assert not list((tmp_path / "off" / "nodes").glob("*/etc/kha/cni/*"))
+    unit = (tmp_path / "off" / "nodes" / t.first_master.name / "etc/systemd/system/kubelet.service").read_text()
+    assert "ExecStart=/usr/local/bin/kubelet" in unit
