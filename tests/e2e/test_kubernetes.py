@@ -16,12 +16,15 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from e2e_support import NAMESPACE, Installed, ran
 
+from installer import topology
 from installer.etcd import phases as etcd_phases
+from installer.kubernetes import cni
 from installer.topology import Host, LBKind
 
 pytestmark = pytest.mark.e2e
@@ -289,6 +292,20 @@ class _Records(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(f"{record.name}: {record.getMessage()}")
+
+
+def test_online_flannel_manifest_is_accepted_by_the_apiserver(installed: Installed, tmp_path: Path) -> None:
+    """The flannel manifest an online install applies, validated by this cluster's API server
+    (server-side dry run: schema, defaults, admission) — images cannot be pulled here, so it is not run."""
+    inv = tmp_path / "flannel.ini"
+    inv.write_text(installed.inventory.read_text().replace('network_plugin="bridge"', 'network_plugin="flannel"'))
+    [manifest] = cni.manifests(topology.load(inv))
+    assert manifest.content is not None
+    res = installed.kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest.content.decode(), check=False)
+    assert res.ok, res.stdout + res.stderr
+    applied = {line.split(" ")[0] for line in res.stdout.splitlines()}
+    assert {"namespace/kube-flannel", "daemonset.apps/kube-flannel-ds", "configmap/kube-flannel-cfg"} <= applied, (
+        res.stdout)
 
 
 def test_second_install_changes_and_restarts_nothing(installed: Installed) -> None:

@@ -8,24 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import variants
 import yaml
 
 from installer import topology
 from installer.errors import ConfigError
 from installer.kubernetes import cni
-from scenarios import catalog
 
 
 def inventory(tmp_path: Path, plugin: str, **overrides: str) -> Path:
     """m-master's inventory with another network plugin and [all:vars] values replaced or added."""
-    text = Path(catalog.get("m-master").inventory_hostname).read_text()
-    text = text.replace('network_plugin="bridge"', f'network_plugin="{plugin}"')
-    for name, value in overrides.items():
-        lines = [ln for ln in text.splitlines() if not ln.startswith(f"{name}=")]
-        text = "\n".join([*lines, f'{name}="{value}"']) + "\n"
-    path = tmp_path / f"{plugin}.ini"
-    path.write_text(text)
-    return path
+    return variants.inventory(tmp_path, "m-master", network_plugin=plugin, **overrides)
 
 
 def topo(tmp_path: Path, plugin: str, **overrides: str) -> topology.Topology:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+import variants
 from test_install_bundle import make_bundle
 
 from installer import install, topology
@@ -22,7 +23,6 @@ from installer.kubernetes.bundle import Bundle
 from installer.phases import Context
 from installer.remote import Transport
 from installer.settings import KubeVersion
-from scenarios import catalog
 
 MADISON = """\
    kubeadm | 1.29.4-2.1 | https://pkgs.k8s.io/core:/stable:/v1.29/deb  Packages
@@ -38,17 +38,11 @@ kubeadm.x86_64                 1.29.3-150500.1.1                 kha-kubernetes
 
 
 def inventory(tmp_path: Path, scenario: str = "allinone", **vars: str) -> Path:
-    text = Path(catalog.get(scenario).inventory_hostname).read_text()
-    for name, value in vars.items():
-        lines = [ln for ln in text.splitlines() if not ln.startswith(f"{name}=")]
-        text = "\n".join([*lines, f'{name}="{value}"']) + "\n"
-    path = tmp_path / f"{scenario}.ini"
-    path.write_text(text)
-    return path
+    return variants.inventory(tmp_path, scenario, **vars)
 
 
 def topo(tmp_path: Path, scenario: str = "allinone", **vars: str) -> topology.Topology:
-    return topology.load(inventory(tmp_path, scenario, **vars))
+    return variants.topo(tmp_path, scenario, **vars)
 
 
 # -- pure -----------------------------------------------------------------------------------------
