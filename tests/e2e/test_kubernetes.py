@@ -301,11 +301,16 @@ def test_online_flannel_manifest_is_accepted_by_the_apiserver(installed: Install
     inv.write_text(installed.inventory.read_text().replace('network_plugin="bridge"', 'network_plugin="flannel"'))
     [manifest] = cni.manifests(topology.load(inv))
     assert manifest.content is not None
-    res = installed.kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest.content.decode(), check=False)
+    # A server-side dry run does not create the namespace the other objects go into: create it for real.
+    installed.kubectl("create", "namespace", "kube-flannel")
+    try:
+        res = installed.kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest.content.decode(), check=False)
+    finally:
+        installed.kubectl("delete", "namespace", "kube-flannel", "--wait=false")
     assert res.ok, res.stdout + res.stderr
     applied = {line.split(" ")[0] for line in res.stdout.splitlines()}
-    assert {"namespace/kube-flannel", "daemonset.apps/kube-flannel-ds", "configmap/kube-flannel-cfg"} <= applied, (
-        res.stdout)
+    assert {"namespace/kube-flannel", "daemonset.apps/kube-flannel-ds", "configmap/kube-flannel-cfg",
+            "clusterrole.rbac.authorization.k8s.io/flannel"} <= applied, res.stdout
 
 
 def test_second_install_changes_and_restarts_nothing(installed: Installed) -> None:
