@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
+import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -41,6 +44,13 @@ class InstallContext(Context):
     #: the offline Kubernetes bundle (binaries, images) when installing from one.
     bundle: Bundle | None = None
     facts: dict[str, NodeFacts] = field(default_factory=dict)
+    #: a dry run's scratch copy of the PKI store, brought up to date there (the real one stays as it is).
+    scratch_pki: Path | None = None
+
+    @property
+    def pki(self) -> Path:
+        """The PKI store the phases read: the state folder's, or a dry run's scratch copy."""
+        return self.scratch_pki or self.state.pki
 
     def transport(self, host: Host) -> Transport:
         return self.connector(host)
@@ -53,7 +63,7 @@ class InstallContext(Context):
 
     def pki_tree(self, host: Host) -> Path:
         """What the PKI store prepared for this node (mirrors its /etc/kubernetes)."""
-        tree = self.state.pki / "nodes" / host.name
+        tree = self.pki / "nodes" / host.name
         if not tree.is_dir():
             raise PKIError(f"{tree} does not exist: run `kha pki init` for this inventory first "
                            "(kha install runs it as its pki phase)")
@@ -61,7 +71,19 @@ class InstallContext(Context):
 
 
 def _pki(ctx: InstallContext) -> None:
-    if ctx.would(f"create or bring up to date the PKI store {ctx.state.pki}"):
+    if ctx.dry_run:
+        # The phases after this one read certificates from the store: a dry run brings a scratch copy
+        # up to date, says what that changed, and lets them read it (so their "would" lines are exact).
+        ctx.scratch_pki = Path(tempfile.mkdtemp(prefix="kha-dry-run-")) / "pki"
+        if ctx.state.pki.is_dir():
+            shutil.copytree(ctx.state.pki, ctx.scratch_pki)
+        changes = Store(ctx.scratch_pki, ctx.topo).init(ctx.inventory.read_bytes())
+        if len(changes) <= 10:
+            for change in changes:
+                ctx.would(f"PKI store {ctx.state.pki}: {change}")
+        elif changes:  # a new store: one line, not ninety
+            counts = Counter(c.action for c in changes)
+            ctx.would(f"PKI store {ctx.state.pki}: " + ", ".join(f"{a} {n} files" for a, n in sorted(counts.items())))
         return
     for change in Store(ctx.state.pki, ctx.topo).init(ctx.inventory.read_bytes()):
         log.info("pki: %s", change)
@@ -125,6 +147,8 @@ def run(
         return runner.run(ctx)
     finally:
         connector.close()
+        if ctx.scratch_pki is not None:
+            shutil.rmtree(ctx.scratch_pki.parent, ignore_errors=True)
 
 
 def _cmd_install(args: argparse.Namespace) -> int:

@@ -251,7 +251,7 @@ def _init(ctx: InstallContext) -> None:
 
 
 def _join_config(ctx: InstallContext, host: Host) -> NodeFile:
-    ca = (ctx.state.pki / "ca" / "ca.crt").read_bytes()
+    ca = (ctx.pki / "ca" / "ca.crt").read_bytes()
     return k8s.join_config(ctx.topo, host, ctx.secrets, _release(ctx), ca)
 
 
