@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
-from installer import nodeops, topology
+from installer import nodeops, topology, waiting
 from installer.connect import Connector
 from installer.errors import CommandError, ConfigError, Problem, RemoteError
 from installer.etcd import render
@@ -434,17 +434,15 @@ class Admin:
         raise EtcdError("no etcd member reports a leader; check `kha etcd status`")
 
     def wait_healthy(self, urls: Sequence[str], timeout: float = HEALTH_TIMEOUT_S) -> float:
-        start = time.monotonic()
-        while True:
-            health = self.health(urls)
-            bad = [h for h in health.values() if not h.healthy]
-            if not bad:
-                return time.monotonic() - start
-            log.debug("not healthy yet: %s", "; ".join(f"{h.endpoint}: {h.error}" for h in bad))
-            if time.monotonic() - start > timeout:
-                raise EtcdError("etcd not healthy after {:.0f}s: {}".format(
-                    timeout, "; ".join(f"{h.endpoint}: {h.error or 'unhealthy'}" for h in bad)))
-            time.sleep(0.5)
+        def healthy() -> str | None:
+            bad = [h for h in self.health(urls).values() if not h.healthy]
+            said = "; ".join(f"{h.endpoint}: {h.error or 'unhealthy'}" for h in bad)
+            if bad:
+                log.debug("not healthy yet: %s", said)
+            return said or None
+
+        return waiting.until(healthy, timeout=timeout, interval=0.5,
+                             error=lambda said: EtcdError(f"etcd not healthy after {timeout:.0f}s: {said}"))
 
     def reconfigure(self, *args: str, done_if: Iterable[str] = ()) -> Result | None:
         """A membership change, retried while etcd refuses it for now ("unhealthy cluster" right after a

@@ -7,10 +7,9 @@ each waiting for the cluster to be healthy again, so quorum is never lost on a r
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
-from installer import nodeops
+from installer import nodeops, waiting
 from installer.errors import InstallerError
 from installer.etcd import render
 from installer.facts import OSFamily
@@ -126,14 +125,13 @@ ETCDCTL_ENV = {"ETCDCTL_API": "3"}
 def wait_healthy(ctx: InstallContext, hosts: Sequence[Host], timeout: float = HEALTH_TIMEOUT_S) -> None:
     t = ctx.transport(hosts[0])
     argv = etcdctl("endpoint", "health", endpoints_csv=endpoints(hosts))
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def healthy() -> str | None:
         res = t.run(argv, sudo=True, env=ETCDCTL_ENV, check=False, timeout=30)
-        if res.ok:
-            return
-        if time.monotonic() > deadline:
-            raise EtcdError(f"etcd not healthy after {timeout:.0f}s:\n{res.stdout}{res.stderr}")
-        time.sleep(0.5)
+        return None if res.ok else res.stdout + res.stderr
+
+    waiting.until(healthy, timeout=timeout, interval=0.5,
+                  error=lambda said: EtcdError(f"etcd not healthy after {timeout:.0f}s:\n{said}"))
 
 
 def _wait(ctx: InstallContext) -> None:

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from installer import nodeops
+from installer import nodeops, waiting
 from installer.errors import InstallerError
 from installer.facts import OSFamily
 from installer.files import NodeFile
@@ -362,16 +361,15 @@ def _bridge(ctx: InstallContext) -> None:
     if ctx.would("write a bridge CNI config per node from its pod range, and routes between nodes"):
         return
     nodes = _nodes(ctx)
-    deadline = time.monotonic() + 120
-    while True:
-        cidrs = pod_cidrs(ctx)
-        if all(h.name in cidrs for h in nodes):
-            break
-        if time.monotonic() > deadline:
-            missing = [h.name for h in nodes if h.name not in cidrs]
-            raise KubernetesError(f"no pod range allocated to {', '.join(missing)} after 120 s "
-                                  "(kube-controller-manager allocates them from kube_pod_subnet)")
-        time.sleep(1)
+    cidrs: dict[str, str] = {}
+
+    def allocated() -> str | None:
+        cidrs.update(pod_cidrs(ctx))
+        return ", ".join(h.name for h in nodes if h.name not in cidrs) or None
+
+    waiting.until(allocated, timeout=120, interval=1, error=lambda missing: KubernetesError(
+        f"no pod range allocated to {missing} after 120 s (kube-controller-manager allocates them from "
+        "kube_pod_subnet)"))
     addresses = {h.name: str(h.address) for h in nodes}
 
     def one(host: Host, t: Transport) -> None:
@@ -387,17 +385,16 @@ def _ready(ctx: InstallContext) -> None:
     want = {h.name for h in _nodes(ctx)}
     if ctx.would(f"wait until {len(want)} nodes are Ready"):
         return
-    deadline = time.monotonic() + READY_TIMEOUT_S
     jsonpath = ("jsonpath={range .items[*]}{.metadata.name}="
                 "{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}")
-    while True:
+
+    def all_ready() -> str | None:
         out = kubectl(ctx, "get", "nodes", "-o", jsonpath, check=False)
         ready = {line.split("=")[0] for line in out.splitlines() if line.endswith("=True")}
-        if want <= ready:
-            return
-        if time.monotonic() > deadline:
-            raise KubernetesError(f"nodes not Ready after {READY_TIMEOUT_S:.0f}s: {', '.join(sorted(want - ready))}")
-        time.sleep(2)
+        return ", ".join(sorted(want - ready)) or None
+
+    waiting.until(all_ready, timeout=READY_TIMEOUT_S, interval=2, error=lambda missing: KubernetesError(
+        f"nodes not Ready after {READY_TIMEOUT_S:.0f}s: {missing}"))
 
 
 def _has_kubernetes(ctx: InstallContext) -> bool:

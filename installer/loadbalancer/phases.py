@@ -8,9 +8,7 @@ VIP does not move on a re-run.
 
 from __future__ import annotations
 
-import time
-
-from installer import nodeops
+from installer import nodeops, waiting
 from installer.errors import InstallerError
 from installer.facts import OSFamily
 from installer.files import NodeFile
@@ -105,12 +103,11 @@ def vip_holders(ctx: InstallContext) -> list[str]:
 
 
 def _wait_holder(ctx: InstallContext, host: Host) -> None:
-    deadline = time.monotonic() + VIP_TIMEOUT_S
-    while host.name not in vip_holders(ctx):
-        if time.monotonic() > deadline:
-            raise LoadBalancerError(f"{host.name} did not take the VIP {ctx.topo.vip} within {VIP_TIMEOUT_S:.0f}s "
-                                    "after keepalived started (check its log: journalctl -u keepalived)")
-        time.sleep(0.3)
+    waiting.until(
+        lambda: None if host.name in vip_holders(ctx) else "not yet", timeout=VIP_TIMEOUT_S, interval=0.3,
+        error=lambda _: LoadBalancerError(f"{host.name} did not take the VIP {ctx.topo.vip} within "
+                                          f"{VIP_TIMEOUT_S:.0f}s after keepalived started (check its log: "
+                                          "journalctl -u keepalived)"))
 
 
 def _wait(ctx: InstallContext) -> None:
@@ -125,16 +122,14 @@ def _wait(ctx: InstallContext) -> None:
             probe = ["timeout", "2", "bash", "-c", 'exec 3<>"/dev/tcp/127.0.0.1/$1"', "probe", port]
             ctx.transport(host).run(probe)
     if kind is LBKind.VIP:
-        deadline = time.monotonic() + VIP_TIMEOUT_S
-        while True:
+
+        def one_holder() -> str | None:
             holders = vip_holders(ctx)
-            if len(holders) == 1:
-                return
-            if time.monotonic() > deadline:
-                where = ", ".join(holders) if holders else "no node"
-                raise LoadBalancerError(f"VIP {ctx.topo.vip} is held by {where} after {VIP_TIMEOUT_S:.0f}s; "
-                                        "expected exactly one [lb] node (check VRRP traffic between them)")
-            time.sleep(0.5)
+            return None if len(holders) == 1 else ", ".join(holders) or "no node"
+
+        waiting.until(one_holder, timeout=VIP_TIMEOUT_S, interval=0.5, error=lambda where: LoadBalancerError(
+            f"VIP {ctx.topo.vip} is held by {where} after {VIP_TIMEOUT_S:.0f}s; expected exactly one [lb] node "
+            "(check VRRP traffic between them)"))
 
 
 PHASE: Phase[InstallContext] = Phase(
