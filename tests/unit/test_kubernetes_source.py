@@ -236,18 +236,3 @@ def test_render_shows_the_release_and_the_cni_manifest_an_install_would_use(tmp_
     unit = (tmp_path / "off" / "nodes" / t.first_master.name / "etc/systemd/system/kubelet.service").read_text()
     assert "ExecStart=/usr/local/bin/kubelet" in unit
 
-
-def test_a_dry_run_on_a_fresh_state_says_what_the_pki_phase_would_create(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    inv, state, out = inventory(tmp_path, "m-master"), tmp_path / "state", io.StringIO()
-    kw = {"state": state, "known_hosts": tmp_path / "known_hosts", "only": ["pki"], "out": out}
-    install.run(inv, dry_run=True, **kw)  # type: ignore[arg-type]
-    assert "would PKI store" in out.getvalue() and "created" in out.getvalue()
-    assert not (state / "pki").exists()  # the real store is not made by a dry run
-    assert list((tmp_path / "tmp").iterdir()) == []  # and its scratch copy is gone
-    install.run(inv, **kw)  # type: ignore[arg-type]
-    out.truncate(0)
-    install.run(inv, dry_run=True, **kw)  # type: ignore[arg-type]
-    assert "would PKI store" not in out.getvalue()  # an up-to-date store: nothing to say
