@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 
-from harness.probe import Timeline
+from harness.probe import History, Outage, Timeline
+from scenarios.faults import Fault
 from scenarios.faults.lb import (
     CutLink,
     InstalledTopology,
@@ -85,55 +87,61 @@ def test_watcher_sees_two_holders(etcd_lb: InstalledTopology) -> None:
     assert {frozenset({master, backup})} == {s.holders for s in w.watcher.timeline().split_brain()}
 
 
-def test_stopped_haproxy_moves_the_vip_and_it_stays(etcd_lb: InstalledTopology, report: Report) -> None:
-    topo = etcd_lb.topo
-    master = vrrp_master(etcd_lb)
-    backup = backup_of(topo, master)
-    with etcd_lb.connector() as c, watch(etcd_lb, max_duration=50) as w:
-        fault = StopLoadBalancer(master, c(topo.host(master)))
+@dataclass(frozen=True)
+class Failover:
+    outage: Outage
+    history: History
+    timeline: Timeline
+    healed: float  # when the heal began, on the watcher's clock
+
+
+def fail_over_and_heal(inst: InstalledTopology, fault: Fault, backup: str) -> Failover:
+    """Inject, measure until the VIP serves again from ``backup``, heal, and watch a while after."""
+    with watch(inst, max_duration=50) as w:
         w.prober.wait_for(lambda h: h.ok_count >= 5, timeout=5)
         outage = measure_failover(w, fault, timeout=20)
         w.watcher.wait_for(lambda tl: (s := tl.last()) is not None and s.holders == {backup}, timeout=5)
         healed = w.mark("heal")
         fault.heal()
         time.sleep(AFTER_HEAL_S)
-    hist, tl = w.prober.history(), w.watcher.timeline()
-    assert outage.duration is not None
-    # One failover, then nothing: the VIP serves throughout the heal and does not go back (nopreempt).
+    return Failover(outage, w.prober.history(), w.watcher.timeline(), healed)
+
+
+def assert_moved_once_and_stayed(inst: InstalledTopology, f: Failover, master: str, backup: str) -> float:
+    """One failover, then nothing: the VIP serves throughout the heal and does not go back (nopreempt)."""
+    hist, tl = f.history, f.timeline
+    assert f.outage.duration is not None
     assert hist.outage_count == 1, hist.summary()
     assert not tl.split_brain(), f"two holders at once: {tl.summary()}"
     assert [(m.source, m.target) for m in tl.moves()] == [(master, backup)], tl.summary()
-    assert holders_after(tl, healed) == {frozenset({backup})}, tl.summary()
-    assert vip_holders(etcd_lb) == [backup]
+    assert holders_after(tl, f.healed) == {frozenset({backup})}, tl.summary()
+    assert vip_holders(inst) == [backup]
+    return f.outage.duration
+
+
+def test_stopped_haproxy_moves_the_vip_and_it_stays(etcd_lb: InstalledTopology, report: Report) -> None:
+    topo = etcd_lb.topo
+    master = vrrp_master(etcd_lb)
+    backup = backup_of(topo, master)
+    with etcd_lb.connector() as c:
+        failover = fail_over_and_heal(etcd_lb, StopLoadBalancer(master, c(topo.host(master))), backup)
+    took = assert_moved_once_and_stayed(etcd_lb, failover, master, backup)
     bound = stopped_lb_bound(topo, backup)
-    report(f"haproxy stopped on {master}: VIP served by {backup} after {outage.duration:.2f}s "
-           f"(bound {bound.seconds:.2f}s = {bound.formula}; ratio {outage.duration / bound.seconds:.2f}); "
-           f"no move after heal in {AFTER_HEAL_S:.0f}s", failover_s=round(outage.duration, 3))
+    report(f"haproxy stopped on {master}: VIP served by {backup} after {took:.2f}s "
+           f"(bound {bound.seconds:.2f}s = {bound.formula}; ratio {took / bound.seconds:.2f}); "
+           f"no move after heal in {AFTER_HEAL_S:.0f}s", failover_s=round(took, 3))
 
 
 def test_powered_off_master_moves_the_vip(etcd_lb: InstalledTopology, report: Report) -> None:
     topo = etcd_lb.topo
     master = vrrp_master(etcd_lb)
     backup = backup_of(topo, master)
-    fault = PowerOffNode(etcd_lb.cluster, master)
-    with watch(etcd_lb, max_duration=50) as w:
-        w.prober.wait_for(lambda h: h.ok_count >= 5, timeout=5)
-        outage = measure_failover(w, fault, timeout=20)
-        w.watcher.wait_for(lambda tl: (s := tl.last()) is not None and s.holders == {backup}, timeout=5)
-        healed = w.mark("heal")
-        fault.heal()
-        time.sleep(AFTER_HEAL_S)
-    hist, tl = w.prober.history(), w.watcher.timeline()
-    assert outage.duration is not None
-    assert hist.outage_count == 1, hist.summary()
-    assert not tl.split_brain(), f"two holders at once: {tl.summary()}"
-    assert [(m.source, m.target) for m in tl.moves()] == [(master, backup)], tl.summary()
-    assert holders_after(tl, healed) == {frozenset({backup})}, tl.summary()
-    assert vip_holders(etcd_lb) == [backup]
+    failover = fail_over_and_heal(etcd_lb, PowerOffNode(etcd_lb.cluster, master), backup)
+    took = assert_moved_once_and_stayed(etcd_lb, failover, master, backup)
     bound = power_off_bound(topo, backup)
-    report(f"{master} powered off: VIP served by {backup} after {outage.duration:.2f}s "
-           f"(bound {bound.seconds:.2f}s = {bound.formula}; ratio {outage.duration / bound.seconds:.2f}); "
-           f"stays on {backup} after power-on", failover_s=round(outage.duration, 3))
+    report(f"{master} powered off: VIP served by {backup} after {took:.2f}s "
+           f"(bound {bound.seconds:.2f}s = {bound.formula}; ratio {took / bound.seconds:.2f}); "
+           f"stays on {backup} after power-on", failover_s=round(took, 3))
 
 
 def test_cut_link_moves_the_vip_and_one_holder_after_heal(etcd_lb: InstalledTopology, report: Report) -> None:
