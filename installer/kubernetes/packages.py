@@ -135,12 +135,19 @@ def _install_deb(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, w
         t.run(["install", "-d", "-m", "0755", "/etc/apt/keyrings"], sudo=True)
         t.run(["curl", "-fsSL", "--retry", "3", "-o", DEB_KEY, f"{repo_url(v, OSFamily.DEBIAN)}Release.key"],
               sudo=True, timeout=120)
+    updated = False
     if nodeops.sync_files(ctx, t, [repo_file(v, OSFamily.DEBIAN)]) and not ctx.would("apt-get update"):
         t.run(["apt-get", "update", "-q"], sudo=True, env=env, timeout=600)
+        updated = True
     if ctx.would(f"install {' '.join(PACKAGES)} ({wanted}) and hold them"):
         return
     out = t.run(["apt-cache", "madison", "kubeadm"], sudo=True).stdout
     exact = pick(available(out, OSFamily.DEBIAN), wanted)
+    if exact is None and not updated:
+        # The list file may be from an earlier run that stopped before its update, or the index old.
+        t.run(["apt-get", "update", "-q"], sudo=True, env=env, timeout=600)
+        out = t.run(["apt-cache", "madison", "kubeadm"], sudo=True).stdout
+        exact = pick(available(out, OSFamily.DEBIAN), wanted)
     if exact is None:
         raise PackageError(f"{repo_url(v, OSFamily.DEBIAN)} has no kubeadm {wanted} "
                            f"(it has {', '.join(available(out, OSFamily.DEBIAN)[:5]) or 'nothing'})")

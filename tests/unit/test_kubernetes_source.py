@@ -236,3 +236,22 @@ def test_render_shows_the_release_and_the_cni_manifest_an_install_would_use(tmp_
     unit = (tmp_path / "off" / "nodes" / t.first_master.name / "etc/systemd/system/kubelet.service").read_text()
     assert "ExecStart=/usr/local/bin/kubelet" in unit
 
+
+
+def test_a_stale_package_index_is_refreshed_once(tmp_path: Path) -> None:
+    # An earlier run wrote the list file and stopped before `apt-get update`: the index lacks the repo.
+    t = topo(tmp_path, kube_version="1.29.3")
+    node = FakeDebian(repo="", installed=PREREQS)
+    node.files[packages.DEB_KEY] = b"key"
+    node.files[packages.DEB_LIST] = packages.repo_file(t.settings.kube_version, OSFamily.DEBIAN).content
+    real_answer = node._answer
+
+    def answer(argv: list[str]) -> tuple[int, str, str]:
+        if argv[-2:] == ["update", "-q"]:
+            node.repo = MADISON  # the update brings the repository's index
+        return real_answer(argv)
+
+    node._answer = answer  # type: ignore[method-assign]
+    packages.install(Context(), node, NodeFacts(), t)
+    assert node.installed["kubeadm"] == "1.29.3-1.1"
+    assert sum(c.startswith("apt-get update") for c in node.log) == 1
