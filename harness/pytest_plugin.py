@@ -35,6 +35,7 @@ from typing import Any, cast
 import paramiko
 import pytest
 
+from harness import paths
 from harness.errors import HarnessError
 from harness.provider import Cluster, Provider
 from harness.spec import TopologySpec
@@ -120,7 +121,8 @@ class Topologies:
         errors = []
         for cluster in self.clusters.values():
             if self.keep:
-                log.warning("keeping %s (state in %s)", cluster.name, cluster.state.state_dir)
+                log.warning("keeping %s (state in %s; `kha down --name %s` removes it)", cluster.name,
+                            cluster.state.state_dir, cluster.name)
                 continue
             try:
                 close_hosts(cluster)
@@ -144,8 +146,11 @@ def load_factory(ref: str) -> SpecFactory:
 
 @pytest.fixture(scope="session")
 def kha_topologies(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Topologies]:
-    tops = Topologies(tmp_path_factory.mktemp("kha"), load_factory(str(pytestconfig.getoption("kha_spec_factory"))),
-                      keep=bool(pytestconfig.getoption("kha_keep")))
+    keep = bool(pytestconfig.getoption("kha_keep"))
+    # Kept topologies live where the kha command looks (kha status / ssh / down --name …); others in
+    # the session's temporary folder.
+    root = paths.clusters_root() if keep else tmp_path_factory.mktemp("kha")
+    tops = Topologies(root, load_factory(str(pytestconfig.getoption("kha_spec_factory"))), keep=keep)
     try:
         yield tops
     finally:

@@ -186,7 +186,7 @@ def _kubelet(ctx: InstallContext) -> None:
     files = k8s.kubelet_files(_release(ctx))
 
     def one(_host: Host, t: Transport) -> None:
-        if nodeops.sync_files(ctx, t, files) and not ctx.would("systemctl daemon-reload; enable kubelet"):
+        if nodeops.sync_files(ctx, t, files) and not ctx.would("systemctl daemon-reload"):
             nodeops.systemctl(t, "daemon-reload")
         if not nodeops.systemctl(t, "is-enabled", "--quiet", "kubelet", check=False) and not ctx.would(
                 "enable kubelet"):
