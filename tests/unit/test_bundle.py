@@ -9,7 +9,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tarfile
@@ -51,44 +50,7 @@ from images.run import Progress
 from images.sources import Mirrors
 from kha import cli as kha_cli
 
-DEBIAN_SOURCES = """\
-Types: deb
-URIs: http://mirror.example/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: http://mirror.example/debian-security
-Suites: bookworm-security
-Components: main
-"""
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing here may open a connection: "needs a download" is decided from configuration."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"unit test tried to connect: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-@pytest.fixture
-def apt_etc(tmp_path: Path) -> Path:
-    etc = tmp_path / "apt"
-    (etc / "sources.list.d").mkdir(parents=True)
-    (etc / "sources.list.d" / "debian.sources").write_text(DEBIAN_SOURCES)
-    return etc
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("KHA_CACHE_DIR", str(root))
-    return root
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 def _debian() -> DebianSourceRecipe:

@@ -7,7 +7,6 @@ import argparse
 import dataclasses
 import gzip
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -26,49 +25,7 @@ from images.recipes import RECIPES, DebootstrapRecipe, Recipe, recipe, recipe_ha
 from images.run import Progress
 from images.sources import check_source, read_apt_sources, resolve_mirrors
 
-DEBIAN_SOURCES = """\
-Types: deb
-# http://snapshot.debian.org/archive/debian/20250520T000000Z
-URIs: http://mirror.example/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: http://mirror.example/debian-security
-Suites: bookworm-security
-Components: main
-"""
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing in these tests may open a connection: "needs a download" is decided from configuration."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"unit test tried to connect: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-@pytest.fixture
-def apt_etc(tmp_path: Path) -> Path:
-    etc = tmp_path / "apt"
-    (etc / "sources.list.d").mkdir(parents=True)
-    (etc / "sources.list.d" / "debian.sources").write_text(DEBIAN_SOURCES)
-    (etc / "sources.list.d" / "other.list.disabled-by-farm").write_text("deb http://ubuntu.example/ubuntu jammy main\n")
-    (etc / "sources.list.d" / "vendor.list").write_text(
-        "# a vendor repo\ndeb [arch=amd64] https://vendor.example/apt cloud-sdk-bookworm main\n"
-    )
-    return etc
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("KHA_CACHE_DIR", str(root))
-    return root
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 # --- recipes -------------------------------------------------------------------------------------
