@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol, TypeVar
 
 import images
 from images.errors import ImageError
@@ -38,17 +41,37 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     return parser
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+class Cached(Protocol):
+    """What a cached build (a base image, a bundle) tells the user it is."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+
+
+T = TypeVar("T", bound=Cached)
+
+
+def build_or_reuse(kind: str, name: str, *, force: bool, get: Callable[[str], T | None],
+                   build: Callable[..., T]) -> int:
+    """``kha image|bundle build``: reuse the cached one unless ``force``; one ✓ or ✗ line with seconds."""
     start = time.monotonic()
     try:
-        cached = None if args.force else images.get(args.name)
-        img = cached or images.build(args.name, force=args.force, progress=_step_line)
+        cached = None if force else get(name)
+        made = cached or build(name, force=force, progress=step_line)
     except ImageError as exc:
-        print(f"✗ image {args.name} ({time.monotonic() - start:.1f}s): {exc}", file=sys.stderr)
+        print(f"✗ {kind} {name} ({time.monotonic() - start:.1f}s): {exc}", file=sys.stderr)
         return 1
     how = "cached" if cached else "built"
-    print(f"✓ image {img.name} {img.digest} {how} ({time.monotonic() - start:.1f}s) {img.path}")
+    print(f"✓ {kind} {made.name} {made.digest} {how} ({time.monotonic() - start:.1f}s) {made.path}")
     return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    return build_or_reuse("image", args.name, force=args.force, get=images.get, build=images.build)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -71,5 +94,5 @@ def _image_line(img: images.Image, note: str) -> None:
     print(f"✓ {img.name:<16} {img.digest}  {img.created}  qcow2 {size:.0f} MB  {img.path}{note}")
 
 
-def _step_line(line: str) -> None:
+def step_line(line: str) -> None:
     print(f"  {line}", file=sys.stderr)

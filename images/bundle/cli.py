@@ -13,6 +13,7 @@ from images import bundle
 from images.bundle.manifest import BundleManifest
 from images.bundle.recipe import BUNDLE_RECIPES, DEFAULT_BUNDLE, UpstreamRecipe, bundle_hash, bundle_recipe
 from images.bundle.upstream import upstream_manifest
+from images.cli import build_or_reuse
 from images.errors import ImageError
 
 
@@ -38,16 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    start = time.monotonic()
-    try:
-        cached = None if args.force else bundle.get(args.name)
-        b = cached or bundle.build(args.name, force=args.force, progress=_step_line)
-    except ImageError as exc:
-        print(f"✗ bundle {args.name} ({time.monotonic() - start:.1f}s): {exc}", file=sys.stderr)
-        return 1
-    how = "cached" if cached else "built"
-    print(f"✓ bundle {b.name} {b.digest} {how} ({time.monotonic() - start:.1f}s) {b.path}")
-    return 0
+    return build_or_reuse("bundle", args.name, force=args.force, get=bundle.get, build=bundle.build)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -123,6 +115,3 @@ def _bundle_line(b: bundle.Bundle, note: str) -> None:
     secs = f"{b.manifest.build.seconds:.0f}s" if b.manifest.build else "-"
     print(f"✓ {b.name:<28} {b.digest}  {b.manifest.created}  {total / 1e6:.0f} MB  built in {secs}  {b.path}{note}")
 
-
-def _step_line(line: str) -> None:
-    print(f"  {line}", file=sys.stderr)
