@@ -20,21 +20,19 @@ directory is always usable and a cached build sends no traffic. The archive is r
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from images.bundle.apt import PrivateApt
 from images.bundle.dockerarchive import ImageConfig, write_docker_archive
-from images.cache import cache_dir, remove_tree
+from images.cache import build_lock, cache_dir, publish, remove_leftovers, remove_quietly, remove_tree
 from images.errors import BuildError
 from images.recipes import DebootstrapRecipe
 from images.run import Progress, file_log, run, step
@@ -136,19 +134,17 @@ def build(
         return img
     root = _root(cache)
     root.mkdir(parents=True, exist_ok=True)
-    with _lock(root / f".{final.name}.lock"):
+    with build_lock(root, final.name, progress):
         if (img := TestImage.load(final)) is not None:
             return img
-        for leftover in root.glob(f".building-{final.name}-*"):
-            remove_tree(leftover)
+        remove_leftovers(root, final.name)
         work = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=root))
         try:
             _build(r, work, root / ".apt", env=os.environ if env is None else env, apt_etc=apt_etc, progress=progress)
-            if final.exists():  # an incomplete directory of that name: not ours to reuse
-                remove_tree(final)
-            os.rename(work, final)
+            # An incomplete directory of that name (it did not load above) is not ours to reuse.
+            publish(root, work, final)
         except BaseException:
-            remove_tree(work)
+            remove_quietly(work)
             raise
     img = TestImage.load(final)
     if img is None:
@@ -189,13 +185,3 @@ def _build(r: TestImageRecipe, work: Path, apt_root: Path, *, env: Mapping[str, 
            "builder_version": BUILDER_VERSION}
     (work / MANIFEST).write_text(json.dumps(doc, indent=2) + "\n")
     log.info("%s: %s (%d bytes, sha256 %s)", r.ref, work.name, archive.size, archive.sha256)
-
-
-@contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
