@@ -19,6 +19,7 @@ from harness.provider import Cluster
 from harness.pytest_plugin import Topologies
 from installer import install, topology
 from installer.connect import Connector
+from installer.etcd import day2
 from installer.etcd import phases as etcd_phases
 from installer.topology import Topology
 from scenarios import catalog
@@ -91,3 +92,14 @@ def etcd_lb(m_master_installed: Installed, kha_topologies: Topologies) -> Iterat
         yield m_master_installed
     finally:
         kha_topologies.dirty.add(m_master_installed.cluster.name)
+
+
+@pytest.fixture
+def ctx(etcd_lb: Installed) -> Iterator[day2.EtcdContext]:
+    """The day-2 etcd context (``kha etcd …``) on the installed m-master, its connections closed after."""
+    c = day2.open_context(etcd_lb.inventory, state=etcd_lb.state, ssh_config=etcd_lb.cluster.ssh_config,
+                          known_hosts=etcd_lb.cluster.known_hosts)
+    try:
+        yield c
+    finally:
+        c.connector.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,16 +45,6 @@ def kha(inst: Installed, *args: str, inventory: Path | None = None, state: Path 
     rest = ["-i", str(inventory or inst.inventory), "--state", str(state or inst.state),
             "--ssh-config", str(inst.cluster.ssh_config), "--known-hosts", str(inst.cluster.known_hosts)]
     return ["etcd", *action, *rest]
-
-
-@pytest.fixture
-def ctx(etcd_lb: Installed) -> Iterator[day2.EtcdContext]:
-    c = day2.open_context(etcd_lb.inventory, state=etcd_lb.state, ssh_config=etcd_lb.cluster.ssh_config,
-                          known_hosts=etcd_lb.cluster.known_hosts)
-    try:
-        yield c
-    finally:
-        c.connector.close()
 
 
 def members(ctx: day2.EtcdContext, *avoid: str) -> list[day2.MemberInfo]:

@@ -11,7 +11,7 @@ the terminal summary; their goals are the benchmark's (bench/bench_failover_etcd
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -37,16 +37,6 @@ def report(measured: Callable[..., None]) -> Report:
         measured(line, **{key: value})
 
     return add
-
-
-@pytest.fixture
-def ctx(etcd_lb: Installed) -> Iterator[day2.EtcdContext]:
-    c = day2.open_context(etcd_lb.inventory, state=etcd_lb.state, ssh_config=etcd_lb.cluster.ssh_config,
-                          known_hosts=etcd_lb.cluster.known_hosts)
-    try:
-        yield c
-    finally:
-        c.connector.close()
 
 
 def endpoints(inst: Installed) -> list[str]:
