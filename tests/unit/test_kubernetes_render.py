@@ -7,28 +7,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import variants
 import yaml
 
-from installer import topology
 from installer.errors import ConfigError
 from installer.kubernetes import render as k8s
 from installer.pki.store import Store
 from installer.render import node_files
 from installer.secrets import ClusterSecrets
 from installer.settings import KubeVersion
-from scenarios import catalog
 
 SECRETS = ClusterSecrets("abcdef.0123456789abcdef", "pw123456", "00" * 32)
-
-
-def topo_with(tmp_path: Path, scenario: str, extra: str = "") -> topology.Topology:
-    text = Path(catalog.get(scenario).inventory_hostname).read_text()
-    if extra.startswith("kube_version="):
-        text = text.replace('kube_version="1.20.2"\n', "")
-    text += extra
-    path = tmp_path / f"{scenario}.ini"
-    path.write_text(text)
-    return topology.load(path)
 
 
 def docs(f: k8s.NodeFile) -> dict[str, dict]:  # type: ignore[type-arg]
@@ -42,7 +31,7 @@ def test_kubeadm_api_follows_the_version(version: str, api: str) -> None:
 
 
 def test_m_master_init_uses_the_vip_external_etcd_and_our_pki(tmp_path: Path) -> None:
-    t = topo_with(tmp_path, "m-master")
+    t = variants.topo(tmp_path, "m-master")
     cfg = docs(k8s.init_config(t, t.first_master, SECRETS, k8s.Release.upstream(t)))
     init, cluster = cfg["InitConfiguration"], cfg["ClusterConfiguration"]
     assert init["apiVersion"] == "kubeadm.k8s.io/v1beta2"
@@ -64,14 +53,14 @@ def test_m_master_init_uses_the_vip_external_etcd_and_our_pki(tmp_path: Path) ->
 
 
 def test_allinone_is_untainted_and_points_at_the_local_lb(tmp_path: Path) -> None:
-    t = topo_with(tmp_path, "allinone")
+    t = variants.topo(tmp_path, "allinone")
     cfg = docs(k8s.init_config(t, t.first_master, SECRETS, k8s.Release.upstream(t)))
     assert cfg["InitConfiguration"]["nodeRegistration"]["taints"] == []
     assert cfg["ClusterConfiguration"]["controlPlaneEndpoint"] == "127.0.0.1:8443"
 
 
 def test_joins_carry_the_ca_hash_and_control_plane_only_for_masters(tmp_path: Path) -> None:
-    t = topo_with(tmp_path, "m-master")
+    t = variants.topo(tmp_path, "m-master")
     store = tmp_path / "pki"
     Store(store, t).init()
     ca_pem = (store / "ca" / "ca.crt").read_bytes()
@@ -92,7 +81,7 @@ def test_joins_carry_the_ca_hash_and_control_plane_only_for_masters(tmp_path: Pa
 
 
 def test_newer_versions_use_url_sockets_list_args_and_the_new_registry(tmp_path: Path) -> None:
-    t = topo_with(tmp_path, "m-master", 'kube_version="1.31.2"\n')
+    t = variants.topo(tmp_path, "m-master", kube_version="1.31.2")
     release = k8s.Release.upstream(t)
     assert release.image_repository == "registry.k8s.io" and release.pause_tag == "3.10"
     cfg = docs(k8s.init_config(t, t.first_master, SECRETS, release))
@@ -105,7 +94,7 @@ def test_newer_versions_use_url_sockets_list_args_and_the_new_registry(tmp_path:
 
 
 def test_runtime_files(tmp_path: Path) -> None:
-    t = topo_with(tmp_path, "allinone")
+    t = variants.topo(tmp_path, "allinone")
     files = {f.path: f.content.decode() for f in k8s.runtime_files(t, k8s.Release.upstream(t))}
     toml = files[k8s.CONTAINERD_CONFIG]
     assert "SystemdCgroup = true" in toml and 'sandbox_image = "k8s.gcr.io/pause:3.2"' in toml
@@ -114,6 +103,6 @@ def test_runtime_files(tmp_path: Path) -> None:
 
 
 def test_a_version_without_patch_cannot_be_rendered(tmp_path: Path) -> None:
-    t = topo_with(tmp_path, "allinone", 'kube_version="1.20.x"\n')
+    t = variants.topo(tmp_path, "allinone", kube_version="1.20.x")
     with pytest.raises(ConfigError, match="exact version"):
         k8s.Release.upstream(t)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import variants
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,8 +28,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from installer import topology
 from installer.pki.store import Store
 from installer.topology import Topology
-
-INVENTORIES = Path(__file__).resolve().parents[2] / "scenarios" / "inventories"
 
 SERVER, CLIENT = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
 CA_FILES = {"ca": "ca.crt", "front-proxy-ca": "front-proxy-ca.crt", "etcd/ca": "etcd/ca.crt"}
@@ -67,16 +66,6 @@ def expected_subject(name: str, node: str, v129: bool) -> tuple[str, tuple[str, 
     }[name]
 
 
-def write_inventory(dest: Path, base: str, **variables: str) -> Path:
-    """A copy of scenario inventory ``base`` with ``[all:vars]`` variables replaced or added."""
-    text = (INVENTORIES / f"hosts.{base}.ini").read_text()
-    for name, value in variables.items():
-        text = re.sub(rf"(?m)^{name}=.*\n", "", text)
-        text += f'{name}="{value}"\n'
-    dest.write_text(text)
-    return dest
-
-
 @dataclass(frozen=True)
 class Built:
     root: Path
@@ -94,7 +83,7 @@ class Built:
 
 def build(dest: Path, base: str, **variables: str) -> Built:
     dest.mkdir(parents=True, exist_ok=True)
-    inv = write_inventory(dest / "hosts.ini", base, **variables)
+    inv = variants.write(dest / "hosts.ini", base, **variables)
     topo = topology.load(inv)
     Store(dest / "store", topo).init(inv.read_bytes())
     return Built(dest / "store", topo, base, variables.get("kube_version", "1.20.2"))

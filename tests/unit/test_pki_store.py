@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+import variants
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -23,18 +24,7 @@ from installer.pki.store import Store
 from installer.settings import KeyType
 from kha.cli import main
 
-INVENTORIES = Path(__file__).resolve().parents[2] / "scenarios" / "inventories"
-
 Snapshot = dict[str, tuple[bytes, int, int]]
-
-
-def write_inventory(dest: Path, base: str, **variables: str) -> Path:
-    text = (INVENTORIES / f"hosts.{base}.ini").read_text()
-    for name, value in variables.items():
-        text = re.sub(rf"(?m)^{name}=.*\n", "", text)
-        text += f'{name}="{value}"\n'
-    dest.write_text(text)
-    return dest
 
 
 def add_master(inv: Path, name: str, address: str) -> None:
@@ -60,7 +50,7 @@ def changed(before: Snapshot, after: Snapshot) -> set[str]:
 
 
 def init(tmp: Path, base: str = "m-master.hostname", **variables: str) -> tuple[Path, Path]:
-    inv = write_inventory(tmp / "hosts.ini", base, **variables)
+    inv = variants.write(tmp / "hosts.ini", base, **variables)
     root = tmp / "store"
     Store(root, topology.load(inv)).init(inv.read_bytes())
     return inv, root
@@ -94,7 +84,7 @@ def leaf_files(root: Path) -> list[Path]:
 
 # -- idempotency ---------------------------------------------------------------------------------
 def test_rerun_on_an_unchanged_inventory_touches_no_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    inv = write_inventory(tmp_path / "hosts.ini", "m-master.hostname")
+    inv = variants.write(tmp_path / "hosts.ini", "m-master.hostname")
     root = tmp_path / "store"
     assert main(["pki", "init", "-i", str(inv), "--dir", str(root)]) == 0
     first = capsys.readouterr().out
@@ -141,7 +131,7 @@ def test_adding_a_master_reissues_only_the_apiserver_certificates(
 def test_upgrading_to_1_29_reissues_what_changed_subject(tmp_path: Path) -> None:
     inv, root = init(tmp_path, cert_key_type="ecdsa")
     before = snapshot(root)
-    write_inventory(inv, "m-master.hostname", cert_key_type="ecdsa", kube_version="1.29.0")
+    variants.write(inv, "m-master.hostname", cert_key_type="ecdsa", kube_version="1.29.0")
     changes = Store(root, topology.load(inv)).init(inv.read_bytes())
     reissued = {c.path for c in changes if c.action == "reissued"}
     assert reissued == {
