@@ -10,21 +10,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from installer.errors import InstallerError
-
 
 def until(
     check: Callable[[], str | None],
     *,
     timeout: float,
     interval: float,
-    error: Callable[[str], InstallerError],
+    error: Callable[[str], Exception],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> float:
     """Call ``check`` every ``interval`` s until it returns None; return the seconds that took.
 
-    After ``timeout`` s raise ``error(last answer)``. The check always runs once more after the
+    After ``timeout`` s raise ``error(last answer)`` (an ``InstallerError`` in the installer, an
+    ``AssertionError`` in tests). The check always runs once more after the
     deadline has passed, so a condition that came true during the last sleep still counts.
     """
     start = clock()

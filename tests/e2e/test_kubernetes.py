@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from e2e_support import NAMESPACE, Installed, ran
 
-from installer import topology
+from installer import topology, waiting
 from installer.etcd import phases as etcd_phases
 from installer.kubernetes import cni
 from installer.topology import Host, LBKind
@@ -38,14 +38,8 @@ MARKER = "kha-e2e served by"
 
 def _poll(what: str, check: Callable[[], str | None], timeout: float, interval: float = 1.0) -> None:
     """Call ``check`` until it returns None (done); fail with its last answer after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        problem = check()
-        if problem is None:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} after {timeout:.0f}s: {problem}")
-        time.sleep(interval)
+    waiting.until(check, timeout=timeout, interval=interval,
+                  error=lambda problem: AssertionError(f"{what} after {timeout:.0f}s: {problem}"))
 
 
 def _json(inst: Installed, *args: str) -> Any:

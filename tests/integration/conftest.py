@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from harness.provider import Cluster
 from harness.pytest_plugin import Topologies
-from installer import install, topology
+from installer import install, topology, waiting
 from installer.connect import Connector
 from installer.etcd import day2
 from installer.etcd import phases as etcd_phases
@@ -53,14 +52,14 @@ class Installed:
 
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Until the VIP is on exactly one [lb] node and every etcd member is healthy; returns seconds waited."""
-        start = time.monotonic()
-        while True:
-            if len(self.vip_holders()) == 1 and self.etcd_healthy():
-                return time.monotonic() - start
-            if time.monotonic() - start > timeout:
-                raise AssertionError(f"m-master not ready {timeout:.0f}s after revert: VIP on "
-                                     f"{self.vip_holders()}, etcd healthy: {self.etcd_healthy()}")
-            time.sleep(0.5)
+        def ready() -> str | None:
+            holders = self.vip_holders()
+            if len(holders) != 1:
+                return f"VIP on {holders}"
+            return None if self.etcd_healthy() else f"VIP on {holders}, etcd not healthy"
+
+        return waiting.until(ready, timeout=timeout, interval=0.5, error=lambda said: AssertionError(
+            f"m-master not ready {timeout:.0f}s after revert: {said}"))
 
     @property
     def netns(self) -> str:
