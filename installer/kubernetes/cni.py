@@ -1,5 +1,5 @@
 """The pod network an online install applies, per ``network_plugin``: what to ``kubectl apply`` on the
-first master, which images those pods pull, and the inventory rules only a given plugin imposes.
+first master (pinned image versions), and the inventory rules only a given plugin imposes.
 
 - flannel: our own manifest (``templates/kube-flannel.yaml.j2``), rendered with the inventory's pod subnet.
 - calico: the Tigera operator's manifest, fetched by URL at a pinned release, then our ``Installation``
@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from installer.errors import ConfigError, Problem
 from installer.files import environment, render
+from installer.kubernetes.render import Release
 from installer.settings import NetworkPlugin
 from installer.topology import Topology
 
@@ -32,12 +33,10 @@ FLANNEL_VERSION = "v0.25.6"
 FLANNEL_CNI_PLUGIN_VERSION = "v1.5.1-flannel2"
 # Releases: https://github.com/projectcalico/calico/releases
 CALICO_VERSION = "v3.28.2"
-# The operator release that installs CALICO_VERSION (projectcalico/calico#9243, charts/tigera-operator/values.yaml).
-TIGERA_OPERATOR_VERSION = "v1.34.5"
 CALICO_OPERATOR_URL = "https://raw.githubusercontent.com/projectcalico/calico/{version}/manifests/tigera-operator.yaml"
 
-#: Where the host's CNI plugins live on our nodes (Debian's containernetworking-plugins; ``render.Release``).
-CNI_BIN_DIR = "/usr/lib/cni"
+#: Where the host's CNI plugins live on our nodes by default (Debian's containernetworking-plugins).
+CNI_BIN_DIR = Release.cni_bin_dir
 #: Where calico-node's install-cni puts calico's plugins; the operator does not let us choose.
 CALICO_CNI_BIN_DIR = "/opt/cni/bin"
 #: Where the first master keeps the rendered manifests it applies (``kha render`` shows them there).
@@ -52,19 +51,6 @@ CALICO_BLOCK_SIZE_MAX = 32
 
 FLANNEL_IMAGE = f"docker.io/flannel/flannel:{FLANNEL_VERSION}"
 FLANNEL_CNI_PLUGIN_IMAGE = f"docker.io/flannel/flannel-cni-plugin:{FLANNEL_CNI_PLUGIN_VERSION}"
-
-#: Every image each plugin's pods pull, pinned. Calico's are what the operator deploys for an
-#: Installation plus APIServer (https://docs.tigera.io/calico/latest/reference/component-versions).
-IMAGES: dict[NetworkPlugin, tuple[str, ...]] = {
-    NetworkPlugin.FLANNEL: (FLANNEL_IMAGE, FLANNEL_CNI_PLUGIN_IMAGE),
-    NetworkPlugin.CALICO: (
-        f"quay.io/tigera/operator:{TIGERA_OPERATOR_VERSION}",
-        *(f"docker.io/calico/{name}:{CALICO_VERSION}" for name in (
-            "node", "cni", "typha", "kube-controllers", "pod2daemon-flexvol", "csi", "node-driver-registrar",
-            "apiserver")),
-    ),
-    NetworkPlugin.BRIDGE: (),
-}
 
 _env = environment("installer.kubernetes")
 
@@ -156,11 +142,6 @@ def manifests(topo: Topology, *, cni_bin_dir: str = CNI_BIN_DIR) -> list[Manifes
     if plugin is NetworkPlugin.CALICO:
         return _calico(topo)
     return []
-
-
-def images(topo: Topology) -> list[str]:
-    """The images the plugin's pods pull (for docs and pre-pulling); empty for bridge."""
-    return list(IMAGES[topo.settings.network_plugin])
 
 
 def operator_url(version: str = CALICO_VERSION) -> str:
