@@ -141,16 +141,19 @@ def _install_deb(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, w
         updated = True
     if ctx.would(f"install {' '.join(PACKAGES)} ({wanted}) and hold them"):
         return
-    out = t.run(["apt-cache", "madison", "kubeadm"], sudo=True).stdout
-    exact = pick(available(out, OSFamily.DEBIAN), wanted)
-    if exact is None and not updated:
+
+    def offered() -> list[str]:
+        return available(t.run(["apt-cache", "madison", "kubeadm"], sudo=True).stdout, OSFamily.DEBIAN)
+
+    versions = offered()
+    if pick(versions, wanted) is None and not updated:
         # The list file may be from an earlier run that stopped before its update, or the index old.
         t.run(["apt-get", "update", "-q"], sudo=True, env=env, timeout=600)
-        out = t.run(["apt-cache", "madison", "kubeadm"], sudo=True).stdout
-        exact = pick(available(out, OSFamily.DEBIAN), wanted)
+        versions = offered()
+    exact = pick(versions, wanted)
     if exact is None:
         raise PackageError(f"{repo_url(v, OSFamily.DEBIAN)} has no kubeadm {wanted} "
-                           f"(it has {', '.join(available(out, OSFamily.DEBIAN)[:5]) or 'nothing'})")
+                           f"(it has {', '.join(versions[:5]) or 'nothing'})")
     argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "--allow-change-held-packages",
             *(f"{name}={exact}" for name in PINNED), "cri-tools", "kubernetes-cni"]
     t.run(argv, sudo=True, env=env, timeout=900)
