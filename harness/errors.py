@@ -1,30 +1,36 @@
 """The harness's exception tree, drawn once here.
 
-    HarnessError
-    ├── SpecError              a topology spec is invalid; found before any side effect
-    ├── DriverUnavailable      a node driver cannot run on this machine (binary, image or kernel missing)
-    ├── CommandFailed          a host command (ip, mount, qemu-img, …) exited non-zero: argv and output
-    ├── DaemonError            the private libvirtd/virtlogd did not start or stop
-    ├── LibvirtError           a libvirt call failed: what the harness was doing and libvirt's message
-    ├── NodeNotReady           a node accepted no SSH login in time: node, seconds waited, last error
-    ├── StateError             no state file, a broken one, or one that does not match what is running
-    └── Unsupported            the driver cannot do this operation (e.g. a snapshot name it never saved)
+    KhaError (core/errors.py)
+    ├── CommandFailed              a host command (ip, mount, qemu-img, …) failed: core's one type, raised
+    │                              by core.run (argv, exit code, output)
+    └── HarnessError
+        ├── SpecError              a topology spec is invalid; found before any side effect (an InputError)
+        ├── DriverUnavailable      a node driver cannot run on this machine (binary, image or kernel missing)
+        ├── DaemonError            the private libvirtd/virtlogd did not start or stop
+        ├── LibvirtError           a libvirt call failed: what the harness was doing and libvirt's message
+        ├── NodeNotReady           a node accepted no SSH login in time: node, seconds waited, last error
+        ├── ProbeError             (harness/probe.py) a prober or watcher could not run
+        ├── StateError             no state file, a broken one, or one that does not match what is running
+        └── Unsupported            the driver cannot do this operation (e.g. a snapshot name it never saved)
 
-Everything the harness raises on purpose is a ``HarnessError``; the CLI and the pytest plugin catch
+Everything the harness raises on purpose is a ``KhaError``; the CLI and the pytest plugin catch
 that one type at the boundary and report it once.
 """
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 
+from core.errors import CommandFailed, InputError, KhaError
 
-class HarnessError(Exception):
+__all__ = ["CommandFailed"]
+
+
+class HarnessError(KhaError):
     """Base of every error the harness raises on purpose."""
 
 
-class SpecError(HarnessError):
+class SpecError(HarnessError, InputError):
     """A ``TopologySpec``/``NodeSpec`` breaks a rule. Carries every problem, not just the first."""
 
     def __init__(self, problems: Sequence[str] | str) -> None:
@@ -34,17 +40,6 @@ class SpecError(HarnessError):
 
 class DriverUnavailable(HarnessError):
     """A node driver cannot work here; the message says what is missing and how to get it."""
-
-
-class CommandFailed(HarnessError):
-    """A host command exited non-zero. Like kind, the error carries the exact argv and its output."""
-
-    def __init__(self, argv: Sequence[str], returncode: int, output: str) -> None:
-        self.argv = list(argv)
-        self.returncode = returncode
-        self.output = output
-        tail = output.strip()[-2000:]
-        super().__init__(f"command failed (exit {returncode}): {shlex.join(self.argv)}" + (f"\n{tail}" if tail else ""))
 
 
 class DaemonError(HarnessError):

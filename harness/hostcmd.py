@@ -1,36 +1,22 @@
 """Running commands on the machine that hosts the topology (ip, mount, qemu-img, mkfs.ext4, …).
 
-One function, ``run``: argv lists only (never a shell string built from data), output captured, and a
-non-zero exit raised as ``CommandFailed`` with the exact argv and output, the way kind reports them.
+``run`` is core.run's, returning the output as one string: argv lists only (never a shell string
+built from data), output captured, and a non-zero exit raised as ``CommandFailed`` with the exact
+argv and output, the way kind reports them.
 """
 
 from __future__ import annotations
 
-import logging
 import shutil
-import subprocess
 from collections.abc import Sequence
 
-from harness.errors import CommandFailed, DriverUnavailable
-
-log = logging.getLogger(__name__)
+import core.run
+from harness.errors import DriverUnavailable
 
 
 def run(argv: Sequence[str], *, check: bool = True, timeout: float = 120.0, input_text: str | None = None) -> str:
     """Run ``argv``, return stdout+stderr. Raises ``CommandFailed`` on a non-zero exit when ``check``."""
-    log.debug("run: %s", " ".join(argv))
-    try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, input=input_text,
-                              check=False)
-    except FileNotFoundError as exc:
-        raise CommandFailed(argv, 127, str(exc)) from exc
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"") if isinstance(exc.stdout, bytes) else (exc.stdout or "").encode()
-        raise CommandFailed(argv, -1, f"timed out after {timeout:g}s\n{out.decode(errors='replace')}") from exc
-    output = proc.stdout + proc.stderr
-    if check and proc.returncode != 0:
-        raise CommandFailed(argv, proc.returncode, output)
-    return output
+    return core.run.run(argv, check=check, timeout=timeout, input_text=input_text).output
 
 
 def need(binary: str, package: str) -> str:

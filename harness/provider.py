@@ -29,13 +29,13 @@ from typing import TypeVar
 import libvirt
 import paramiko
 
+from core.progress import Emit, Steps
 from harness import accel, daemon, hostcmd, image, libvirtxml, netns, paths, seed, ssh
 from harness.daemon import PrivateLibvirt, SystemLibvirt
 from harness.errors import HarnessError, LibvirtError, StateError, Unsupported
 from harness.keys import KeyPair, known_hosts_line, write_private
 from harness.lxc import LxcDriver, cleanup_cgroups, kill_domain
 from harness.node import Context, NodeDriver
-from harness.progress import Emit, Steps
 from harness.qemu import QemuDriver
 from harness.spec import TopologySpec
 from harness.state import STATE_FILE, ClusterState, NodeState

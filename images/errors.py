@@ -1,14 +1,15 @@
 """The image builder's exception tree, drawn once here.
 
-    ImageError
-    ├── UnknownRecipe      no recipe has that name; lists the valid ones
-    ├── NeedsDownload      the recipe's source is not reachable from this machine (decided from
-    │                      configuration, without sending traffic): names what and where from
-    ├── SourceConfigError  the machine's apt configuration names no mirror we can build from
-    └── BuildError         a build step failed; carries the command's argv and the tail of its output
+    KhaError (core/errors.py)
+    └── ImageError
+        ├── UnknownRecipe      no recipe has that name; lists the valid ones (an InputError: exit 2)
+        ├── NeedsDownload      the recipe's source is not reachable from this machine (decided from
+        │                      configuration, without sending traffic): names what and where from
+        ├── SourceConfigError  the machine's apt configuration names no mirror we can build from
+        └── BuildError         a build step failed; carries the command's argv and the tail of its output
 
-Everything raised on purpose by ``images`` is an ``ImageError``; the CLI catches that one type at
-the boundary, prints it once and picks the exit code.
+Everything raised on purpose by ``images`` is an ``ImageError``, so a ``KhaError``; the CLI catches
+``KhaError`` at the boundary, prints it once and picks the exit code.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
+from core.errors import InputError, KhaError
 
-class ImageError(Exception):
+
+class ImageError(KhaError):
     """Base of every error the image builder raises on purpose."""
 
 
-class UnknownRecipe(ImageError):
+class UnknownRecipe(ImageError, InputError):
     """No recipe is called ``name``."""
 
     def __init__(self, name: str, valid: Sequence[str]) -> None:

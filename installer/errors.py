@@ -1,28 +1,35 @@
 """The installer's exception tree, drawn once here.
 
-    InstallerError
-    ├── ConfigError            bad input (inventory, settings): names FILE:LINE and field
-    │   └── InventoryError     one or more problems found in an inventory file
-    ├── RemoteError            anything that went wrong talking to a node
-    │   ├── ConnectError       could not reach or log in to a node (after one reconnect)
-    │   ├── HostKeyError       the node's host key is unknown or does not match known_hosts
-    │   ├── CommandError       a command ran and exited non-zero
-    │   └── CommandTimeout     a command did not finish in time
-    ├── PKIError               a certificate or key on disk is unusable (wrong CA, not a CA, key mismatch)
-    └── PhaseError             a phase failed; names the phase path and the node
+    KhaError (core/errors.py)
+    └── InstallerError
+        ├── ConfigError            bad input (inventory, settings): names FILE:LINE and field; also an InputError
+        │   └── InventoryError     one or more problems found in an inventory file
+        ├── RemoteError            anything that went wrong talking to a node
+        │   ├── ConnectError       could not reach or log in to a node (after one reconnect)
+        │   ├── HostKeyError       the node's host key is unknown or does not match known_hosts
+        │   └── CommandError       a command ran and exited non-zero (also core's CommandFailed)
+        │       └── CommandTimeout a command did not finish in time
+        ├── PKIError               a certificate or key on disk is unusable (wrong CA, not a CA, key mismatch)
+        ├── EtcdError              the etcd cluster did not become healthy, or a membership change failed
+        │   └── QuorumError        a membership change refused: the cluster would lose its healthy majority
+        ├── LoadBalancerError      the VIP is on no node or on several, or the local proxy does not answer
+        ├── KubernetesError        a Kubernetes phase could not finish (nodes not Ready, no pod range, …)
+        ├── PackageError           a repository lacks the asked-for version, or a node holds another one
+        └── PhaseError             a phase failed; names the phase path and the node
 
-Everything raised on purpose by ``installer`` is an ``InstallerError``; the CLI catches that
-one type at the boundary, prints it once and picks the exit code.
+Everything raised on purpose by ``installer`` is an ``InstallerError``, so a ``KhaError``; the CLI
+catches ``KhaError`` at the boundary, prints it once and exits with its ``cli_exit_code``.
 """
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from core.errors import CommandFailed, InputError, KhaError
 
-class InstallerError(Exception):
+
+class InstallerError(KhaError):
     """Base of every error the installer raises on purpose."""
 
 
@@ -43,7 +50,7 @@ class Problem:
         return f"{where}: {level}{what}{self.message}"
 
 
-class ConfigError(InstallerError):
+class ConfigError(InstallerError, InputError):
     """Bad input, found before any side effect. Carries every problem, not just the first."""
 
     def __init__(self, problems: Sequence[Problem] | str) -> None:
@@ -73,8 +80,10 @@ class HostKeyError(RemoteError):
     """The node's host key is not the one known_hosts pins (or is unknown and trusting was not asked for)."""
 
 
-class CommandError(RemoteError):
-    """A command exited non-zero. ``str()`` is a shell line you can paste, then the output."""
+# RemoteError's node is a str and CommandFailed's may be None; here it is always given.
+class CommandError(CommandFailed, RemoteError):  # type: ignore[misc]
+    """A command exited non-zero on a node: ``core.errors.CommandFailed`` with the node it ran on.
+    ``str()`` is a shell line you can paste, then the output."""
 
     def __init__(
         self,
@@ -85,28 +94,14 @@ class CommandError(RemoteError):
         stderr: str = "",
         *,
         sudo: bool = False,
+        timeout: float | None = None,
     ) -> None:
-        self.argv = tuple(argv)
-        self.exit_code = exit_code
-        self.stdout = stdout
-        self.stderr = stderr
-        self.sudo = sudo
-        super().__init__(node, self._describe())
+        CommandFailed.__init__(self, argv, exit_code, stdout, stderr=stderr, node=node, sudo=sudo, timeout=timeout)
 
     @property
-    def shell_line(self) -> str:
-        """The command as one pasteable shell line (quoted once, exactly as it was run)."""
-        cmd = shlex.join(self.argv)
-        return f"sudo -n -- {cmd}" if self.sudo else cmd
-
-    def _describe(self) -> str:
-        head = f"command failed (exit {self.exit_code}): {self.shell_line}"
-        parts = [head]
-        if self.stdout.strip():
-            parts.append("--- stdout ---\n" + _tail(self.stdout))
-        if self.stderr.strip():
-            parts.append("--- stderr ---\n" + _tail(self.stderr))
-        return "\n".join(parts)
+    def exit_code(self) -> int | None:
+        """The command's exit status (None: it timed out)."""
+        return self.returncode
 
 
 class CommandTimeout(CommandError):
@@ -114,15 +109,34 @@ class CommandTimeout(CommandError):
 
     def __init__(self, node: str, argv: Sequence[str], timeout: float, stdout: str = "", stderr: str = "",
                  *, sudo: bool = False) -> None:
-        self.timeout = timeout
-        super().__init__(node, argv, None, stdout, stderr, sudo=sudo)
+        super().__init__(node, argv, None, stdout, stderr, sudo=sudo, timeout=timeout)
 
-    def _describe(self) -> str:
-        return f"command timed out after {self.timeout:g}s: {self.shell_line}"
+    def describe(self) -> str:
+        return f"{self.node}: command timed out after {self.timeout:g}s: {self.shell_line}"
 
 
 class PKIError(InstallerError):
     """A certificate or key on disk cannot be used as it is."""
+
+
+class EtcdError(InstallerError):
+    """The etcd cluster did not become healthy, or a membership change was refused."""
+
+
+class QuorumError(EtcdError):
+    """A membership change was refused because the cluster would lose its healthy majority."""
+
+
+class LoadBalancerError(InstallerError):
+    """The VIP is on no node or on several, or the local proxy does not answer."""
+
+
+class KubernetesError(InstallerError):
+    """A Kubernetes phase could not finish (nodes not Ready, no pod range allocated, …)."""
+
+
+class PackageError(InstallerError):
+    """The repository does not offer the asked-for version, or a node holds another one."""
 
 
 class PhaseError(InstallerError):
@@ -135,9 +149,3 @@ class PhaseError(InstallerError):
         on = f" on {self.node}" if self.node else ""
         super().__init__(f"phase {path} failed{on}: {cause}")
 
-
-def _tail(text: str, lines: int = 40) -> str:
-    rows = text.rstrip("\n").splitlines()
-    if len(rows) > lines:
-        rows = [f"... ({len(rows) - lines} lines cut)", *rows[-lines:]]
-    return "\n".join(rows)

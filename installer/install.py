@@ -1,8 +1,8 @@
 """``kha install``: the phase tree that turns reachable machines into the inventory's cluster.
 
 Phases are data (``installer.phases.Phase``); each component owns its subtree (``installer.etcd``,
-``installer.loadbalancer``, …) and this module only orders them and gives them one context: the
-topology, the state folder (PKI store, secrets), a transport per node and the facts read from it.
+``installer.loadbalancer``, …) and this module only orders them and gives them one context
+(``installer.context``: the topology, the state folder, a transport per node, the facts read from it).
 """
 
 from __future__ import annotations
@@ -13,61 +13,22 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from installer import topology
-from installer.connect import Connector
-from installer.errors import ConfigError, PKIError
-from installer.facts import NodeFacts
+from installer.context import InstallContext, open_context
+from installer.errors import ConfigError
+from installer.etcd.phases import PHASE as ETCD
 from installer.kubernetes import source
 from installer.kubernetes.bundle import Bundle
-from installer.nodeops import gather_facts
-from installer.phases import Context, Phase, Runner, RunResult
+from installer.kubernetes.phases import PHASE as KUBERNETES
+from installer.loadbalancer.phases import PHASE as LB
+from installer.phases import Phase, Runner, RunResult
 from installer.pki.store import Store
-from installer.remote import Transport
-from installer.secrets import ClusterSecrets
-from installer.state import StateDir
-from installer.topology import Host, Role, Topology
+from installer.topology import Role
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(kw_only=True)
-class InstallContext(Context):
-    topo: Topology
-    inventory: Path
-    state: StateDir
-    connector: Connector
-    secrets: ClusterSecrets
-    #: the offline Kubernetes bundle (binaries, images) when installing from one.
-    bundle: Bundle | None = None
-    facts: dict[str, NodeFacts] = field(default_factory=dict)
-    #: a dry run's scratch copy of the PKI store, brought up to date there (the real one stays as it is).
-    scratch_pki: Path | None = None
-
-    @property
-    def pki(self) -> Path:
-        """The PKI store the phases read: the state folder's, or a dry run's scratch copy."""
-        return self.scratch_pki or self.state.pki
-
-    def transport(self, host: Host) -> Transport:
-        return self.connector(host)
-
-    def node_facts(self, host: Host) -> NodeFacts:
-        if host.name not in self.facts:
-            with self.node(host.name):
-                self.facts[host.name] = gather_facts(self.transport(host), str(host.address))
-        return self.facts[host.name]
-
-    def pki_tree(self, host: Host) -> Path:
-        """What the PKI store prepared for this node (mirrors its /etc/kubernetes)."""
-        tree = self.pki / "nodes" / host.name
-        if not tree.is_dir():
-            raise PKIError(f"{tree} does not exist: run `kha pki init` for this inventory first "
-                           "(kha install runs it as its pki phase)")
-        return tree
 
 
 def _pki(ctx: InstallContext) -> None:
@@ -98,11 +59,6 @@ def _connect(ctx: InstallContext) -> None:
 
 
 def phases() -> list[Phase[InstallContext]]:
-    # Imported here: the component modules import this one for InstallContext.
-    from installer.etcd.phases import PHASE as ETCD  # noqa: PLC0415
-    from installer.kubernetes.phases import PHASE as KUBERNETES  # noqa: PLC0415
-    from installer.loadbalancer.phases import PHASE as LB  # noqa: PLC0415
-
     return [
         Phase("pki", _pki, description="build or update the PKI store (local, no node touched)"),
         Phase("connect", _connect, description="log in to every node and read its facts"),
@@ -131,9 +87,6 @@ def run(
     what the chosen Kubernetes source allows): bad input fails before any side effect.
     """
     topo = topology.load(inventory)
-    sd = StateDir.for_inventory(inventory, state)
-    kh = Path(known_hosts) if known_hosts else sd.root / "known_hosts"
-    connector = Connector(kh, Path(ssh_config) if ssh_config else None, trust_unknown=trust_unknown)
     # The runner checks --only/--skip first: a typo must not leave anything behind.
     runner = Runner(phases(), only=only or (), skip=skip or (), dry_run=dry_run, out=out or sys.stdout)
     loaded = Bundle.load(bundle) if bundle else None
@@ -141,14 +94,12 @@ def run(
         refused = [p for p in source.problems(topo, loaded) if not p.warning]
         if refused:
             raise ConfigError(refused)
-    ctx = InstallContext(topo=topo, inventory=Path(inventory), state=sd, connector=connector,
-                         secrets=sd.secrets(topo, write=not dry_run), dry_run=dry_run, bundle=loaded)
+    ctx = open_context(InstallContext, inventory, topo=topo, state=state, known_hosts=known_hosts,
+                       ssh_config=ssh_config, trust_unknown=trust_unknown, dry_run=dry_run, bundle=loaded)
     try:
         return runner.run(ctx)
     finally:
-        connector.close()
-        if ctx.scratch_pki is not None:
-            shutil.rmtree(ctx.scratch_pki.parent, ignore_errors=True)
+        ctx.close()
 
 
 def _cmd_install(args: argparse.Namespace) -> int:

@@ -55,14 +55,10 @@ class Would:
 # base fields with defaults would otherwise forbid non-default fields after them.
 @dataclass(kw_only=True)
 class Context:
-    """What every phase receives. Subclass it to carry typed things (topology, transports).
-
-    ``data`` is a free dict for phases to hand values to later phases; anything every phase
-    needs belongs as a typed field on a subclass instead.
-    """
+    """What every phase receives. Subclass it to carry typed things (topology, transports, and
+    what one phase hands to a later one: ``installer.context.InstallContext``)."""
 
     dry_run: bool = False
-    data: dict[str, Any] = field(default_factory=dict)
     report: list[Would] = field(default_factory=list)
     # Set by the runner / by ``node()``; read when a phase fails so the error can name both.
     phase: str | None = None
@@ -174,7 +170,7 @@ class Runner(Generic[C]):
         """Paths whose ``run`` would execute, in order.
 
         ``run_if`` is not consulted: it is decided at run time, possibly from values earlier
-        phases put in ``ctx.data``.
+        phases put in the context.
         """
         return [
             path

@@ -2,25 +2,30 @@
 
 Subcommands live with the code they drive (``installer``, ``images``, ``harness``); this module only
 wires them together. Exit codes: 0 success, 1 a step failed, 2 bad input (every problem printed as
-``FILE:LINE: message``).
+``FILE:LINE: message``). Every error kha raises on purpose is a ``core.errors.KhaError`` and carries
+its exit code; it is caught here, once, and printed as one line per problem, never as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
+from core.errors import EXIT_BAD_INPUT, EXIT_FAILED, KhaError
+from harness.errors import SpecError
 from images import cli as images_cli
 from images.bundle import cli as bundle_cli
 from installer import install, render, topology
-from installer.errors import ConfigError, InstallerError
+from installer.errors import ConfigError
 from installer.etcd import cli as etcd_cli
 from installer.pki import cli as pki_cli
 from kha import harness_cli
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK = 0
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -75,16 +80,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except InstallerError as exc:
-        print(f"kha: {exc}", file=sys.stderr)
+    except KhaError as exc:
+        for line in _problems(exc):
+            print(line, file=sys.stderr)
+        return exc.cli_exit_code
+    except BrokenPipeError:
+        # `kha pki check | head`: the reader has gone; end quietly (and keep Python from complaining
+        # again when it flushes stdout at exit).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as exc:
+        # A path that is not what kha needs (a file where a folder belongs, no permission …): one line.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"kha: {exc.strerror or exc}{where}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("kha: interrupted", file=sys.stderr)
         return 130
+
+
+def _problems(exc: KhaError) -> list[str]:
+    """What the user reads: every problem of bad input on its own line, else ``kha: message``."""
+    if isinstance(exc, ConfigError):
+        return [str(p) for p in exc.problems]
+    if isinstance(exc, SpecError):
+        return [f"kha: {p}" for p in exc.problems]
+    return [f"kha: {exc}"]
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
 """The harness subcommands of ``kha``: up, status, ssh, snapshot, revert, down.
 
 ``register(subparsers)`` adds them to the ``kha`` parser. Handlers print (this is the CLI boundary):
-one ✓/✗ line per step, then where to reach the nodes. Harness errors are printed once here and turn
-into exit code 1 (2 for a bad topology spec); inventory problems are raised to ``kha.cli`` as
-``ConfigError`` and printed there as ``FILE:LINE: message``.
+one ✓/✗ line per step, then where to reach the nodes. Errors go up to ``kha.cli``, the one boundary:
+a harness error is exit 1, a bad topology spec (``SpecError``) or inventory (``ConfigError``) exit 2.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import argparse
 import os
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from harness import paths
@@ -21,26 +19,8 @@ from harness.provider import Cluster, Provider, clusters
 from harness.spec import DRIVERS, TopologySpec
 from harness.state import ClusterState
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1
 
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _with_errors(fn: Handler) -> Handler:
-    """Print a harness error once and pick the exit code (2: bad spec, 1: a step failed)."""
-
-    def handler(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except SpecError as exc:
-            for problem in exc.problems:
-                print(f"kha: {problem}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except HarnessError as exc:
-            print(f"kha: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-
-    return handler
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,31 +33,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                          "it; what tests use). Default: the system libvirt (qemu:///system, lxc:///system)")
     up.add_argument("--name", help="cluster name (default: the scenario name or the inventory file's stem)")
     up.add_argument("--keep-on-failure", action="store_true", help="keep a cluster that failed to come up")
-    up.set_defaults(handler=_with_errors(_up))
+    up.set_defaults(handler=_up)
 
     status = sub.add_parser("status", help="list clusters and the state of their nodes")
     status.add_argument("--name", help="only this cluster")
-    status.set_defaults(handler=_with_errors(_status))
+    status.set_defaults(handler=_status)
 
     ssh = sub.add_parser("ssh", help="ssh to a node of a cluster (ssh -F <its ssh_config> NODE [CMD])")
     ssh.add_argument("node", help="node name or address")
     ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run (after --)")
     ssh.add_argument("--name", help="cluster (default: the only one up)")
-    ssh.set_defaults(handler=_with_errors(_ssh))
+    ssh.set_defaults(handler=_ssh)
 
     snap = sub.add_parser("snapshot", help="save the whole topology under NAME")
     snap.add_argument("snapshot", metavar="NAME")
     snap.add_argument("--name", help="cluster (default: the only one up)")
-    snap.set_defaults(handler=_with_errors(_snapshot))
+    snap.set_defaults(handler=_snapshot)
 
     revert = sub.add_parser("revert", help="bring the whole topology back to snapshot NAME")
     revert.add_argument("snapshot", metavar="NAME")
     revert.add_argument("--name", help="cluster (default: the only one up)")
-    revert.set_defaults(handler=_with_errors(_revert))
+    revert.set_defaults(handler=_revert)
 
     down = sub.add_parser("down", help="destroy a cluster: domains, network, mounts, daemon, namespace, state")
     down.add_argument("--name", help="cluster (default: the only one up)")
-    down.set_defaults(handler=_with_errors(_down))
+    down.set_defaults(handler=_down)
 
 
 def _emit(line: str) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness import netns
+from scenarios.errors import ClientError
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +82,6 @@ class TLSFiles:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca))
         ctx.load_cert_chain(str(self.cert), str(self.key))
         return ctx
-
-
-class ClientError(Exception):
-    """A request to one endpoint did not succeed; ``definite`` when it certainly had no effect."""
-
-    def __init__(self, message: str, *, definite: bool) -> None:
-        self.definite = definite
-        super().__init__(message)
 
 
 def _b64(s: str) -> str:

@@ -40,13 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
-from installer import nodeops, topology, waiting
+from core import waiting
+from installer import nodeops, topology
 from installer.connect import Connector
-from installer.errors import CommandError, ConfigError, Problem, RemoteError
+from installer.context import InstallContext
+from installer.errors import CommandError, ConfigError, EtcdError, Problem, QuorumError, RemoteError
 from installer.etcd import render
-from installer.etcd.phases import PACKAGES, EtcdError, cert_files
+from installer.etcd.phases import PACKAGES, cert_files
 from installer.files import NodeFile
-from installer.install import InstallContext
 from installer.phases import Phase, Runner
 from installer.pki.store import Store
 from installer.remote import Result, Transport
@@ -130,10 +131,6 @@ _LEARNER_NOT_READY = "in sync with leader"
 _NOT_A_LEARNER = "can only promote a learner member"
 _MEMBER_NOT_FOUND = "member not found"
 _PEER_EXISTS = "Peer URLs already exists"
-
-
-class QuorumError(EtcdError):
-    """A membership change was refused because the cluster would lose its healthy majority."""
 
 
 # -- what etcdctl says, parsed -------------------------------------------------------------------

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from installer import nodeops, waiting
-from installer.errors import InstallerError
+from core import waiting
+from installer import nodeops
+from installer.context import InstallContext
+from installer.errors import EtcdError
 from installer.etcd import render
 from installer.facts import OSFamily
 from installer.files import NodeFile
-from installer.install import InstallContext
 from installer.phases import Phase
 from installer.remote import Transport
 from installer.topology import Host
@@ -31,14 +32,6 @@ CERTS: dict[str, tuple[str, int]] = {
     "healthcheck-client.key": ("root", 0o600),
 }
 HEALTH_TIMEOUT_S = 90.0
-
-
-class EtcdError(InstallerError):
-    """The etcd cluster did not become healthy, or a membership change was refused."""
-
-
-def _changed(ctx: InstallContext) -> dict[str, bool]:
-    return ctx.data.setdefault("etcd.changed", {})  # type: ignore[no-any-return]
 
 
 def _packages(ctx: InstallContext) -> None:
@@ -64,7 +57,7 @@ def _certs(ctx: InstallContext) -> None:
     for host in ctx.topo.etcd:
         with ctx.node(host.name):
             if nodeops.sync_files(ctx, ctx.transport(host), cert_files(ctx, host), restarts="etcd"):
-                _changed(ctx)[host.name] = True
+                ctx.etcd_changed[host.name] = True
 
 
 def has_data(t: Transport, data_dir: str) -> bool:
@@ -81,7 +74,7 @@ def _config(ctx: InstallContext) -> None:
             if not has_data(t, data_dir):
                 files.append(initial)
             if nodeops.sync_files(ctx, t, files, restarts="etcd"):
-                _changed(ctx)[host.name] = True
+                ctx.etcd_changed[host.name] = True
             # etcd refuses a data dir others can read (https://etcd.io/docs/v3.4/op-guide/security/).
             stat = nodeops.remote_stat(t, data_dir)
             if stat != (0o700, "etcd", "etcd") and not ctx.would(f"make {data_dir} 0700 etcd:etcd"):
@@ -90,7 +83,7 @@ def _config(ctx: InstallContext) -> None:
 
 def _start(ctx: InstallContext) -> None:
     hosts = ctx.topo.etcd
-    changed = _changed(ctx)
+    changed = ctx.etcd_changed
     fresh = [h for h in hosts if not has_data(ctx.transport(h), ctx.topo.settings.etcd_data_dir)]
     if fresh:
         # Bootstrap: no member can be healthy alone, so start every new one without waiting

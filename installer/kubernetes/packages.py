@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 
 from installer import nodeops
-from installer.errors import ConfigError, InstallerError, Problem
+from installer.errors import ConfigError, PackageError, Problem
 from installer.facts import NodeFacts, OSFamily
 from installer.files import NodeFile
 from installer.kubernetes.render import Release
@@ -38,10 +38,6 @@ DEB_LIST = f"/etc/apt/sources.list.d/{REPO_ID}.list"
 RPM_REPO = f"/etc/yum.repos.d/{REPO_ID}.repo"
 #: What fetching the repository key needs on a Debian node.
 DEB_PREREQUISITES = ("curl", "ca-certificates")
-
-
-class PackageError(InstallerError):
-    """The repository does not offer the asked-for version, or a node holds another one."""
 
 
 def release(topo: Topology) -> Release:

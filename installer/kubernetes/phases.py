@@ -18,11 +18,12 @@ import shlex
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from installer import nodeops, waiting
-from installer.errors import InstallerError
+from core import waiting
+from installer import nodeops
+from installer.context import InstallContext
+from installer.errors import KubernetesError
 from installer.facts import OSFamily
 from installer.files import NodeFile
-from installer.install import InstallContext
 from installer.kubernetes import cni, packages, source
 from installer.kubernetes import render as k8s
 from installer.kubernetes.bundle import NODE_BINARIES, Bundle
@@ -62,10 +63,6 @@ RUNTIME_PACKAGES = {
     OSFamily.DEBIAN: ["containerd", "runc", "containernetworking-plugins", "conntrack", "iptables", "socat"],
     OSFamily.REDHAT: ["containerd", "runc", "containernetworking-plugins", "conntrack-tools", "iptables", "socat"],
 }
-
-
-class KubernetesError(InstallerError):
-    """A Kubernetes phase could not finish (nodes not Ready, no pod range allocated, …)."""
 
 
 def _bundle(ctx: InstallContext) -> Bundle:

@@ -8,21 +8,18 @@ VIP does not move on a re-run.
 
 from __future__ import annotations
 
-from installer import nodeops, waiting
-from installer.errors import InstallerError
+from core import waiting
+from installer import nodeops
+from installer.context import InstallContext
+from installer.errors import LoadBalancerError
 from installer.facts import OSFamily
 from installer.files import NodeFile
-from installer.install import InstallContext
 from installer.loadbalancer import render
 from installer.phases import Phase
 from installer.settings import LBMode
 from installer.topology import Host, LBKind
 
 VIP_TIMEOUT_S = 30.0
-
-
-class LoadBalancerError(InstallerError):
-    """The VIP is on no node or on several, or the local proxy does not answer."""
 
 
 def _daemon(ctx: InstallContext) -> str:
@@ -51,7 +48,7 @@ def _packages(ctx: InstallContext) -> None:
 
 
 def _config(ctx: InstallContext) -> None:
-    changed: dict[str, list[str]] = ctx.data.setdefault("lb.changed", {})
+    changed = ctx.lb_changed
     for host in _nodes(ctx):
         with ctx.node(host.name):
             files = render.files(ctx.topo, host, ctx.secrets, ctx.node_facts(host))
@@ -65,7 +62,7 @@ def _config(ctx: InstallContext) -> None:
 
 
 def _start(ctx: InstallContext) -> None:
-    changed: dict[str, list[str]] = ctx.data.get("lb.changed", {})
+    changed = ctx.lb_changed
     daemon = _daemon(ctx)
     first_vrrp = ctx.topo.lb[0] if ctx.topo.lb_kind is LBKind.VIP else None
     for host in _nodes(ctx):

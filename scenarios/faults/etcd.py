@@ -13,6 +13,7 @@ import time
 from installer import nodeops
 from installer.etcd import day2
 from installer.topology import Host
+from scenarios.errors import FaultError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class KillEtcdLeader:
         member, _ = self.ctx.admin().leader()
         victim = day2.host_of(self.ctx.topo.hosts, member)
         if victim is None:
-            raise day2.EtcdError(f"the leader {member.name} ({member.hex_id}) is not a host of the inventory")
+            raise FaultError(f"the leader {member.name} ({member.hex_id}) is not a host of the inventory")
         self.victim = victim
         self.leader_id = member.id
         self.description = f"kill -9 etcd on {self.victim.name} (the raft leader, {member.hex_id})"
@@ -75,7 +76,7 @@ class RemoveAndReAddMember:
     def inject(self) -> None:
         start = time.monotonic()
         if not day2.remove_member(self.ctx, self.host):
-            raise day2.EtcdError(f"{self.host.name} was removed but could not be stopped and wiped (unreachable)")
+            raise FaultError(f"{self.host.name} was removed but could not be stopped and wiped (unreachable)")
         self.inject_seconds = time.monotonic() - start
         log.info("%s: removed in %.1fs", self.host.name, self.inject_seconds)
 

@@ -29,17 +29,13 @@ from typing import Protocol
 from harness.probe import ArpHolders, History, Outage, Prober, VipWatcher, Watch
 from harness.provider import Cluster
 from installer.connect import Connector
-from installer.errors import InstallerError
 from installer.loadbalancer import render
 from installer.remote import Transport
 from installer.topology import Host, Topology
+from scenarios.errors import FaultError
 from scenarios.faults import Fault
 
 log = logging.getLogger(__name__)
-
-
-class LBFaultError(InstallerError):
-    """The VIP is not where a fault needs it (no holder, several), or a fault could not be healed."""
 
 
 class InstalledTopology(Protocol):
@@ -138,7 +134,7 @@ def vip_holders(installed: InstalledTopology) -> list[str]:
     """
     topo = installed.topo
     if topo.vip is None:
-        raise LBFaultError("the topology has no VIP (lb_kube_apiserver_ip)")
+        raise FaultError("the topology has no VIP (lb_kube_apiserver_ip)")
     vip = str(topo.vip)
     argv = ["ip", "-o", "-4", "addr", "show", "to", f"{vip}/32"]
     # A connector of its own, closed here: in isolated mode each SSH connection is an ``ip netns exec
@@ -152,10 +148,10 @@ def vip_holders(installed: InstalledTopology) -> list[str]:
 
 
 def vrrp_master(installed: InstalledTopology) -> str:
-    """The node holding the VIP now (the VRRP MASTER); ``LBFaultError`` unless exactly one holds it."""
+    """The node holding the VIP now (the VRRP MASTER); ``FaultError`` unless exactly one holds it."""
     holders = vip_holders(installed)
     if len(holders) != 1:
-        raise LBFaultError(f"VIP {installed.topo.vip} is held by {holders or 'no node'}; expected exactly one")
+        raise FaultError(f"VIP {installed.topo.vip} is held by {holders or 'no node'}; expected exactly one")
     return holders[0]
 
 
@@ -168,7 +164,7 @@ def wait_one_holder(installed: InstalledTopology, timeout: float = 30.0) -> tupl
         if len(holders) == 1:
             return holders[0], time.monotonic() - start
         time.sleep(0.3)
-    raise LBFaultError(f"VIP {installed.topo.vip} held by {holders or 'no node'} {timeout:.0f}s on; expected one")
+    raise FaultError(f"VIP {installed.topo.vip} held by {holders or 'no node'} {timeout:.0f}s on; expected one")
 
 
 def watch(installed: InstalledTopology, *, max_duration: float = 120.0, interval: float = 0.1,
@@ -177,7 +173,7 @@ def watch(installed: InstalledTopology, *, max_duration: float = 120.0, interval
     running inside the topology's network namespace. Use as a context manager."""
     topo, cluster = installed.topo, installed.cluster
     if topo.vip is None:
-        raise LBFaultError("the topology has no VIP (lb_kube_apiserver_ip)")
+        raise FaultError("the topology has no VIP (lb_kube_apiserver_ip)")
     ns = cluster.state.netns
     names = {cluster.state.nodes[h.name].mac: h.name for h in topo.lb}
     arp = ArpHolders(cluster.state.bridge, str(topo.vip), names)
@@ -207,7 +203,7 @@ def backup_of(topo: Topology, master: str) -> str:
     """The ``[lb]`` node that takes over from ``master``: the highest priority among the others."""
     others = [h for h in topo.lb if h.name != master]
     if not others:
-        raise LBFaultError(f"no [lb] node besides {master} to fail over to")
+        raise FaultError(f"no [lb] node besides {master} to fail over to")
     return max(others, key=lambda h: render.priority(topo, h)).name
 
 
@@ -247,5 +243,5 @@ def _host(topo: Topology, name: str) -> Host:
     for h in topo.lb:
         if h.name == name:
             return h
-    raise LBFaultError(f"{name} is not an [lb] node (those are: {', '.join(h.name for h in topo.lb)})")
+    raise FaultError(f"{name} is not an [lb] node (those are: {', '.join(h.name for h in topo.lb)})")
 

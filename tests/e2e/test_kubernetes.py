@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 from e2e_support import NAMESPACE, Installed, ran
 
-from installer import topology, waiting
+from core import waiting
+from installer import topology
 from installer.etcd import phases as etcd_phases
 from installer.kubernetes import cni
 from installer.topology import Host, LBKind

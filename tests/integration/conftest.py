@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from core import waiting
 from harness.provider import Cluster
 from harness.pytest_plugin import Topologies
-from installer import install, topology, waiting
+from installer import install, topology
 from installer.connect import Connector
 from installer.etcd import day2
 from installer.etcd import phases as etcd_phases

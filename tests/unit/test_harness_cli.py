@@ -1,34 +1,14 @@
-"""The harness subcommands' parsing and error reporting (nothing is booted here)."""
+"""The harness subcommands' parsing and error reporting through the real CLI boundary (nothing is booted here)."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import pytest
 
-from installer.errors import ConfigError
-from kha import harness_cli
+from core.errors import EXIT_BAD_INPUT
+from kha import cli, harness_cli
 from scenarios import catalog
-
-
-class cli:
-    @staticmethod
-    def build_parser() -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog="kha")
-        harness_cli.register(parser.add_subparsers(dest="command", required=True))
-        return parser
-
-    @staticmethod
-    def main(argv: list[str]) -> int:
-        args = cli.build_parser().parse_args(argv)
-        try:
-            return int(args.handler(args))
-        except ConfigError as exc:  # kha.cli prints these as FILE:LINE: message, exit 2
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
-            return 2
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +33,7 @@ def test_up_from_an_inventory_file() -> None:
 
 
 def test_up_needs_exactly_one_source(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["up", "m-master", "-i", "x.ini"]) == harness_cli.EXIT_BAD_INPUT
+    assert cli.main(["up", "m-master", "-i", "x.ini"]) == EXIT_BAD_INPUT
     assert "either a scenario name or -i INVENTORY" in capsys.readouterr().err
 
 

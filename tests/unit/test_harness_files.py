@@ -15,10 +15,10 @@ import paramiko
 import pytest
 from test_harness_libvirt import make_state  # same directory (pytest rootdir-relative import)
 
+from core.progress import Steps
 from harness import firstboot, netns, seed
 from harness.errors import StateError
 from harness.keys import KeyPair, known_hosts_line
-from harness.progress import Steps
 from harness.ssh import Target, render_ssh_config
 from harness.state import ClusterState
 

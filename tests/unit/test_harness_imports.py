@@ -1,6 +1,7 @@
-"""The dependency rule (STYLE.md): ``installer`` never imports ``harness`` (it installs onto machines it
-did not create) and ``harness`` never imports ``installer`` or ``scenarios`` (scenarios compose both).
-Checked on the source with ``ast``, including imports inside functions."""
+"""The dependency rules (STYLE.md): ``installer`` never imports ``harness`` (it installs onto machines it
+did not create) and ``harness`` never imports ``installer`` or ``scenarios`` (scenarios compose both);
+``core``, the ground floor, imports none of the packages that stand on it. Checked on the source with
+``ast``, including imports inside functions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ import ast
 from pathlib import Path
 
 import pytest
+
+from core.errors import CommandFailed, InputError, KhaError
+from harness.errors import HarnessError, SpecError
+from images.errors import ImageError, UnknownRecipe
+from installer.errors import CommandError, ConfigError, InstallerError
+from scenarios.errors import ScenarioError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,8 +35,10 @@ def imported_packages(package: str) -> dict[str, set[str]]:
 
 
 @pytest.mark.parametrize(("package", "forbidden"), [
-    ("installer", {"harness"}),
-    ("harness", {"installer", "scenarios"}),
+    ("core", {"installer", "harness", "images", "scenarios", "kha"}),
+    ("installer", {"harness", "scenarios", "kha"}),
+    ("harness", {"installer", "scenarios", "kha"}),
+    ("images", {"installer", "harness", "scenarios", "kha"}),
 ])
 def test_dependency_direction(package: str, forbidden: set[str]) -> None:
     files = imported_packages(package)
@@ -43,3 +52,12 @@ def test_the_scanner_sees_imports_inside_functions(tmp_path: Path) -> None:
     seen = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     seen |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert seen == {"installer", "harness.spec"}
+
+
+def test_every_package_stands_on_one_error_root() -> None:
+    """Each package's error tree hangs under core's ``KhaError``, so the CLI catches them with one type."""
+    for root in (InstallerError, HarnessError, ImageError, ScenarioError, CommandFailed):
+        assert issubclass(root, KhaError), root
+    for bad_input in (ConfigError, SpecError, UnknownRecipe):
+        assert issubclass(bad_input, InputError), bad_input
+    assert issubclass(CommandError, CommandFailed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -23,18 +23,26 @@ class FakeClock:
         return self.now
 
 
-def mark(name: str, clock: FakeClock | None = None, seconds: float = 0.0) -> Callable[[Context], None]:
-    """A phase body that notes it ran in ctx.data["ran"] and takes ``seconds`` on ``clock``."""
+@dataclass(kw_only=True)
+class Notes(Context):
+    """A context whose phases note what ran (and hand a typed value on, as install phases do)."""
 
-    def run(ctx: Context) -> None:
-        ctx.data.setdefault("ran", []).append(name)
+    ran: list[str] = field(default_factory=list)
+    external_etcd: bool = False
+
+
+def mark(name: str, clock: FakeClock | None = None, seconds: float = 0.0) -> Callable[[Notes], None]:
+    """A phase body that notes it ran in ctx.ran and takes ``seconds`` on ``clock``."""
+
+    def run(ctx: Notes) -> None:
+        ctx.ran.append(name)
         if clock is not None:
             clock.now += seconds
 
     return run
 
 
-def tree() -> list[Phase[Context]]:
+def tree() -> list[Phase[Notes]]:
     return [
         Phase("preflight", run=mark("preflight")),
         Phase(
@@ -50,11 +58,11 @@ def tree() -> list[Phase[Context]]:
 
 
 def run(
-    phases: Sequence[Phase[Context]], *, only: Sequence[str] = (), skip: Sequence[str] = ()
-) -> tuple[list[str], Context, list[Step]]:
+    phases: Sequence[Phase[Notes]], *, only: Sequence[str] = (), skip: Sequence[str] = ()
+) -> tuple[list[str], Notes, list[Step]]:
     """Run with a frozen clock; return the output lines, the context and the result steps."""
     out = io.StringIO()
-    ctx = Context()
+    ctx = Notes()
     result = Runner(phases, only=only, skip=skip, out=out, clock=FakeClock()).run(ctx)
     return out.getvalue().splitlines(), ctx, result.steps
 
@@ -64,7 +72,7 @@ def run(
 
 def test_runs_depth_first_parent_before_children_in_order() -> None:
     lines, ctx, _ = run(tree())
-    assert ctx.data["ran"] == ["preflight", "etcd", "etcd/certs", "etcd/bootstrap", "loadbalancer/haproxy"]
+    assert ctx.ran == ["preflight", "etcd", "etcd/certs", "etcd/bootstrap", "loadbalancer/haproxy"]
     # A parent without its own run prints no line of its own.
     assert lines == [
         "✓ preflight  0.0s",
@@ -99,7 +107,7 @@ def test_all_paths_and_plan_list_paths_in_run_order() -> None:
 
 def test_only_a_leaf_runs_just_that_leaf_and_shows_the_rest_skipped() -> None:
     lines, ctx, _ = run(tree(), only=["etcd/bootstrap"])
-    assert ctx.data["ran"] == ["etcd/bootstrap"]  # the parent's own run is not part of the selection
+    assert ctx.ran == ["etcd/bootstrap"]  # the parent's own run is not part of the selection
     assert lines == [
         "- preflight (skipped)",
         "- etcd/certs (skipped)",
@@ -111,7 +119,7 @@ def test_only_a_leaf_runs_just_that_leaf_and_shows_the_rest_skipped() -> None:
 
 def test_only_a_parent_runs_it_and_all_its_descendants() -> None:
     lines, ctx, _ = run(tree(), only=["etcd"])
-    assert ctx.data["ran"] == ["etcd", "etcd/certs", "etcd/bootstrap"]
+    assert ctx.ran == ["etcd", "etcd/certs", "etcd/bootstrap"]
     assert lines == [
         "- preflight (skipped)",
         "✓ etcd  0.0s",
@@ -127,18 +135,18 @@ def test_only_a_parent_runs_it_and_all_its_descendants() -> None:
 )
 def test_only_accepts_comma_separated_lists(only: list[str]) -> None:
     _, ctx, _ = run(tree(), only=only)
-    assert ctx.data["ran"] == ["etcd/certs", "loadbalancer/haproxy"]
+    assert ctx.ran == ["etcd/certs", "loadbalancer/haproxy"]
 
 
 def test_skip_removes_a_whole_subtree() -> None:
     lines, ctx, _ = run(tree(), skip=["etcd"])
-    assert ctx.data["ran"] == ["preflight", "loadbalancer/haproxy"]
+    assert ctx.ran == ["preflight", "loadbalancer/haproxy"]
     assert lines == ["✓ preflight  0.0s", "- etcd (skipped)", "✓ loadbalancer/haproxy  0.0s"]
 
 
 def test_only_and_skip_together_skip_wins_inside_the_selection() -> None:
     lines, ctx, _ = run(tree(), only=["etcd,loadbalancer"], skip=["etcd/certs"])
-    assert ctx.data["ran"] == ["etcd", "etcd/bootstrap", "loadbalancer/haproxy"]
+    assert ctx.ran == ["etcd", "etcd/bootstrap", "loadbalancer/haproxy"]
     assert lines == [
         "- preflight (skipped)",
         "✓ etcd  0.0s",
@@ -194,7 +202,7 @@ def test_dry_run_calls_phases_which_report_what_they_would_do_and_do_nothing(tmp
         Phase("after", run=lambda ctx: seen.append(ctx.dry_run)),
     ]
     out = io.StringIO()
-    ctx = Context()
+    ctx = Notes()
     Runner(phases, dry_run=True, out=out, clock=FakeClock()).run(ctx)
 
     assert not target.exists()
@@ -225,8 +233,8 @@ def test_a_context_already_in_dry_run_stays_in_dry_run(tmp_path: Path) -> None:
 # -- failure -----------------------------------------------------------------------------------
 
 
-def failing_tree(clock: FakeClock, error: Callable[[Context], None]) -> list[Phase[Context]]:
-    def bootstrap(ctx: Context) -> None:
+def failing_tree(clock: FakeClock, error: Callable[[Notes], None]) -> list[Phase[Notes]]:
+    def bootstrap(ctx: Notes) -> None:
         clock.now += 0.3
         error(ctx)
 
@@ -242,7 +250,7 @@ def test_failure_names_phase_and_node_and_stops_the_run() -> None:
 
     clock = FakeClock()
     out = io.StringIO()
-    ctx = Context()
+    ctx = Notes()
     with pytest.raises(PhaseError) as err:
         Runner(failing_tree(clock, fail), out=out, clock=clock).run(ctx)
 
@@ -253,7 +261,7 @@ def test_failure_names_phase_and_node_and_stops_the_run() -> None:
     assert isinstance(err.value.cause, CommandError)
     # The ✗ line is printed; nothing after the failure ran or printed.
     assert out.getvalue().splitlines() == ["✓ etcd/certs  0.0s", "✗ etcd/bootstrap  0.3s"]
-    assert ctx.data["ran"] == ["etcd/certs"]
+    assert ctx.ran == ["etcd/certs"]
 
 
 def test_failure_outside_a_remote_call_names_the_node_the_phase_was_on() -> None:
@@ -264,7 +272,7 @@ def test_failure_outside_a_remote_call_names_the_node_the_phase_was_on() -> None
             raise ValueError("member list is empty")
 
     with pytest.raises(PhaseError) as err:
-        Runner(failing_tree(FakeClock(), fail), out=io.StringIO()).run()
+        Runner(failing_tree(FakeClock(), fail), out=io.StringIO()).run(Notes())
     assert str(err.value) == "phase etcd/bootstrap failed on node3: member list is empty"
 
 
@@ -273,7 +281,7 @@ def test_failure_with_no_node_says_so_plainly() -> None:
         raise RuntimeError("bad")
 
     with pytest.raises(PhaseError) as err:
-        Runner(failing_tree(FakeClock(), fail), out=io.StringIO()).run()
+        Runner(failing_tree(FakeClock(), fail), out=io.StringIO()).run(Notes())
     assert str(err.value) == "phase etcd/bootstrap failed: bad"
     assert err.value.node is None
 
@@ -289,7 +297,7 @@ def test_timing_lines_show_seconds_with_one_decimal() -> None:
         Phase("slow", run=mark("slow", clock, 61.0)),
     ]
     out = io.StringIO()
-    result = Runner(phases, out=out, clock=clock).run()
+    result = Runner(phases, out=out, clock=clock).run(Notes())
     assert out.getvalue().splitlines() == ["✓ quick  0.0s", "✓ etcd/bootstrap  1.2s", "✓ slow  61.0s"]
     assert [(s.path, s.status) for s in result.steps] == [
         ("quick", Status.OK),
@@ -303,21 +311,21 @@ def test_timing_lines_show_seconds_with_one_decimal() -> None:
 
 
 def test_run_if_false_shows_the_phase_as_not_needed_and_skips_its_subtree() -> None:
-    def external_etcd(ctx: Context) -> None:
-        ctx.data["external_etcd"] = True
+    def external_etcd(ctx: Notes) -> None:
+        ctx.external_etcd = True
 
     phases = [
         Phase("detect", run=external_etcd),
         Phase(
             "etcd",
-            run_if=lambda ctx: not ctx.data.get("external_etcd"),
+            run_if=lambda ctx: not ctx.external_etcd,
             children=(Phase("bootstrap", run=mark("etcd/bootstrap")),),
         ),
         Phase("kubeadm", run=mark("kubeadm"), run_if=lambda ctx: True),
         Phase("cni", run=mark("cni"), run_if=lambda ctx: False),
     ]
     lines, ctx, steps = run(phases)
-    assert ctx.data["ran"] == ["kubeadm"]
+    assert ctx.ran == ["kubeadm"]
     assert lines == [
         "✓ detect  0.0s",
         "- etcd (skipped: not needed)",
@@ -336,7 +344,7 @@ def test_run_if_false_shows_the_phase_as_not_needed_and_skips_its_subtree() -> N
 
 
 @dataclass(kw_only=True)
-class InstallContext(Context):
+class InstallContext(Notes):
     control_planes: tuple[str, ...]
 
 

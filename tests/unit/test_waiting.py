@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from installer import waiting
+from core import waiting
 from installer.errors import InstallerError
 
 

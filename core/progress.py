@@ -1,8 +1,11 @@
-"""User-facing progress: one line per step, ending in ✓ or ✗ and the seconds it took.
+"""User-facing progress: one line per step, in one format everywhere in kha::
 
-Library code reports through a ``Steps`` object; where the lines go is the caller's choice (the CLI
-prints them, tests and library use log them). ``with steps.step("boot 4 nodes"):`` prints
-``✓ boot 4 nodes  1.9s`` when the block succeeds and ``✗ boot 4 nodes  1.9s`` when it raises.
+    ✓ boot 4 nodes  1.9s
+    ✗ kubernetes/init  31.2s
+    - etcd/bootstrap (skipped)
+
+Library code reports through a ``Steps`` object (or ``line``); where the lines go is the caller's
+choice (the CLI prints them, tests and library code log them).
 """
 
 from __future__ import annotations
@@ -17,9 +20,17 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[str], None]
 
+OK, FAILED = "✓", "✗"
 
-def _log_line(line: str) -> None:
-    log.info("%s", line)
+
+def line(ok: bool, name: str, seconds: float, detail: str = "") -> str:
+    """``✓ name  1.9s`` (or ✗), then ``detail`` after two spaces when there is one."""
+    text = f"{OK if ok else FAILED} {name}  {seconds:.1f}s"
+    return f"{text}  {detail}" if detail else text
+
+
+def _log_line(text: str) -> None:
+    log.info("%s", text)
 
 
 @dataclass
@@ -36,13 +47,13 @@ class Steps:
         try:
             yield
         except BaseException:
-            self._finish(name, False, self.clock() - start)
+            self.finish(name, False, self.clock() - start)
             raise
-        self._finish(name, True, self.clock() - start)
+        self.finish(name, True, self.clock() - start)
 
-    def _finish(self, name: str, ok: bool, seconds: float) -> None:
+    def finish(self, name: str, ok: bool, seconds: float, detail: str = "") -> None:
         self.done.append((name, ok, seconds))
-        self.emit(f"{'✓' if ok else '✗'} {name}  {seconds:.1f}s")
+        self.emit(line(ok, name, seconds, detail))
 
     def seconds(self, name: str) -> float:
         """How long the last step called ``name`` took (for benchmarks)."""

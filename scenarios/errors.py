@@ -1,0 +1,29 @@
+"""The scenarios' exception tree, drawn once here.
+
+    KhaError (core/errors.py)
+    └── ScenarioError
+        ├── FaultError         a fault could not be injected or healed, or its target is not where it must be
+        └── ClientError        a client's request to one endpoint did not succeed (recorded, not fatal)
+
+Faults, clients and checkers raise these; the CLI and the pytest plugins catch ``KhaError``.
+"""
+
+from __future__ import annotations
+
+from core.errors import KhaError
+
+
+class ScenarioError(KhaError):
+    """Base of every error the scenarios raise on purpose."""
+
+
+class FaultError(ScenarioError):
+    """A fault's target is not where it needs to be (no VIP holder, several), or it could not be healed."""
+
+
+class ClientError(ScenarioError):
+    """A request to one endpoint did not succeed; ``definite`` when it certainly had no effect."""
+
+    def __init__(self, message: str, *, definite: bool) -> None:
+        self.definite = definite
+        super().__init__(message)
