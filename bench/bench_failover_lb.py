@@ -28,9 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.provider import Cluster, Provider
-from installer import install, topology
-from installer.connect import Connector
+from harness.provider import Provider
 from installer.topology import Topology
 from scenarios import catalog
 from scenarios.faults import Fault
@@ -43,23 +41,14 @@ from scenarios.faults.lb import (
     measure_failover,
     power_off_bound,
     stopped_lb_bound,
-    vip_holders,
     wait_one_holder,
     watch,
 )
+from scenarios.installed import Installed, install_onto
 from scenarios.topologies import spec_for_scenario
 
 SNAPSHOT = "etcd-lb"
 GOALS = {"stop-haproxy": 1.5, "power-off": 1.25, "cut-link": 1.25}
-
-
-@dataclass
-class Lab:
-    cluster: Cluster
-    topo: Topology
-
-    def connector(self) -> Connector:
-        return Connector(self.cluster.known_hosts, self.cluster.ssh_config)
 
 
 @dataclass(frozen=True)
@@ -76,7 +65,7 @@ class Run:
         return self.seconds / self.bound.seconds
 
 
-def one_run(lab: Lab, kind: str) -> Run:
+def one_run(lab: Installed, kind: str) -> Run:
     lab.cluster.revert(SNAPSHOT)
     master, _ = wait_one_holder(lab, timeout=60)
     backup = backup_of(lab.topo, master)
@@ -97,7 +86,7 @@ def one_run(lab: Lab, kind: str) -> Run:
     tl = w.watcher.timeline()
     if tl.split_brain():
         print(f"    ! two VIP holders seen: {tl.summary()}")
-    holders = vip_holders(lab)
+    holders = lab.vip_holders()
     return Run(kind, master, backup, outage.duration, bound_for(lab.topo, backup), ",".join(holders) or "none")
 
 
@@ -124,11 +113,10 @@ def main() -> int:
     try:
         out = io.StringIO()
         start = time.monotonic()
-        install.run(scen.inventory, state=root / "install", ssh_config=cluster.ssh_config,
-                    known_hosts=cluster.known_hosts, only=["pki", "connect", "etcd", "loadbalancer"], out=out)
+        lab, _ = install_onto(cluster, scen.inventory, root / "install",
+                              only=["pki", "connect", "etcd", "loadbalancer"], out=out)
         print(f"    ✓ install pki, connect, etcd, loadbalancer  {time.monotonic() - start:.1f}s")
         cluster.snapshot(SNAPSHOT)
-        lab = Lab(cluster, topology.load(scen.inventory))
         for kind in kinds:
             print(f"{kind}:")
             for i in range(args.runs):

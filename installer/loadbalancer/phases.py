@@ -14,7 +14,7 @@ from installer.context import InstallContext
 from installer.errors import LoadBalancerError
 from installer.facts import OSFamily
 from installer.files import NodeFile
-from installer.loadbalancer import render
+from installer.loadbalancer import render, vip
 from installer.phases import Phase
 from installer.settings import LBMode
 from installer.topology import Host, LBKind
@@ -90,13 +90,7 @@ def _start(ctx: InstallContext) -> None:
 
 
 def vip_holders(ctx: InstallContext) -> list[str]:
-    vip = str(ctx.topo.vip)
-    holders = []
-    for host in ctx.topo.lb:
-        res = ctx.transport(host).run(["ip", "-o", "-4", "addr", "show", "to", f"{vip}/32"], check=False)
-        if res.ok and vip in res.stdout:
-            holders.append(host.name)
-    return holders
+    return vip.holders(ctx.topo, ctx.transport)
 
 
 def _wait_holder(ctx: InstallContext, host: Host) -> None:

@@ -22,32 +22,19 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
 
+from core import waiting
 from harness.probe import ArpHolders, History, Outage, Prober, VipWatcher, Watch
 from harness.provider import Cluster
-from installer.connect import Connector
 from installer.loadbalancer import render
 from installer.remote import Transport
 from installer.topology import Host, Topology
 from scenarios.errors import FaultError
 from scenarios.faults import Fault
+from scenarios.installed import Installed
 
 log = logging.getLogger(__name__)
-
-
-class InstalledTopology(Protocol):
-    """A harness cluster with the installer's work on it (the integration suites' ``Installed``)."""
-
-    @property
-    def cluster(self) -> Cluster: ...
-
-    @property
-    def topo(self) -> Topology: ...
-
-    def connector(self) -> Connector: ...
 
 
 # -- faults -----------------------------------------------------------------------------------------
@@ -127,47 +114,28 @@ class CutLink:
 # -- where the VIP is --------------------------------------------------------------------------------
 
 
-def vip_holders(installed: InstalledTopology) -> list[str]:
-    """The ``[lb]`` nodes that have the VIP configured, as each node itself says (SSH, in parallel).
-
-    Every ``[lb]`` node must answer; use ``ArpHolders`` while a node may be powered off or cut off.
-    """
-    topo = installed.topo
-    if topo.vip is None:
-        raise FaultError("the topology has no VIP (lb_kube_apiserver_ip)")
-    vip = str(topo.vip)
-    argv = ["ip", "-o", "-4", "addr", "show", "to", f"{vip}/32"]
-    # A connector of its own, closed here: in isolated mode each SSH connection is an ``ip netns exec
-    # … nc`` process inside the topology's namespace, and one left open keeps the namespace from going.
-    with installed.connector() as connector:
-        # Transports opened in this thread, in order, so the connector's cache is not raced.
-        transports = [connector(h) for h in topo.lb]
-        with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:
-            answers = list(pool.map(lambda t: vip in t.run(argv, check=False, timeout=15).stdout, transports))
-    return [h.name for h, held in zip(topo.lb, answers, strict=True) if held]
-
-
-def vrrp_master(installed: InstalledTopology) -> str:
+def vrrp_master(installed: Installed) -> str:
     """The node holding the VIP now (the VRRP MASTER); ``FaultError`` unless exactly one holds it."""
-    holders = vip_holders(installed)
+    holders = installed.vip_holders()
     if len(holders) != 1:
         raise FaultError(f"VIP {installed.topo.vip} is held by {holders or 'no node'}; expected exactly one")
     return holders[0]
 
 
-def wait_one_holder(installed: InstalledTopology, timeout: float = 30.0) -> tuple[str, float]:
+def wait_one_holder(installed: Installed, timeout: float = 30.0) -> tuple[str, float]:
     """Until exactly one ``[lb]`` node holds the VIP (by SSH); returns it and the seconds waited."""
-    start = time.monotonic()
-    holders: list[str] = []
-    while time.monotonic() - start < timeout:
-        holders = vip_holders(installed)
-        if len(holders) == 1:
-            return holders[0], time.monotonic() - start
-        time.sleep(0.3)
-    raise FaultError(f"VIP {installed.topo.vip} held by {holders or 'no node'} {timeout:.0f}s on; expected one")
+    seen: list[str] = []
+
+    def one() -> str | None:
+        seen[:] = installed.vip_holders()
+        return None if len(seen) == 1 else ", ".join(seen) or "no node"
+
+    waited = waiting.until(one, timeout=timeout, interval=0.3, error=lambda held: FaultError(
+        f"VIP {installed.topo.vip} held by {held} {timeout:.0f}s on; expected one"))
+    return seen[0], waited
 
 
-def watch(installed: InstalledTopology, *, max_duration: float = 120.0, interval: float = 0.1,
+def watch(installed: Installed, *, max_duration: float = 120.0, interval: float = 0.1,
           period: float = 0.2) -> Watch:
     """A prober on VIP:port every ``interval`` s and an ARP watcher of the VIP every ``period`` s, both
     running inside the topology's network namespace. Use as a context manager."""

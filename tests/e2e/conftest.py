@@ -32,8 +32,7 @@ from harness.pytest_plugin import Topologies
 from images import bundle as bundles
 from images import testimage
 from images.errors import ImageError
-from installer import install, topology
-from installer.connect import Connector
+from installer import topology
 from installer.errors import InstallerError
 from installer.phases import Status
 from scenarios import catalog
@@ -93,29 +92,24 @@ def installed(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFacto
         pytest.fail(f"e2e needs the offline bundle and the test image: {exc}", pytrace=False)
 
     state = tmp_path_factory.mktemp(f"{scenario}-state")
+    inst = Installed(cluster, topology.load(scen.inventory), Path(scen.inventory), state, built.path,
+                     scenario=scenario, image=image, timings=timings)
     out = io.StringIO()
     start = time.monotonic()
     try:
-        result = install.run(scen.inventory, state=state, ssh_config=cluster.ssh_config,
-                             known_hosts=cluster.known_hosts, bundle=built.path, out=out)
+        result = inst.install(out)
     except InstallerError as exc:
         pytest.fail(f"kha install on {scenario} failed: {exc}\n--- runner output ---\n{out.getvalue()}",
                     pytrace=False)
     timings.phases = ran(result)
     timings.add("kha install (every phase)", time.monotonic() - start)
-
-    connector = Connector(cluster.known_hosts, cluster.ssh_config)
-    inst = Installed(scenario=scenario, cluster=cluster, topo=topology.load(scen.inventory),
-                     inventory=Path(scen.inventory), state=state, bundle=built.path, image=image,
-                     install_log=out.getvalue(), connector=connector, timings=timings)
     try:
         with _timed(timings, f"import {image.ref} into containerd on {len(inst.kubernetes_nodes)} node(s)"):
             for host in inst.kubernetes_nodes:
-                import_image(connector(host), image)
+                import_image(inst.node(host), image)
         yield inst
     finally:
-        # Before the harness removes the namespace the SSH proxies run in.
-        connector.close()
+        inst.close()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,

@@ -24,17 +24,16 @@ from harness.probe import History, Outage, Timeline
 from scenarios.faults import Fault
 from scenarios.faults.lb import (
     CutLink,
-    InstalledTopology,
     PowerOffNode,
     StopLoadBalancer,
     backup_of,
     measure_failover,
     power_off_bound,
     stopped_lb_bound,
-    vip_holders,
     vrrp_master,
     watch,
 )
+from scenarios.installed import Installed
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +55,7 @@ def holders_after(tl: Timeline, t: float) -> set[frozenset[str]]:
     return {s.holders for s in tl.since(t).good}
 
 
-def test_exactly_one_vip_holder_at_rest(etcd_lb: InstalledTopology, report: Report) -> None:
+def test_exactly_one_vip_holder_at_rest(etcd_lb: Installed, report: Report) -> None:
     master = vrrp_master(etcd_lb)
     with watch(etcd_lb, max_duration=30) as w:
         time.sleep(4.0)
@@ -65,12 +64,12 @@ def test_exactly_one_vip_holder_at_rest(etcd_lb: InstalledTopology, report: Repo
     assert len(tl.good) >= 10, tl.summary()
     assert holders_after(tl, tl.started) == {frozenset({master})}, f"VIP holders on the wire: {tl.summary()}"
     assert hist.outage_count == 0 and hist.ok_count >= 30, hist.summary()
-    assert vip_holders(etcd_lb) == [master]
+    assert etcd_lb.vip_holders() == [master]
     report(f"at rest: VIP on {master} alone in {len(tl.good)} ARP samples over {tl.stopped - tl.started:.1f}s; "
            f"{hist.ok_count}/{len(hist.attempts)} connects accepted", vip_holder=master)
 
 
-def test_watcher_sees_two_holders(etcd_lb: InstalledTopology) -> None:
+def test_watcher_sees_two_holders(etcd_lb: Installed) -> None:
     """The checker is not blind: a VIP configured by hand on the BACKUP shows as two holders on the wire."""
     master = vrrp_master(etcd_lb)
     backup = backup_of(etcd_lb.topo, master)
@@ -95,7 +94,7 @@ class Failover:
     healed: float  # when the heal began, on the watcher's clock
 
 
-def fail_over_and_heal(inst: InstalledTopology, fault: Fault, backup: str) -> Failover:
+def fail_over_and_heal(inst: Installed, fault: Fault, backup: str) -> Failover:
     """Inject, measure until the VIP serves again from ``backup``, heal, and watch a while after."""
     with watch(inst, max_duration=50) as w:
         w.prober.wait_for(lambda h: h.ok_count >= 5, timeout=5)
@@ -107,7 +106,7 @@ def fail_over_and_heal(inst: InstalledTopology, fault: Fault, backup: str) -> Fa
     return Failover(outage, w.prober.history(), w.watcher.timeline(), healed)
 
 
-def assert_moved_once_and_stayed(inst: InstalledTopology, f: Failover, master: str, backup: str) -> float:
+def assert_moved_once_and_stayed(inst: Installed, f: Failover, master: str, backup: str) -> float:
     """One failover, then nothing: the VIP serves throughout the heal and does not go back (nopreempt)."""
     hist, tl = f.history, f.timeline
     assert f.outage.duration is not None
@@ -115,11 +114,11 @@ def assert_moved_once_and_stayed(inst: InstalledTopology, f: Failover, master: s
     assert not tl.split_brain(), f"two holders at once: {tl.summary()}"
     assert [(m.source, m.target) for m in tl.moves()] == [(master, backup)], tl.summary()
     assert holders_after(tl, f.healed) == {frozenset({backup})}, tl.summary()
-    assert vip_holders(inst) == [backup]
+    assert inst.vip_holders() == [backup]
     return f.outage.duration
 
 
-def test_stopped_haproxy_moves_the_vip_and_it_stays(etcd_lb: InstalledTopology, report: Report) -> None:
+def test_stopped_haproxy_moves_the_vip_and_it_stays(etcd_lb: Installed, report: Report) -> None:
     topo = etcd_lb.topo
     master = vrrp_master(etcd_lb)
     backup = backup_of(topo, master)
@@ -132,7 +131,7 @@ def test_stopped_haproxy_moves_the_vip_and_it_stays(etcd_lb: InstalledTopology, 
            f"no move after heal in {AFTER_HEAL_S:.0f}s", failover_s=round(took, 3))
 
 
-def test_powered_off_master_moves_the_vip(etcd_lb: InstalledTopology, report: Report) -> None:
+def test_powered_off_master_moves_the_vip(etcd_lb: Installed, report: Report) -> None:
     topo = etcd_lb.topo
     master = vrrp_master(etcd_lb)
     backup = backup_of(topo, master)
@@ -144,7 +143,7 @@ def test_powered_off_master_moves_the_vip(etcd_lb: InstalledTopology, report: Re
            f"stays on {backup} after power-on", failover_s=round(took, 3))
 
 
-def test_cut_link_moves_the_vip_and_one_holder_after_heal(etcd_lb: InstalledTopology, report: Report) -> None:
+def test_cut_link_moves_the_vip_and_one_holder_after_heal(etcd_lb: Installed, report: Report) -> None:
     topo = etcd_lb.topo
     master = vrrp_master(etcd_lb)
     backup = backup_of(topo, master)
@@ -166,7 +165,7 @@ def test_cut_link_moves_the_vip_and_one_holder_after_heal(etcd_lb: InstalledTopo
     settled = tl.settled_since()
     assert settled is not None and tl.good[-1].start - settled >= 4.0, f"no stable single holder: {tl.summary()}"
     (on_wire,) = tl.good[-1].holders
-    assert vip_holders(etcd_lb) == [on_wire], f"ARP says {on_wire}: {tl.summary()}"
+    assert etcd_lb.vip_holders() == [on_wire], f"ARP says {on_wire}: {tl.summary()}"
     bound = power_off_bound(topo, backup)
     report(f"link of {master} cut: VIP served by {backup} after {outage.duration:.2f}s "
            f"(bound {bound.seconds:.2f}s, ratio {outage.duration / bound.seconds:.2f}); after link up one holder "

@@ -1,0 +1,132 @@
+"""A topology with the installer's work on it: the one ``Installed`` that the failure suites, the e2e
+tier and the benchmarks share.
+
+``install_onto`` runs the real installer (``kha install``, all phases or ``only`` some) over SSH onto
+a cluster the harness booted and returns an ``Installed``: the cluster, its topology, inventory and
+state folder, and ways to reach it as its admin would (commands on any node, kubectl on the first
+master, who holds the VIP, whether etcd is healthy, a wait until both are right).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core import waiting
+from harness.provider import Cluster
+from installer import install, topology
+from installer.connect import Connector
+from installer.etcd import phases as etcd_phases
+from installer.kubernetes.bundle import Bundle
+from installer.kubernetes.phases import ADMIN_CONF
+from installer.loadbalancer import vip
+from installer.phases import RunResult
+from installer.remote import Result, Transport
+from installer.topology import Host, Role, Topology
+from scenarios.errors import ScenarioError
+
+
+@dataclass
+class Installed:
+    """An installed topology, and ways to reach it. ``close()`` logs out of the nodes."""
+
+    cluster: Cluster
+    topo: Topology
+    inventory: Path
+    state: Path
+    #: the offline bundle it was installed from (None: no Kubernetes phase ran, or from packages).
+    bundle: Path | None = None
+    install_log: str = ""
+    _ssh: Connector | None = field(default=None, repr=False)
+
+    def connector(self) -> Connector:
+        """New SSH transports to the nodes, as the installer reaches them (close it when done)."""
+        return Connector(self.cluster.known_hosts, self.cluster.ssh_config)
+
+    @property
+    def ssh(self) -> Connector:
+        """The shared transports behind ``node``/``run``/``kubectl`` (closed by ``close``)."""
+        if self._ssh is None:
+            self._ssh = self.connector()
+        return self._ssh
+
+    def close(self) -> None:
+        # Before the harness removes the namespace the SSH proxies run in.
+        if self._ssh is not None:
+            self._ssh.close()
+            self._ssh = None
+
+    @property
+    def netns(self) -> str:
+        ns = self.cluster.state.netns
+        if ns is None:
+            raise ScenarioError(f"{self.cluster.name} is not isolated: the suites run in a namespace of their own")
+        return ns
+
+    @property
+    def kubernetes_nodes(self) -> list[Host]:
+        wanted = {*self.topo.groups[Role.MASTER], *self.topo.groups[Role.WORKER]}
+        return [h for h in self.topo.hosts if h.name in wanted]
+
+    @property
+    def bin_dir(self) -> str:
+        if self.bundle is None:
+            raise ScenarioError("no bundle: Kubernetes was not installed from one")
+        return Bundle.load(self.bundle, verify=False).release.bin_dir
+
+    def node(self, host: Host | str) -> Transport:
+        return self.ssh(self.topo.host(host) if isinstance(host, str) else host)
+
+    def run(self, host: Host | str, argv: Sequence[str], *, check: bool = True, timeout: float = 60,
+            stdin: str | None = None) -> Result:
+        return self.node(host).run(argv, sudo=True, check=check, timeout=timeout, stdin=stdin)
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60) -> Result:
+        """kubectl on the first master with the admin kubeconfig (over SSH, as ``kha`` itself does)."""
+        argv = [f"{self.bin_dir}/kubectl", f"--kubeconfig={ADMIN_CONF}", *args]
+        return self.run(self.topo.first_master, argv, check=check, timeout=timeout, stdin=stdin)
+
+    def kubectl_json(self, *args: str) -> Any:
+        """``kubectl … -o json``, parsed."""
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def vip_holders(self) -> list[str]:
+        """The ``[lb]`` nodes that hold the VIP now, as each says (all must answer over SSH)."""
+        with self.connector() as c:
+            return vip.holders(self.topo, c)
+
+    def etcd_healthy(self) -> bool:
+        with self.connector() as c:
+            argv = etcd_phases.etcdctl("endpoint", "health", endpoints_csv=etcd_phases.endpoints(self.topo.etcd))
+            return c(self.topo.etcd[0]).run(argv, env=etcd_phases.ETCDCTL_ENV, check=False, timeout=30).ok
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Until the VIP (if any) is on exactly one [lb] node and every etcd member is healthy; the seconds."""
+        def ready() -> str | None:
+            holders = self.vip_holders() if self.topo.vip is not None else []
+            if self.topo.vip is not None and len(holders) != 1:
+                return f"VIP on {holders or 'no node'}"
+            return None if self.etcd_healthy() else "etcd not healthy"
+
+        return waiting.until(ready, timeout=timeout, interval=0.5, error=lambda said: ScenarioError(
+            f"{self.cluster.name} not ready {timeout:.0f}s on: {said}"))
+
+    def install(self, out: io.StringIO, *, only: Sequence[str] = ()) -> RunResult:
+        """Run ``kha install`` against the topology again, with the same state folder (and bundle)."""
+        result = install.run(self.inventory, state=self.state, ssh_config=self.cluster.ssh_config,
+                             known_hosts=self.cluster.known_hosts, bundle=self.bundle, only=list(only) or None,
+                             out=out)
+        self.install_log += out.getvalue()
+        return result
+
+
+def install_onto(cluster: Cluster, inventory: str | Path, state: Path, *, bundle: Path | None = None,
+                 only: Sequence[str] = (), out: io.StringIO | None = None) -> tuple[Installed, RunResult]:
+    """Run the real installer onto ``cluster``; the installed topology and what each phase took."""
+    installed = Installed(cluster, topology.load(inventory), Path(inventory), state, bundle)
+    result = installed.install(out or io.StringIO(), only=only)
+    return installed, result
