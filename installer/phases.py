@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, NamedTuple, TextIO, TypeVar, cast, overload
 
+from core import progress
 from installer.errors import ConfigError, PhaseError, Problem
 
 __all__ = [
@@ -238,7 +239,7 @@ class Runner(Generic[C]):
                 body(ctx)
         except Exception as exc:
             seconds = self.clock() - start
-            self._finish(f"✗ {path}  {seconds:.1f}s", ctx.report[reported:])
+            self._finish(progress.line(False, path, seconds), ctx.report[reported:])
             result.steps.append(Step(path, Status.FAILED, seconds))
             # The error's own node (a RemoteError knows where the command ran) beats the node the
             # phase said it was on.
@@ -247,7 +248,7 @@ class Runner(Generic[C]):
             raise PhaseError(path, exc, node) from exc
         except BaseException:
             # Ctrl-C and friends: close the progress line, then let them through unchanged.
-            self._finish(f"✗ {path}  {self.clock() - start:.1f}s", ctx.report[reported:])
+            self._finish(progress.line(False, path, self.clock() - start), ctx.report[reported:])
             raise
         finally:
             ctx.phase = None
@@ -257,7 +258,7 @@ class Runner(Generic[C]):
             result.steps.append(Step(path, Status.NOT_NEEDED, 0.0))
             return False
         if runs:
-            self._finish(f"✓ {path}  {seconds:.1f}s", ctx.report[reported:])
+            self._finish(progress.line(True, path, seconds), ctx.report[reported:])
             result.steps.append(Step(path, Status.OK, seconds))
             log.debug("phase %s: ok in %.3fs", path, seconds)
         return True

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from core import progress
 from installer import topology
 from installer.errors import ConfigError, Problem
 from installer.pki.store import Change, CheckReport, CheckRow, Store
@@ -74,7 +75,7 @@ def _init(args: argparse.Namespace) -> int:
     _print_changes(changes)
     reissued = sum(1 for c in changes if c.action == "reissued")
     what = f"{len(changes)} changes, {reissued} re-issued" if changes else "no changes"
-    print(f"✓ pki init {args.dir}: {what} ({time.monotonic() - started:.2f}s)")
+    print(progress.line(True, f"pki init {args.dir}", time.monotonic() - started, what))
     return EXIT_OK
 
 
@@ -83,7 +84,8 @@ def _renew(args: argparse.Namespace) -> int:
     changes = Store.open(args.dir, args.inventory).renew(args.names)
     _print_changes(changes)
     renewed = [c for c in changes if c.action == "reissued" and not c.path.endswith(".key")]
-    print(f"✓ pki renew {args.dir}: {len(renewed)} certificates re-issued ({time.monotonic() - started:.2f}s)")
+    print(progress.line(True, f"pki renew {args.dir}", time.monotonic() - started,
+                        f"{len(renewed)} certificates re-issued"))
     return EXIT_OK
 
 
@@ -95,10 +97,10 @@ def _check(args: argparse.Namespace) -> int:
     bad = sum(1 for r in report.rows if not r.ok) + len(report.problems)
     secs = time.monotonic() - started
     if bad:
-        print(f"✗ pki check {args.dir}: {bad} problems ({secs:.2f}s)")
+        print(progress.line(False, f"pki check {args.dir}", secs, f"{bad} problems"))
         return EXIT_FAILED
-    print(f"✓ pki check {args.dir}: {len(report.rows)} certificates ok, none expires within "
-          f"{report.warn_days} days ({secs:.2f}s)")
+    print(progress.line(True, f"pki check {args.dir}", secs,
+                        f"{len(report.rows)} certificates ok, none expires within {report.warn_days} days"))
     return EXIT_OK
 
 
