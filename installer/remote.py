@@ -7,7 +7,7 @@ Owns:
   ``close``; and ``Result``, what a finished command gives back;
 * ``SSHTransport`` (paramiko) and its factory ``connect`` — host keys pinned in a known_hosts
   file the caller names, one reconnect when the connection was dropped;
-* ``LocalTransport`` (subprocess) — the same interface on this machine, for unit tests and for
+* ``LocalTransport`` (``core.run.execute``) — the same interface on this machine, for unit tests and for
   installing onto localhost.
 
 Commands are argv lists from end to end. They are quoted exactly once, with ``shlex.join``,
@@ -30,8 +30,6 @@ import re
 import secrets
 import select
 import shlex
-import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -44,6 +42,7 @@ from typing import Self, TypeVar
 
 import paramiko
 
+import core.run
 from installer.errors import (
     CommandError,
     CommandTimeout,
@@ -279,7 +278,7 @@ class Transport(ABC):
 
 
 class LocalTransport(Transport):
-    """Runs argv on this machine with ``subprocess``; same interface as ``SSHTransport``.
+    """Runs argv on this machine with ``core.run.execute``; same interface as ``SSHTransport``.
 
     ``root``, if given, is prefixed to the paths of ``put`` and ``get`` (``put(..., "/etc/x")``
     writes ``root/etc/x``), so tests can install into a temporary directory. It does not change
@@ -314,33 +313,7 @@ class LocalTransport(Transport):
     def _exec(
         self, argv: tuple[str, ...], stdin: bytes | None, timeout: float | None
     ) -> tuple[int | None, bytes, bytes]:
-        try:
-            # A session of its own so a timeout can end the command *and* what it started
-            # (a grandchild holding stdout open would otherwise keep communicate() waiting).
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        except FileNotFoundError:
-            return 127, b"", f"{argv[0]}: command not found\n".encode()  # what a shell says
-        except PermissionError as exc:
-            return 126, b"", f"{argv[0]}: {exc.strerror}\n".encode()
-        try:
-            out, err = proc.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            try:
-                out, err = proc.communicate(timeout=5)
-            except subprocess.TimeoutExpired:  # something left the group and kept the pipes
-                out, err = b"", b""
-            return None, out, err
-        except BaseException:
-            _kill_group(proc)
-            raise
-        return proc.returncode, out, err
+        return core.run.execute(argv, stdin=stdin, timeout=timeout)
 
     def put(
         self,
@@ -396,12 +369,6 @@ class LocalTransport(Transport):
 
     def close(self) -> None:
         pass
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the group we created for this command only
-    proc.wait()
 
 
 # --------------------------------------------------------------------------------------------
