@@ -15,12 +15,15 @@ def until(
     check: Callable[[], str | None],
     *,
     timeout: float,
-    interval: float,
+    interval: float | Callable[[float], float],
     error: Callable[[str], BaseException],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> float:
     """Call ``check`` every ``interval`` s until it returns None; return the seconds that took.
+
+    ``interval`` may be a function of the seconds waited so far (poll fast at first, then back off).
+    An exception from ``check`` is not caught: a check fails fast on what no wait will mend.
 
     After ``timeout`` s raise ``error(last answer)`` (a ``KhaError`` in library code, an
     ``AssertionError`` in tests). The check always runs once more after the deadline has passed, so
@@ -31,6 +34,7 @@ def until(
         problem = check()
         if problem is None:
             return clock() - start
-        if clock() - start > timeout:
+        waited = clock() - start
+        if waited > timeout:
             raise error(problem)
-        sleep(interval)
+        sleep(interval(waited) if callable(interval) else interval)

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import libvirt
 
+from core import waiting
 from harness import hostcmd, netns
 from harness.errors import DaemonError
 from harness.spec import Driver
@@ -194,21 +195,18 @@ class PrivateLibvirt:
                 raise DaemonError(f"{name} wrote no PID file {pidfile}; see {self.root / 'log'}") from exc
 
     def wait_ready(self, timeout: float = _CONNECT_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
+        def answers() -> str | None:
             try:
-                conn = libvirt.open(self.uri("qemu"))
+                libvirt.open(self.uri("qemu")).close()
             except libvirt.libvirtError as exc:
-                last = str(exc)
                 if not self.alive():
-                    break
-                time.sleep(0.05)
-                continue
-            conn.close()
-            return
-        raise DaemonError(f"private libvirtd did not answer on {self.socket} ({last}); "
-                          f"log: {self.root / 'log' / 'libvirtd.log'}")
+                    raise DaemonError(f"private libvirtd died before it answered on {self.socket} ({exc}); "
+                                      f"log: {self.root / 'log' / 'libvirtd.log'}") from exc
+                return str(exc)
+            return None
+
+        waiting.until(answers, timeout=timeout, interval=0.05, error=lambda last: DaemonError(
+            f"private libvirtd did not answer on {self.socket} ({last}); log: {self.root / 'log' / 'libvirtd.log'}"))
 
     def alive(self) -> bool:
         return all(is_running(pid, name) for name, pid in self.pids.items())

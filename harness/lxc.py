@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import signal
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import libvirt
 
+from core import waiting
 from harness import hostcmd, libvirtxml
 from harness.daemon import PrivateLibvirt
 from harness.errors import CommandFailed, LibvirtError, Unsupported
@@ -89,15 +89,19 @@ class LxcDriver:
 
     def _umount(self, ctx: Context, node: str) -> None:
         merged = ctx.node_dir(node) / "merged"
-        deadline = time.monotonic() + 10
-        while _is_mounted(ctx, merged):
+
+        def unmounted() -> str | None:
+            if not _is_mounted(ctx, merged):
+                return None
             try:
                 hostcmd.run([*ctx.daemon.mount_prefix(), "umount", str(merged)])
-            except CommandFailed:
+            except CommandFailed as exc:
                 # libvirt_lxc may still be exiting after a destroy and hold the mount for a moment.
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+                return str(exc)
+            return "still mounted" if _is_mounted(ctx, merged) else None
+
+        waiting.until(unmounted, timeout=10, interval=0.1, error=lambda last: LibvirtError(
+            f"unmount the overlay of {node}", f"{merged} still mounted after 10 s: {last}"))
 
     def domain_xml(self, ctx: Context, node: NodeSpec) -> str:
         st = ctx.state
@@ -204,16 +208,17 @@ def cleanup_cgroups(mount_prefix: list[str], domain: str, controller: int | None
     """
     pattern = f"lxc-{controller if controller is not None else '*'}-{domain}.libvirt-lxc"
     argv = [*mount_prefix, "/bin/sh", "-c", _CGROUP_CLEANUP, "kha-cgroup-cleanup", pattern]
-    deadline = time.monotonic() + wait
-    while True:
+    def removed() -> str | None:
         try:
             hostcmd.run(argv)
-            return
-        except CommandFailed:
-            if time.monotonic() > deadline:
-                log.warning("cgroups of %s still busy after destroy; leaving them", domain)
-                return
-            time.sleep(0.1)
+        except CommandFailed as exc:
+            return str(exc)
+        return None
+
+    try:
+        waiting.until(removed, timeout=wait, interval=0.1, error=TimeoutError)
+    except TimeoutError:
+        log.warning("cgroups of %s still busy after destroy; leaving them", domain)
 
 
 def kill_domain(dom: libvirt.virDomain) -> int | None:
@@ -233,9 +238,10 @@ def kill_domain(dom: libvirt.virDomain) -> int | None:
     if init is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(init, signal.SIGKILL)
-        deadline = time.monotonic() + 2.0
-        while dom.isActive() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # The kernel takes the namespace down in a moment; libvirt's destroy below is the fallback.
+        with contextlib.suppress(TimeoutError):
+            waiting.until(lambda: "running" if dom.isActive() else None, timeout=2.0, interval=0.02,
+                          error=TimeoutError)
     if dom.isActive():
         dom.destroy()
     return controller

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import paramiko
 
+from core import waiting
 from harness import netns
 from harness.errors import NodeNotReady
 
@@ -94,23 +95,20 @@ def wait_ready(target: Target, identity: Path, known_hosts: Path, netns_name: st
                hint: str = "") -> float:
     """Poll until a login runs ``true``; return the seconds it took. ``NodeNotReady`` after ``timeout``."""
     start = time.monotonic()
-    last = "no attempt"
-    while True:
+
+    def login() -> str | None:
         try:
             cli = client(target, identity, known_hosts, netns_name)
             try:
                 status, _out, err = run(cli, ["true"], timeout=_ATTEMPT_TIMEOUT)
             finally:
                 cli.close()
-            if status == 0:
-                return time.monotonic() - start
-            last = f"`true` exited {status}: {err.strip()}"
         except paramiko.BadHostKeyException as exc:
             # Not transient: someone else answers on this address, or the node did not get its key.
             raise NodeNotReady(target.name, time.monotonic() - start, f"host key mismatch: {exc}", hint) from exc
         except (OSError, paramiko.SSHException, EOFError, TimeoutError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        waited = time.monotonic() - start
-        if waited >= timeout:
-            raise NodeNotReady(target.name, waited, last, hint)
-        time.sleep(0.2 if waited < 10 else 1.0)
+            return f"{type(exc).__name__}: {exc}"
+        return None if status == 0 else f"`true` exited {status}: {err.strip()}"
+
+    return waiting.until(login, timeout=timeout, interval=lambda waited: 0.2 if waited < 10 else 1.0,
+                         error=lambda last: NodeNotReady(target.name, time.monotonic() - start, last, hint))
