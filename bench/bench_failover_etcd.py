@@ -28,7 +28,8 @@ from pathlib import Path
 
 from harness.provider import Cluster, Provider
 from installer import install
-from installer.etcd import day2
+from installer.etcd import ctl
+from installer.etcd.context import EtcdContext
 from scenarios import catalog, workload
 from scenarios.faults.etcd import KillEtcdLeader, RemoveAndReAddMember
 from scenarios.topologies import spec_for_scenario
@@ -63,23 +64,23 @@ def boot(root: Path, driver: str) -> tuple[Cluster, Path]:
     return cluster, state
 
 
-def writer(ctx: day2.EtcdContext, cluster: Cluster, state: Path, prefix: str) -> workload.Writer:
-    eps = [day2.member_of(h).client_url for h in ctx.topo.etcd]
+def writer(ctx: EtcdContext, cluster: Cluster, state: Path, prefix: str) -> workload.Writer:
+    eps = ctl.client_urls(ctx.topo.etcd)
     client = workload.EtcdHTTP(workload.TLSFiles.from_store(state / "pki"))
     return workload.Writer(client, eps, netns=cluster.state.netns, prefix=prefix, duration=60.0, timeout=ATTEMPT_S)
 
 
-def check(ctx: day2.EtcdContext, cluster: Cluster, state: Path, w: workload.Writer, prefix: str) -> workload.Report:
-    eps = [day2.member_of(h).client_url for h in ctx.topo.etcd]
+def check(ctx: EtcdContext, cluster: Cluster, state: Path, w: workload.Writer, prefix: str) -> workload.Report:
+    eps = ctl.client_urls(ctx.topo.etcd)
     client = workload.EtcdHTTP(workload.TLSFiles.from_store(state / "pki"))
     return workload.Checker(client, eps, netns=cluster.state.netns).check(w.history, prefix)
 
 
-def leader_kill(ctx: day2.EtcdContext, cluster: Cluster, state: Path, n: int) -> tuple[float, float, int]:
+def leader_kill(ctx: EtcdContext, cluster: Cluster, state: Path, n: int) -> tuple[float, float, int]:
     fault = KillEtcdLeader(ctx)
     prefix = f"kill{n}/"
     w = writer(ctx, cluster, state, prefix)
-    eps = [day2.member_of(h).client_url for h in ctx.topo.etcd]
+    eps = ctl.client_urls(ctx.topo.etcd)
     probe = workload.EtcdHTTP(workload.TLSFiles.from_store(state / "pki"))
     netns = cluster.state.netns
     with w:
@@ -99,7 +100,7 @@ def leader_kill(ctx: day2.EtcdContext, cluster: Cluster, state: Path, n: int) ->
     return elected, r.longest_gap, r.lost
 
 
-def readd(ctx: day2.EtcdContext, cluster: Cluster, state: Path, n: int) -> tuple[float, int, bool]:
+def readd(ctx: EtcdContext, cluster: Cluster, state: Path, n: int) -> tuple[float, int, bool]:
     node = ctx.topo.etcd[n % len(ctx.topo.etcd)].name
     fault = RemoveAndReAddMember(ctx, node)
     prefix = f"readd{n}/"
@@ -112,8 +113,8 @@ def readd(ctx: day2.EtcdContext, cluster: Cluster, state: Path, n: int) -> tuple
         w.wait_acked(w.acked() + 100)
     r = check(ctx, cluster, state, w, prefix)
     admin = ctx.admin()
-    rev = min(s.revision for s in admin.statuses([day2.member_of(h).client_url for h in ctx.topo.etcd]))
-    hashes = day2.hashkv(ctx, rev)
+    rev = min(s.revision for s in admin.statuses(ctl.client_urls(ctx.topo.etcd)))
+    hashes = admin.hashkv(rev)
     equal = len(hashes) == len(ctx.topo.etcd) and len({h for h, _ in hashes.values()}) == 1
     print(
         f"  round {n}: {fault.description}: re-added in {fault.rejoin_seconds:.1f}s "
@@ -138,7 +139,7 @@ def main() -> int:
         print(f"m-master on {args.driver}:")
         cluster, state = boot(Path(tmp), args.driver)
         try:
-            ctx = day2.open_context(
+            ctx = EtcdContext.open(
                 catalog.get("m-master").inventory,
                 state=state,
                 ssh_config=cluster.ssh_config,
@@ -154,7 +155,7 @@ def main() -> int:
                     lost += lost_k + lost_r
                     hashes_equal = hashes_equal and equal
             finally:
-                ctx.connector.close()
+                ctx.close()
         finally:
             cluster.destroy()
     print()

@@ -1,17 +1,20 @@
 """``kha etcd status|add|remove|replace|snapshot``: the command-line face of the day-2 etcd operations.
 
 Owns argument parsing and what a person sees (the status table, one ✓/✗ line per phase, a summary
-line with the seconds taken); the operations themselves are ``installer.etcd.day2``. Errors are raised
-and printed once by ``kha.cli``. Exit codes: 0 done (``status``: every member healthy), 1 not.
+line with the seconds taken); the operations themselves are ``membership`` (add, remove, replace),
+``snapshot`` (save, restore) and ``status``, on an ``EtcdContext``. Errors are raised and printed once by
+``kha.cli``. Exit codes: 0 done (``status``: every member healthy), 1 not.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from installer.etcd import day2
+from installer.etcd import membership, snapshot, status
+from installer.etcd.context import EtcdContext
 from installer.topology import Role
 
 __all__ = ["register"]
@@ -70,20 +73,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=_restore)
 
 
-def _context(args: argparse.Namespace) -> day2.EtcdContext:
-    return day2.open_context(args.inventory, state=args.state, known_hosts=args.known_hosts,
-                             ssh_config=args.ssh_config, trust_unknown=args.trust_unknown_hosts,
-                             dry_run=getattr(args, "dry_run", False))
+def _context(args: argparse.Namespace) -> EtcdContext:
+    return EtcdContext.open(args.inventory, state=args.state, known_hosts=args.known_hosts,
+                            ssh_config=args.ssh_config, trust_unknown=args.trust_unknown_hosts,
+                            dry_run=getattr(args, "dry_run", False))
 
 
 def _status(args: argparse.Namespace) -> int:
     started = time.monotonic()
     ctx = _context(args)
     try:
-        rows = day2.status(ctx)
+        rows = status.read(ctx)
     finally:
-        ctx.connector.close()
-    for line in day2.format_status(rows):
+        ctx.close()
+    for line in status.format_status(rows):
         print(line)
     secs = time.monotonic() - started
     bad = [r for r in rows if not r.healthy]
@@ -101,33 +104,32 @@ def _done(what: str, started: float, dry_run: bool) -> int:
     return EXIT_OK
 
 
-def _add(args: argparse.Namespace) -> int:
+def _change(args: argparse.Namespace, run: Callable[[EtcdContext], None], verb: str, group: Role,
+            next_step: str) -> int:
+    """``add``/``remove``: run on the nodes of ``group``, then say how to bring the inventory up to date."""
     started = time.monotonic()
     ctx = _context(args)
-    names = [h.name for h in ctx.topo.group(Role.NEW_ETCD)]
-    day2.run_add(ctx)
-    _done(f"etcd add {', '.join(names)}", started, ctx.dry_run)
+    ctx.force = getattr(args, "force", False)
+    names = ", ".join(h.name for h in ctx.topo.group(group))
+    run(ctx)
+    _done(f"etcd {verb} {names}", started, ctx.dry_run)
     if not ctx.dry_run:
-        print(f"  next: move {', '.join(names)} from [new-etcd] to [etcd] in {args.inventory}")
+        print(f"  next: {next_step.format(names=names)} in {args.inventory}")
     return EXIT_OK
+
+
+def _add(args: argparse.Namespace) -> int:
+    return _change(args, membership.run_add, "add", Role.NEW_ETCD, "move {names} from [new-etcd] to [etcd]")
 
 
 def _remove(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    ctx = _context(args)
-    ctx.force = args.force
-    names = [h.name for h in ctx.topo.group(Role.DEL_ETCD)]
-    day2.run_remove(ctx)
-    _done(f"etcd remove {', '.join(names)}", started, ctx.dry_run)
-    if not ctx.dry_run:
-        print(f"  next: drop {', '.join(names)} from [etcd] and [del-etcd] in {args.inventory}")
-    return EXIT_OK
+    return _change(args, membership.run_remove, "remove", Role.DEL_ETCD, "drop {names} from [etcd] and [del-etcd]")
 
 
 def _replace(args: argparse.Namespace) -> int:
     started = time.monotonic()
     ctx = _context(args)
-    day2.run_replace(ctx, args.node)
+    membership.run_replace(ctx, args.node)
     return _done(f"etcd replace {args.node}", started, ctx.dry_run)
 
 
@@ -135,9 +137,9 @@ def _save(args: argparse.Namespace) -> int:
     started = time.monotonic()
     ctx = _context(args)
     try:
-        info = day2.snapshot_save(ctx, args.file)
+        info = snapshot.save(ctx, args.file)
     finally:
-        ctx.connector.close()
+        ctx.close()
     return _done(f"etcd snapshot of {info.member} at revision {info.revision} ({info.keys} keys, "
                  f"{info.size} bytes) saved to {info.path}", started, False)
 
@@ -145,6 +147,6 @@ def _save(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     started = time.monotonic()
     ctx = _context(args)
-    token = day2.run_restore(ctx, args.file)
+    token = snapshot.run_restore(ctx, args.file)
     _done(f"etcd restored from {args.file}, cluster token {token}", started, ctx.dry_run)
     return EXIT_OK

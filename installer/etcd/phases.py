@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core import waiting
 from installer import nodeops
 from installer.context import InstallContext
 from installer.errors import EtcdError
-from installer.etcd import render
+from installer.etcd import ctl, render
 from installer.facts import OSFamily
 from installer.files import NodeFile
 from installer.phases import Phase
@@ -31,7 +30,6 @@ CERTS: dict[str, tuple[str, int]] = {
     "healthcheck-client.crt": ("root", 0o644),
     "healthcheck-client.key": ("root", 0o600),
 }
-HEALTH_TIMEOUT_S = 90.0
 
 
 def _packages(ctx: InstallContext) -> None:
@@ -60,8 +58,12 @@ def _certs(ctx: InstallContext) -> None:
                 ctx.etcd_changed[host.name] = True
 
 
-def has_data(t: Transport, data_dir: str) -> bool:
-    return t.run(["test", "-d", f"{data_dir}/member"], sudo=True, check=False).ok
+def ensure_data_dir(ctx: InstallContext, t: Transport, data_dir: str) -> None:
+    """The data dir exists as 0700 etcd:etcd: etcd refuses one others can read
+    (https://etcd.io/docs/v3.4/op-guide/security/)."""
+    if nodeops.remote_stat(t, data_dir) != (0o700, "etcd", "etcd") and not ctx.would(
+            f"make {data_dir} 0700 etcd:etcd"):
+        t.run(["install", "-d", "-m", "0700", "-o", "etcd", "-g", "etcd", data_dir], sudo=True)
 
 
 def _config(ctx: InstallContext) -> None:
@@ -71,20 +73,17 @@ def _config(ctx: InstallContext) -> None:
         with ctx.node(host.name):
             t = ctx.transport(host)
             files = [render.unit(ctx.topo, host)]
-            if not has_data(t, data_dir):
+            if not ctl.has_data(t, data_dir):
                 files.append(initial)
             if nodeops.sync_files(ctx, t, files, restarts="etcd"):
                 ctx.etcd_changed[host.name] = True
-            # etcd refuses a data dir others can read (https://etcd.io/docs/v3.4/op-guide/security/).
-            stat = nodeops.remote_stat(t, data_dir)
-            if stat != (0o700, "etcd", "etcd") and not ctx.would(f"make {data_dir} 0700 etcd:etcd"):
-                t.run(["install", "-d", "-m", "0700", "-o", "etcd", "-g", "etcd", data_dir], sudo=True)
+            ensure_data_dir(ctx, t, data_dir)
 
 
 def _start(ctx: InstallContext) -> None:
     hosts = ctx.topo.etcd
     changed = ctx.etcd_changed
-    fresh = [h for h in hosts if not has_data(ctx.transport(h), ctx.topo.settings.etcd_data_dir)]
+    fresh = [h for h in hosts if not ctl.has_data(ctx.transport(h), ctx.topo.settings.etcd_data_dir)]
     if fresh:
         # Bootstrap: no member can be healthy alone, so start every new one without waiting
         # (Type=notify would block until quorum) and wait for the cluster afterwards.
@@ -98,40 +97,27 @@ def _start(ctx: InstallContext) -> None:
             if nodeops.ensure_service(ctx, ctx.transport(host), "etcd", changed=changed.get(host.name, False),
                                       no_block=True) and not ctx.dry_run:
                 # Rolling: the next member restarts only once this one is back in a healthy cluster.
-                wait_healthy(ctx, hosts)
+                ctl.wait_healthy(ctx, hosts)
 
 
+# scenarios/installed.py and tests/e2e/test_kubernetes.py (not part of this change) still call these three;
+# they build ctl's one command line. Drop them once those call installer.etcd.ctl.argv.
 def endpoints(hosts: Sequence[Host]) -> str:
-    return ",".join(render.Member(h.name, str(h.address)).client_url for h in hosts)
+    return ",".join(ctl.client_urls(hosts))
 
 
 def etcdctl(*args: str, endpoints_csv: str) -> list[str]:
-    pki = render.PKI_DIR
-    return ["etcdctl", f"--endpoints={endpoints_csv}", f"--cacert={pki}/ca.crt",
-            f"--cert={pki}/healthcheck-client.crt", f"--key={pki}/healthcheck-client.key",
-            "--dial-timeout=3s", "--command-timeout=5s", *args]
+    return ctl.argv(*args, endpoints=endpoints_csv.split(","))
 
 
 ETCDCTL_ENV = {"ETCDCTL_API": "3"}
-
-
-def wait_healthy(ctx: InstallContext, hosts: Sequence[Host], timeout: float = HEALTH_TIMEOUT_S) -> None:
-    t = ctx.transport(hosts[0])
-    argv = etcdctl("endpoint", "health", endpoints_csv=endpoints(hosts))
-
-    def healthy() -> str | None:
-        res = t.run(argv, sudo=True, env=ETCDCTL_ENV, check=False, timeout=30)
-        return None if res.ok else res.stdout + res.stderr
-
-    waiting.until(healthy, timeout=timeout, interval=0.5,
-                  error=lambda said: EtcdError(f"etcd not healthy after {timeout:.0f}s:\n{said}"))
 
 
 def _wait(ctx: InstallContext) -> None:
     if ctx.would(f"wait until {len(ctx.topo.etcd)} etcd members are healthy"):
         return
     with ctx.node(ctx.topo.etcd[0].name):
-        wait_healthy(ctx, ctx.topo.etcd)
+        ctl.wait_healthy(ctx, ctx.topo.etcd)
 
 
 PHASE: Phase[InstallContext] = Phase(

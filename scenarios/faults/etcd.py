@@ -1,7 +1,7 @@
 """etcd faults for the failure suites: kill the leader, remove a member and re-add it empty.
 
 Each is an inject/heal pair (``scenarios.faults.Fault``) acting over the installer's SSH transports and
-reusing the day-2 code (``installer.etcd.day2``), so a fault does exactly what an operator would.
+reusing the day-2 code (``installer.etcd.membership``), so a fault does exactly what an operator would.
 Both record what they hit and how long healing took, for the suites and the benchmark to report.
 """
 
@@ -11,7 +11,9 @@ import logging
 import time
 
 from installer import nodeops
-from installer.etcd import day2
+from installer.etcd import membership
+from installer.etcd.context import EtcdContext
+from installer.etcd.ctl import host_of
 from installer.topology import Host
 from scenarios.errors import FaultError
 
@@ -26,7 +28,7 @@ class KillEtcdLeader:
     in case it did not come back, and waits until every member is healthy.
     """
 
-    def __init__(self, ctx: day2.EtcdContext) -> None:
+    def __init__(self, ctx: EtcdContext) -> None:
         self.ctx = ctx
         self.description = "kill -9 etcd on the raft leader (systemd restarts it after 2 s)"
         self.victim: Host | None = None
@@ -36,7 +38,7 @@ class KillEtcdLeader:
 
     def inject(self) -> None:
         member, _ = self.ctx.admin().leader()
-        victim = day2.host_of(self.ctx.topo.hosts, member)
+        victim = host_of(self.ctx.topo.hosts, member)
         if victim is None:
             raise FaultError(f"the leader {member.name} ({member.hex_id}) is not a host of the inventory")
         self.victim = victim
@@ -54,8 +56,7 @@ class KillEtcdLeader:
         t = self.ctx.transport(self.victim)
         if not nodeops.is_active(t, "etcd"):
             nodeops.systemctl(t, "start", "--no-block", "etcd")
-        admin = self.ctx.admin()
-        admin.wait_healthy([u for m in admin.member_list() for u in m.client_urls])
+        self.ctx.admin().wait_healthy()
         self.heal_seconds = time.monotonic() - start
 
 
@@ -66,7 +67,7 @@ class RemoveAndReAddMember:
     ``rejoin_seconds``: from the start of ``heal`` to every member healthy with the node a voter again.
     """
 
-    def __init__(self, ctx: day2.EtcdContext, node: str) -> None:
+    def __init__(self, ctx: EtcdContext, node: str) -> None:
         self.ctx = ctx
         self.host = ctx.topo.host(node)
         self.description = f"remove etcd member {node}, wipe its data dir, re-add it empty"
@@ -75,13 +76,13 @@ class RemoveAndReAddMember:
 
     def inject(self) -> None:
         start = time.monotonic()
-        if not day2.remove_member(self.ctx, self.host):
+        if not membership.remove_member(self.ctx, self.host):
             raise FaultError(f"{self.host.name} was removed but could not be stopped and wiped (unreachable)")
         self.inject_seconds = time.monotonic() - start
         log.info("%s: removed in %.1fs", self.host.name, self.inject_seconds)
 
     def heal(self) -> None:
         start = time.monotonic()
-        day2.join_member(self.ctx, self.host)
+        membership.join_member(self.ctx, self.host)
         self.rejoin_seconds = time.monotonic() - start
         log.info("%s: re-added in %.1fs", self.host.name, self.rejoin_seconds)

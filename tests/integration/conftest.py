@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.pytest_plugin import Topologies
-from installer.etcd import day2
+from installer.etcd.context import EtcdContext
 from scenarios import catalog
 from scenarios.installed import Installed, install_onto
 
@@ -43,11 +43,11 @@ def etcd_lb(m_master_installed: Installed, kha_topologies: Topologies) -> Iterat
 
 
 @pytest.fixture
-def ctx(etcd_lb: Installed) -> Iterator[day2.EtcdContext]:
+def ctx(etcd_lb: Installed) -> Iterator[EtcdContext]:
     """The day-2 etcd context (``kha etcd …``) on the installed m-master, its connections closed after."""
-    c = day2.open_context(etcd_lb.inventory, state=etcd_lb.state, ssh_config=etcd_lb.cluster.ssh_config,
-                          known_hosts=etcd_lb.cluster.known_hosts)
+    c = EtcdContext.open(etcd_lb.inventory, state=etcd_lb.state, ssh_config=etcd_lb.cluster.ssh_config,
+                         known_hosts=etcd_lb.cluster.known_hosts)
     try:
         yield c
     finally:
-        c.connector.close()
+        c.close()

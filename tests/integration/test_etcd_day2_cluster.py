@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from installer.etcd import day2
+from installer.etcd import ctl
+from installer.etcd.context import EtcdContext
 from kha import cli
 from scenarios import workload
 
-if TYPE_CHECKING:  # the fixture's type; conftest modules are not imported by name at run time
-    from tests.integration.conftest import Installed
+if TYPE_CHECKING:  # the fixture's type
+    from scenarios.installed import Installed
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def kha(inst: Installed, *args: str, inventory: Path | None = None, state: Path 
     return ["etcd", *action, *rest]
 
 
-def members(ctx: day2.EtcdContext, *avoid: str) -> list[day2.MemberInfo]:
+def members(ctx: EtcdContext, *avoid: str) -> list[ctl.MemberInfo]:
     return ctx.admin(avoid=set(avoid)).member_list()
 
 
@@ -69,7 +70,7 @@ def test_status_table_shows_three_members_and_one_leader(
 
 
 def test_add_new_etcd_member_as_learner_then_voter_and_resume(
-    etcd_lb: Installed, ctx: day2.EtcdContext, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    etcd_lb: Installed, ctx: EtcdContext, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state = tmp_path / "state"
     shutil.copytree(etcd_lb.state, state)
@@ -100,7 +101,7 @@ def test_add_new_etcd_member_as_learner_then_voter_and_resume(
 
 
 def test_remove_member_stops_and_wipes_it(
-    etcd_lb: Installed, ctx: day2.EtcdContext, tmp_path: Path
+    etcd_lb: Installed, ctx: EtcdContext, tmp_path: Path
 ) -> None:
     inv = inventory_with(etcd_lb.inventory, tmp_path / "hosts.del.ini", del_etcd=[THIRD])
     assert cli.main(kha(etcd_lb, "remove", inventory=inv)) == 0
@@ -114,7 +115,7 @@ def test_remove_member_stops_and_wipes_it(
 
 
 def test_remove_refused_when_it_would_break_quorum(
-    etcd_lb: Installed, ctx: day2.EtcdContext, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    etcd_lb: Installed, ctx: EtcdContext, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     inv = inventory_with(etcd_lb.inventory, tmp_path / "hosts.del.ini", del_etcd=[THIRD])
     cluster = etcd_lb.cluster
@@ -132,7 +133,7 @@ def test_remove_refused_when_it_would_break_quorum(
 
 
 def test_replace_dead_first_member(
-    etcd_lb: Installed, ctx: day2.EtcdContext, capsys: pytest.CaptureFixture[str]
+    etcd_lb: Installed, ctx: EtcdContext, capsys: pytest.CaptureFixture[str]
 ) -> None:
     old = {m.name: m.id for m in members(ctx)}
     etcd_lb.cluster.power_off(FIRST)
@@ -156,9 +157,9 @@ def test_replace_dead_first_member(
 
 
 def test_snapshot_save_and_restore_round_trip(
-    etcd_lb: Installed, ctx: day2.EtcdContext, tmp_path: Path
+    etcd_lb: Installed, ctx: EtcdContext, tmp_path: Path
 ) -> None:
-    eps = [day2.member_of(h).client_url for h in etcd_lb.topo.etcd]
+    eps = ctl.client_urls(etcd_lb.topo.etcd)
     client = workload.EtcdHTTP(workload.TLSFiles.from_store(etcd_lb.state / "pki"), timeout=5.0)
 
     def put_all(prefix: str, n: int) -> None:
@@ -171,7 +172,7 @@ def test_snapshot_save_and_restore_round_trip(
         workload.in_netns(etcd_lb.netns, run)
 
     def cluster_id() -> int:
-        return day2.parse_endpoint_status(ctx.admin().ctl("endpoint", "status", "-w", "json").stdout)[0].cluster_id
+        return ctl.parse_endpoint_status(ctx.admin().ctl("endpoint", "status", "-w", "json").stdout)[0].cluster_id
 
     put_all("before/", 20)
     before_id = cluster_id()

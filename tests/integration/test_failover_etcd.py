@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from installer.etcd import day2
+from installer.etcd import ctl
+from installer.etcd.context import EtcdContext
 from scenarios import workload
 from scenarios.faults.etcd import KillEtcdLeader, RemoveAndReAddMember
 
-if TYPE_CHECKING:  # the fixture's type; conftest modules are not imported by name at run time
-    from tests.integration.conftest import Installed
+if TYPE_CHECKING:  # the fixture's type
+    from scenarios.installed import Installed
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,7 @@ def report(measured: Callable[..., None]) -> Report:
 
 
 def endpoints(inst: Installed) -> list[str]:
-    return [day2.member_of(h).client_url for h in inst.topo.etcd]
+    return ctl.client_urls(inst.topo.etcd)
 
 
 def client(inst: Installed) -> workload.EtcdHTTP:
@@ -48,7 +49,7 @@ def client(inst: Installed) -> workload.EtcdHTTP:
 
 
 def test_kill_leader_new_leader_and_no_acknowledged_write_lost(
-    etcd_lb: Installed, ctx: day2.EtcdContext, report: Report
+    etcd_lb: Installed, ctx: EtcdContext, report: Report
 ) -> None:
     eps = endpoints(etcd_lb)
     fault = KillEtcdLeader(ctx)
@@ -76,7 +77,7 @@ def test_kill_leader_new_leader_and_no_acknowledged_write_lost(
 
 
 def test_remove_and_readd_member_catches_up_with_equal_hashes(
-    etcd_lb: Installed, ctx: day2.EtcdContext, report: Report
+    etcd_lb: Installed, ctx: EtcdContext, report: Report
 ) -> None:
     eps = endpoints(etcd_lb)
     node = etcd_lb.topo.etcd[1].name
@@ -95,7 +96,7 @@ def test_remove_and_readd_member_catches_up_with_equal_hashes(
     admin = ctx.admin()
     statuses = admin.statuses(eps)
     rev = min(s.revision for s in statuses)
-    hashes = day2.hashkv(ctx, rev)
+    hashes = admin.hashkv(rev)
     report("readd_seconds", f"{fault.description}: re-added and healthy in {fault.rejoin_seconds:.1f}s (removal "
            f"{fault.inject_seconds:.1f}s); hashkv at revision {rev} equal on {len(hashes)} members: "
            f"{len({h for h, _ in hashes.values()}) == 1}; lost writes {result.lost}", round(fault.rejoin_seconds, 2))

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from installer.errors import ConfigError
-from installer.etcd import day2
-from installer.etcd.day2 import EndpointHealth, MemberInfo
+from installer.errors import ConfigError, EtcdError, QuorumError
+from installer.etcd import ctl, membership, snapshot, status
+from installer.etcd.ctl import EndpointHealth, MemberInfo
 from installer.etcd.render import Member
 from kha import cli
 from scenarios import workload
@@ -59,7 +59,7 @@ HASHKV = json.dumps([
 
 # -- parsing -------------------------------------------------------------------------------------
 def test_member_list_keeps_big_ids_learners_and_unstarted_members() -> None:
-    members = day2.parse_member_list(MEMBER_LIST)
+    members = ctl.parse_member_list(MEMBER_LIST)
     assert [m.name for m in members] == ["10.56.56.11", "10.56.56.12", "", "10.56.56.13"]
     learner = members[2]
     assert learner.is_learner and not learner.started and learner.client_urls == ()
@@ -69,32 +69,32 @@ def test_member_list_keeps_big_ids_learners_and_unstarted_members() -> None:
 
 
 def test_endpoint_status_names_the_leader() -> None:
-    statuses = day2.parse_endpoint_status(ENDPOINT_STATUS)
+    statuses = ctl.parse_endpoint_status(ENDPOINT_STATUS)
     assert [s.is_leader for s in statuses] == [False, True]
     assert statuses[1].revision == 7 and statuses[1].raft_term == 4 and statuses[1].db_size == 24576
-    assert day2.parse_endpoint_status("") == []  # every endpoint down: etcdctl prints nothing on stdout
+    assert ctl.parse_endpoint_status("") == []  # every endpoint down: etcdctl prints nothing on stdout
 
 
 def test_endpoint_health_keeps_the_error_of_an_unhealthy_member() -> None:
-    health = {h.endpoint: h for h in day2.parse_endpoint_health(ENDPOINT_HEALTH)}
+    health = {h.endpoint: h for h in ctl.parse_endpoint_health(ENDPOINT_HEALTH)}
     assert health["https://10.56.56.11:2379"] == EndpointHealth("https://10.56.56.11:2379", False,
                                                                 "context deadline exceeded")
     assert health["https://10.56.56.12:2379"].healthy
 
 
 def test_hashkv_gives_hash_and_revision() -> None:
-    assert day2.parse_hashkv(HASHKV) == {"https://10.56.56.11:2379": (1084519789, 40)}
+    assert ctl.parse_hashkv(HASHKV) == {"https://10.56.56.11:2379": (1084519789, 40)}
 
 
 def test_garbage_is_an_etcd_error_not_a_traceback() -> None:
-    with pytest.raises(day2.EtcdError, match="member list"):
-        day2.parse_member_list("Error: context deadline exceeded")
+    with pytest.raises(EtcdError, match="member list"):
+        ctl.parse_member_list("Error: context deadline exceeded")
 
 
 # -- quorum --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("n", "q"), [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (7, 4)])
 def test_quorum_is_a_strict_majority(n: int, q: int) -> None:
-    assert day2.quorum(n) == q
+    assert membership.quorum(n) == q
 
 
 THREE = ["a", "b", "c"]
@@ -113,11 +113,11 @@ THREE = ["a", "b", "c"]
 def test_removal_refused_only_when_the_healthy_majority_breaks(
     voters: list[str], healthy: list[str], removing: list[str], refused: bool
 ) -> None:
-    assert bool(day2.removal_problems(voters, healthy, removing)) is refused
+    assert bool(membership.removal_problems(voters, healthy, removing)) is refused
 
 
 def test_removal_problems_say_what_breaks() -> None:
-    problems = day2.removal_problems(THREE, ["a"], ["c"])
+    problems = membership.removal_problems(THREE, ["a"], ["c"])
     assert any("only 1 of 3 voting members are healthy" in p for p in problems)
     assert any("leaves 1 healthy of 2" in p and "quorum of 2" in p for p in problems)
 
@@ -141,73 +141,73 @@ def _members(*names: str, learner: str | None = None) -> list[MemberInfo]:
 def test_check_removal_refuses_unless_forced() -> None:
     members = _members("a", "b", "c")
     admin: Any = FakeAdmin(down=["https://b:2379", "https://c:2379"])
-    with pytest.raises(day2.QuorumError, match=r"refused: .*--force"):
-        day2.check_removal(admin, members, [members[2]], force=False)
-    day2.check_removal(admin, members, [members[2]], force=True)  # forced: warned, not refused
+    with pytest.raises(QuorumError, match=r"refused: .*--force"):
+        membership.check_removal(admin, members, [members[2]], force=False)
+    membership.check_removal(admin, members, [members[2]], force=True)  # forced: warned, not refused
 
 
 def test_removing_every_voter_is_refused_even_when_forced() -> None:
     members = _members("a", "b", learner="b")
-    with pytest.raises(day2.QuorumError, match="every voting etcd member"):
-        day2.check_removal(FakeAdmin(), members, [members[0]], force=True)  # type: ignore[arg-type]
+    with pytest.raises(QuorumError, match="every voting etcd member"):
+        membership.check_removal(FakeAdmin(), members, [members[0]], force=True)  # type: ignore[arg-type]
 
 
 def test_removing_a_learner_never_costs_quorum() -> None:
     members = _members("a", "b", "c", "d", learner="d")
     admin: Any = FakeAdmin(down=["https://b:2379"])
-    day2.check_removal(admin, members, [members[3]], force=False)
+    membership.check_removal(admin, members, [members[3]], force=False)
 
 
 # -- joining -------------------------------------------------------------------------------------
 def test_initial_cluster_for_an_added_learner_uses_its_own_name() -> None:
-    members = day2.parse_member_list(MEMBER_LIST)
-    got = day2.join_initial_cluster(members, Member("10.56.56.14", "10.56.56.14"))
+    members = ctl.parse_member_list(MEMBER_LIST)
+    got = membership.join_initial_cluster(members, Member("10.56.56.14", "10.56.56.14"))
     # The same set etcdctl's `member add` printed, in member-list order.
     assert got == ("10.56.56.11=https://10.56.56.11:2380,10.56.56.12=https://10.56.56.12:2380,"
                    "10.56.56.14=https://10.56.56.14:2380,10.56.56.13=https://10.56.56.13:2380")
 
 
 def test_initial_cluster_for_a_replaced_member_not_yet_listed_appends_it() -> None:
-    members = [m for m in day2.parse_member_list(MEMBER_LIST) if m.name != "10.56.56.11" and m.started]
-    got = day2.join_initial_cluster(members, Member("10.56.56.11", "10.56.56.11"))
+    members = [m for m in ctl.parse_member_list(MEMBER_LIST) if m.name != "10.56.56.11" and m.started]
+    got = membership.join_initial_cluster(members, Member("10.56.56.11", "10.56.56.11"))
     assert got.split(",") == ["10.56.56.12=https://10.56.56.12:2380", "10.56.56.13=https://10.56.56.13:2380",
                               "10.56.56.11=https://10.56.56.11:2380"]
 
 
 def test_another_unstarted_member_stops_the_join_with_what_to_do() -> None:
-    members = day2.parse_member_list(MEMBER_LIST)
-    with pytest.raises(day2.EtcdError, match=r"b32ab6d52ccd0268.*never started.*member remove b32ab6d52ccd0268"):
-        day2.join_initial_cluster(members, Member("10.56.56.15", "10.56.56.15"))
+    members = ctl.parse_member_list(MEMBER_LIST)
+    with pytest.raises(EtcdError, match=r"b32ab6d52ccd0268.*never started.*member remove b32ab6d52ccd0268"):
+        membership.join_initial_cluster(members, Member("10.56.56.15", "10.56.56.15"))
 
 
 def test_find_member_matches_an_unstarted_member_by_peer_url() -> None:
-    members = day2.parse_member_list(MEMBER_LIST)
-    found = day2.find_member(members, Member("10.56.56.14", "10.56.56.14"))
+    members = ctl.parse_member_list(MEMBER_LIST)
+    found = ctl.find_member(members, Member("10.56.56.14", "10.56.56.14"))
     assert found is not None and found.is_learner
-    assert day2.find_member(members, Member("10.56.56.99", "10.56.56.99")) is None
+    assert ctl.find_member(members, Member("10.56.56.99", "10.56.56.99")) is None
 
 
 # -- restore -------------------------------------------------------------------------------------
 def test_restore_argv_names_the_member_the_cluster_and_a_fresh_token() -> None:
     ms = [Member("n1", "10.0.0.1"), Member("n2", "10.0.0.2"), Member("n3", "10.0.0.3")]
-    argv = day2.restore_argv("/var/tmp/s.db", ms[1], ms, token="kha-x-restore-1", data_dir="/var/lib/etcd/r")
+    argv = snapshot.restore_argv("/var/tmp/s.db", ms[1], ms, token="kha-x-restore-1", data_dir="/var/lib/etcd/r")
     assert argv[:4] == ["etcdctl", "snapshot", "restore", "/var/tmp/s.db"]
     assert "--name=n2" in argv and "--initial-advertise-peer-urls=https://10.0.0.2:2380" in argv
     assert ("--initial-cluster=n1=https://10.0.0.1:2380,n2=https://10.0.0.2:2380,n3=https://10.0.0.3:2380"
             in argv)
     assert "--initial-cluster-token=kha-x-restore-1" in argv and "--data-dir=/var/lib/etcd/r" in argv
     assert not any(a.startswith("--bump-revision") for a in argv)  # etcdctl 3.4 has no such flag
-    bumped = day2.restore_argv("/s.db", ms[0], ms, token="t", data_dir="/d", tool="etcdutl", bump=1_000_000_000)
+    bumped = snapshot.restore_argv("/s.db", ms[0], ms, token="t", data_dir="/d", tool="etcdutl", bump=1_000_000_000)
     assert bumped[0] == "etcdutl" and "--bump-revision=1000000000" in bumped and "--mark-compacted" in bumped
 
 
 def test_restore_tokens_are_fresh_each_time() -> None:
-    a, b = day2.restore_token("kubernetes"), day2.restore_token("kubernetes")
+    a, b = snapshot.restore_token("kubernetes"), snapshot.restore_token("kubernetes")
     assert a != b and a.startswith("kha-kubernetes-restore-")
 
 
 def test_etcdctl_argv_unsets_the_variables_that_would_conflict_with_its_flags() -> None:
-    argv = day2.ctl_argv("member", "list", endpoints=["https://a:2379", "https://b:2379"])
+    argv = ctl.argv("member", "list", endpoints=["https://a:2379", "https://b:2379"])
     assert argv[0] == "env" and argv[argv.index("ETCDCTL_ENDPOINTS") - 1:][:2] == ["-u", "ETCDCTL_ENDPOINTS"]
     assert "--endpoints=https://a:2379,https://b:2379" in argv and argv[-2:] == ["member", "list"]
 
@@ -215,19 +215,19 @@ def test_etcdctl_argv_unsets_the_variables_that_would_conflict_with_its_flags() 
 @pytest.mark.parametrize("path", ["/", "/var", "relative/etcd", "/etcd"])
 def test_a_data_dir_that_is_not_dedicated_is_never_wiped(path: str) -> None:
     with pytest.raises(ConfigError, match="will not wipe"):
-        day2._check_data_dir(path)
+        membership.check_data_dir(path)
 
 
 # -- status --------------------------------------------------------------------------------------
 def test_status_table_marks_leader_learner_and_health() -> None:
-    members = day2.parse_member_list(MEMBER_LIST)
-    statuses = day2.parse_endpoint_status(ENDPOINT_STATUS)
-    health = {h.endpoint: h for h in day2.parse_endpoint_health(ENDPOINT_HEALTH)}
-    rows = day2.status_rows(members, statuses, health)
+    members = ctl.parse_member_list(MEMBER_LIST)
+    statuses = ctl.parse_endpoint_status(ENDPOINT_STATUS)
+    health = {h.endpoint: h for h in ctl.parse_endpoint_health(ENDPOINT_HEALTH)}
+    rows = status.status_rows(members, statuses, health)
     assert [r.leader for r in rows] == [False, False, False, True]
     assert rows[0].health == "unhealthy: context deadline exceeded" and rows[0].revision is None
     assert rows[2].learner and rows[2].health == "not started"
-    lines = day2.format_status(rows)
+    lines = status.format_status(rows)
     assert lines[0].split()[:2] == ["NAME", "ID"]
     assert "10.56.56.13" in lines[4] and " yes " in lines[4] and "24.0 kB" in lines[4] and "healthy" in lines[4]
     assert "learner" in lines[3]
