@@ -4,13 +4,15 @@ The fixture builds a PKI store (RSA and ECDSA) from the m-master scenario invent
 Debian etcd (3.4) on 127.0.0.1 with node1's ``etcd/server`` and ``etcd/peer`` certificates and
 mutual TLS on both the client and the peer port (``--client-cert-auth``, ``--peer-client-cert-auth``,
 trusted CA = ``etcd/ca.crt``), data dir under tmp_path, and ends only the process it started.
-Then ``etcdctl`` talks to it exactly as kube-apiserver and the kubelet's etcd probe would.
+Then ``etcdctl`` talks to it exactly as kube-apiserver and the kubelet's etcd probe would, through the
+installer's own etcdctl command line (``installer.etcd.ctl.argv``).
 
 This tier fails, never skips, when etcd or etcdctl is missing (``apt-get install etcd-server etcd-client``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from installer import topology
+from installer.etcd import ctl as etcd_client
 from installer.pki.store import Store
 
 pytestmark = pytest.mark.integration
@@ -64,12 +67,17 @@ class Etcd:
     def node_file(self, node: str, rel: str) -> str:
         return str(self.store / "nodes" / node / "pki" / rel)
 
-    def ctl(self, *args: str, cert: str, key: str, cacert: str | None = None,
-            timeout: str = "5s") -> subprocess.CompletedProcess[str]:
+    def ctl(self, *args: str, cert: str, key: str, cacert: str | None = None, timeout: str = "5s",
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """etcdctl as a client holding ``cert``/``key``; a refused handshake only ends at ``timeout``."""
-        argv = [need("etcdctl"), "--endpoints", self.endpoint, "--dial-timeout", "2s", "--command-timeout", timeout,
-                "--cacert", cacert or self.node_file("node1", "etcd/ca.crt"), "--cert", cert, "--key", key, *args]
-        return subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=30, check=False)
+        need("etcdctl")
+        argv = etcd_client.argv(*args, endpoints=[self.endpoint], dial_timeout="2s", command_timeout=timeout,
+                                cacert=cacert or self.node_file("node1", "etcd/ca.crt"), cert=cert, key=key)
+        return subprocess.run(argv, capture_output=True, text=True, env=env or clean_env(), timeout=30, check=False)
+
+    def as_healthcheck(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return self.ctl(*args, cert=self.node_file("node1", "etcd/healthcheck-client.crt"),
+                        key=self.node_file("node1", "etcd/healthcheck-client.key"), env=env)
 
     def as_apiserver(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.ctl(*args, cert=self.node_file("node1", "apiserver-etcd-client.crt"),
@@ -107,8 +115,7 @@ def etcd(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
-            health = handle.ctl("endpoint", "health", cert=handle.node_file("node1", "etcd/healthcheck-client.crt"),
-                                key=handle.node_file("node1", "etcd/healthcheck-client.key"))
+            health = handle.as_healthcheck("endpoint", "health")
             if health.returncode == 0:
                 break
             if proc.poll() is not None:
@@ -135,10 +142,26 @@ def test_apiserver_etcd_client_can_write_and_read(etcd: Etcd) -> None:
 
 
 def test_healthcheck_client_is_accepted(etcd: Etcd) -> None:
-    health = etcd.ctl("endpoint", "health", cert=etcd.node_file("node1", "etcd/healthcheck-client.crt"),
-                      key=etcd.node_file("node1", "etcd/healthcheck-client.key"))
+    health = etcd.as_healthcheck("endpoint", "health")
     assert health.returncode == 0, health.stderr
     assert "is healthy" in health.stdout + health.stderr
+
+
+def test_the_installers_etcdctl_works_where_etcdctl_variables_are_set(etcd: Etcd) -> None:
+    """A node's /etc/environment may set ETCDCTL_*; etcdctl 3.4 then refuses the same flags on its command
+    line, unless (as kha's command line does) they are unset first."""
+    env = {**clean_env(), "ETCDCTL_ENDPOINTS": "https://127.0.0.1:1", "ETCDCTL_CACERT": "/nonexistent",
+           "ETCDCTL_WRITE_OUT": "table"}
+    health = etcd.as_healthcheck("endpoint", "health", "-w", "json", env=env)
+    assert health.returncode == 0, health.stderr
+    assert json.loads(health.stdout)[0]["health"] is True
+    # The same etcdctl without the unsets (the install phases' own line until now) is refused.
+    argv = etcd_client.argv("endpoint", "health", endpoints=[etcd.endpoint],
+                            cert=etcd.node_file("node1", "etcd/healthcheck-client.crt"),
+                            key=etcd.node_file("node1", "etcd/healthcheck-client.key"))
+    bare = subprocess.run(argv[argv.index("etcdctl"):], capture_output=True, text=True, env=env, timeout=30,
+                          check=False)
+    assert bare.returncode != 0 and "conflicting environment variable" in bare.stderr
 
 
 def test_a_client_certificate_from_the_cluster_ca_is_refused(etcd: Etcd) -> None:
