@@ -35,8 +35,28 @@ class Refused(AssertionError):
     """etcdctl 3.4's refusal, raised rather than answered so that a test fails at once, not after a wait."""
 
 
+def split_env(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """What env(1) makes of ``argv`` on a node with ``NODE_ENV``: the environment (-u NAME unsets,
+    NAME=VALUE sets) and the command it runs."""
+    env = dict(NODE_ENV)
+    if argv[0] != "env":
+        return env, argv
+    rest = argv[1:]
+    while rest[0] == "-u" or "=" in rest[0]:
+        if rest[0] == "-u":
+            env.pop(rest[1], None)
+            rest = rest[2:]
+        else:
+            name, value = rest[0].split("=", 1)
+            env[name] = value
+            rest = rest[1:]
+    return env, rest
+
+
 class EtcdNode(Transport):
     """A node where etcd answers: every member healthy, the member list of the given hosts."""
+
+    as_root = True
 
     def __init__(self, name: str, hosts: Sequence[Host], dirs: set[str] | None = None) -> None:
         self.node = name
@@ -45,40 +65,27 @@ class EtcdNode(Transport):
         self.calls: list[list[str]] = []
         self.systemctl: list[list[str]] = []
 
-    @property
-    def as_root(self) -> bool:
-        return True
-
     def _exec(self, argv: tuple[str, ...], stdin: bytes | None, timeout: float | None
               ) -> tuple[int | None, bytes, bytes]:
-        code, out, err = self._answer(list(argv))
-        return code, out.encode(), err.encode()
+        env, command = split_env(list(argv))
+        self.calls.append(command)
+        code, out = self._answer(env, command)
+        return code, out.encode(), b""
 
-    def _answer(self, argv: list[str]) -> tuple[int, str, str]:
-        env = dict(NODE_ENV)
-        if argv[0] == "env":  # env(1): -u NAME unsets, NAME=VALUE sets, the rest is the command
-            argv.pop(0)
-            while argv[0] == "-u" or "=" in argv[0]:
-                if argv[0] == "-u":
-                    env.pop(argv[1], None)
-                    del argv[:2]
-                else:
-                    name, value = argv.pop(0).split("=", 1)
-                    env[name] = value
-        self.calls.append(argv)
-        match argv:
+    def _answer(self, env: dict[str, str], command: list[str]) -> tuple[int, str]:
+        match command:
             case ["true"]:
-                return 0, "", ""
+                return 0, ""
             case ["test", "-d", path]:
-                return (0 if path in self.dirs else 1), "", ""
+                return (0 if path in self.dirs else 1), ""
             case ["systemctl", *args]:
                 self.systemctl.append(args)
-                return 0, "", ""
+                return 0, ""
             case ["etcdctl", *args]:
                 return self._etcdctl(env, args)
-        raise AssertionError(f"unexpected command on {self.node}: {argv}")
+        raise AssertionError(f"unexpected command on {self.node}: {command}")
 
-    def _etcdctl(self, env: dict[str, str], args: list[str]) -> tuple[int, str, str]:
+    def _etcdctl(self, env: dict[str, str], args: list[str]) -> tuple[int, str]:
         flags = {a[2:].split("=", 1)[0]: a.split("=", 1)[-1] for a in args if a.startswith("--")}
         if "-w" in args:
             flags["write-out"] = args[args.index("-w") + 1]
@@ -92,12 +99,12 @@ class EtcdNode(Transport):
         match words:
             case ["endpoint", "health"]:
                 if flags.get("write-out") == "json":
-                    return 0, json.dumps([{"endpoint": e, "health": True} for e in endpoints]), ""
-                return 0, "".join(f"{e} is healthy: successfully committed proposal\n" for e in endpoints), ""
+                    return 0, json.dumps([{"endpoint": e, "health": True} for e in endpoints])
+                return 0, "".join(f"{e} is healthy: successfully committed proposal\n" for e in endpoints)
             case ["member", "list"]:
                 members = [{"ID": i + 1, "name": h.name, "peerURLs": [ctl.member_of(h).peer_url],
                             "clientURLs": [ctl.member_of(h).client_url]} for i, h in enumerate(self.hosts)]
-                return 0, json.dumps({"members": members}), ""
+                return 0, json.dumps({"members": members})
         raise AssertionError(f"unexpected etcdctl command: {args}")
 
     def put(self, src: Any, remote_path: str, *, mode: int | None = None, owner: str | None = None,
