@@ -8,6 +8,7 @@ all work there.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -310,3 +311,28 @@ def test_a_learner_silent_after_its_restart_is_an_error(ctx: OnEtcdNodes, monkey
     with pytest.raises(EtcdError, match="node4 does not serve clients 1s after starting"):
         membership.wait_serving(SilentLearner(ctx, node, me, deaf=True), node, me)
     assert node.systemctl == [["restart", "--no-block", "etcd"]]  # once, not again
+
+
+# -- one command line ----------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def etcdctl_lines(path: Path) -> list[int]:
+    """Lines of ``path`` with a list literal that starts an etcdctl/etcdutl command line of its own
+    (first element "etcdctl"/"etcdutl", or "ETCDCTL_API=3" anywhere in it)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.List) and node.elts:
+            words = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            first = node.elts[0]
+            if "ETCDCTL_API=3" in words or (isinstance(first, ast.Constant) and first.value in ("etcdctl", "etcdutl")):
+                found.append(node.lineno)
+    return found
+
+
+def test_etcdctl_is_spelled_once() -> None:
+    """Every etcdctl kha runs comes from installer/etcd/ctl.py (a second line once lacked its env -u)."""
+    files = [p for d in ("installer", "scenarios", "kha", "bench") for p in sorted((ROOT / d).rglob("*.py"))]
+    offenders = {str(p.relative_to(ROOT)): lines for p in files
+                 if p != ROOT / "installer" / "etcd" / "ctl.py" and (lines := etcdctl_lines(p))}
+    assert offenders == {}
