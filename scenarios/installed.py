@@ -20,7 +20,7 @@ from core import waiting
 from harness.provider import Cluster
 from installer import install, topology
 from installer.connect import Connector
-from installer.etcd import phases as etcd_phases
+from installer.etcd import ctl
 from installer.kubernetes.bundle import Bundle
 from installer.kubernetes.phases import ADMIN_CONF
 from installer.loadbalancer import vip
@@ -101,8 +101,8 @@ class Installed:
 
     def etcd_healthy(self) -> bool:
         with self.connector() as c:
-            argv = etcd_phases.etcdctl("endpoint", "health", endpoints_csv=etcd_phases.endpoints(self.topo.etcd))
-            return c(self.topo.etcd[0]).run(argv, env=etcd_phases.ETCDCTL_ENV, check=False, timeout=30).ok
+            argv = ctl.argv("endpoint", "health", endpoints=ctl.client_urls(self.topo.etcd))
+            return c(self.topo.etcd[0]).run(argv, sudo=True, check=False, timeout=30).ok
 
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Until the VIP (if any) is on exactly one [lb] node and every etcd member is healthy; the seconds."""

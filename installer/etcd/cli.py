@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from core import progress
 from installer.etcd import membership, snapshot, status
 from installer.etcd.context import EtcdContext
 from installer.topology import Role
@@ -93,14 +94,14 @@ def _status(args: argparse.Namespace) -> int:
     leaders = [r.name for r in rows if r.leader]
     lead = leaders[0] if len(leaders) == 1 else ("none" if not leaders else "several: " + ", ".join(leaders))
     if bad:
-        print(f"✗ etcd: {len(bad)} of {len(rows)} members not healthy, leader {lead} ({secs:.1f}s)")
+        print(progress.line(False, "etcd", secs, f"{len(bad)} of {len(rows)} members not healthy, leader {lead}"))
         return EXIT_FAILED
-    print(f"✓ etcd: {len(rows)} members healthy, leader {lead} ({secs:.1f}s)")
+    print(progress.line(True, "etcd", secs, f"{len(rows)} members healthy, leader {lead}"))
     return EXIT_OK
 
 
 def _done(what: str, started: float, dry_run: bool) -> int:
-    print(f"✓ {what}{' (dry run)' if dry_run else ''} ({time.monotonic() - started:.1f}s)")
+    print(progress.line(True, what, time.monotonic() - started, "(dry run)" if dry_run else ""))
     return EXIT_OK
 
 

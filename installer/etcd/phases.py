@@ -7,8 +7,6 @@ each waiting for the cluster to be healthy again, so quorum is never lost on a r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from installer import nodeops
 from installer.context import InstallContext
 from installer.errors import EtcdError
@@ -98,19 +96,6 @@ def _start(ctx: InstallContext) -> None:
                                       no_block=True) and not ctx.dry_run:
                 # Rolling: the next member restarts only once this one is back in a healthy cluster.
                 ctl.wait_healthy(ctx, hosts)
-
-
-# scenarios/installed.py and tests/e2e/test_kubernetes.py (not part of this change) still call these three;
-# they build ctl's one command line. Drop them once those call installer.etcd.ctl.argv.
-def endpoints(hosts: Sequence[Host]) -> str:
-    return ",".join(ctl.client_urls(hosts))
-
-
-def etcdctl(*args: str, endpoints_csv: str) -> list[str]:
-    return ctl.argv(*args, endpoints=endpoints_csv.split(","))
-
-
-ETCDCTL_ENV = {"ETCDCTL_API": "3"}
 
 
 def _wait(ctx: InstallContext) -> None:
