@@ -9,10 +9,11 @@
 - ``list_bundles() -> list[Bundle]``: every complete bundle in the cache;
 - ``bundle_recipe(name)``: the recipe, or ``UnknownBundle`` listing the valid names.
 
-Who owns what: recipes and their hash in ``recipe``, the manifest schema in ``manifest``, the cache in
-``store``, the build steps in ``builder`` (apt in ``apt``, Go in ``gotree``, image trees in ``layers``,
-docker-archive tarballs in ``dockerarchive``), the crictl shim in ``crictl``/``crictl.sh``, upstream
-release artifacts (data only here) in ``upstream``, ``kha bundle`` in ``cli``.
+Who owns what: recipes and their hash in ``recipe``, the manifest schema in ``core.bundle_manifest`` (the
+installer reads the same one), the cache in ``store``, the build steps in ``builder`` (apt in ``apt``, Go
+in ``gotree``, image trees in ``layers``, docker-archive tarballs in ``dockerarchive``), the crictl shim in
+``crictl``/``crictl.sh``, upstream release artifacts (data only here) in ``upstream``, ``kha bundle`` in
+``cli``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from core.bundle_manifest import BundleManifest, ManifestError
 from images.bundle.builder import build_bundle
-from images.bundle.errors import ManifestError, UnknownBundle
-from images.bundle.manifest import BundleManifest
+from images.bundle.errors import UnknownBundle
 from images.bundle.recipe import (
     BUNDLE_RECIPES,
     DEFAULT_BUNDLE,

@@ -30,10 +30,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from images.bundle import gotree, layers
-from images.bundle.apt import Deb, PrivateApt
-from images.bundle.crictl import install_shim
-from images.bundle.manifest import (
+from core.bundle_manifest import (
     BuildFacts,
     BundleManifest,
     Cni,
@@ -44,6 +41,9 @@ from images.bundle.manifest import (
     file_entry,
     file_sha256,
 )
+from images.bundle import gotree, layers
+from images.bundle.apt import Deb, PrivateApt
+from images.bundle.crictl import install_shim
 from images.bundle.recipe import DebianSourceRecipe, bundle_hash, recipe_doc
 from images.cache import remove_tree
 from images.errors import BuildError, ImageError

@@ -9,8 +9,8 @@ import argparse
 import sys
 import time
 
+from core.bundle_manifest import BundleManifest
 from images import bundle
-from images.bundle.manifest import BundleManifest
 from images.bundle.recipe import BUNDLE_RECIPES, DEFAULT_BUNDLE, UpstreamRecipe, bundle_hash, bundle_recipe
 from images.bundle.upstream import upstream_manifest
 from images.cli import build_or_reuse

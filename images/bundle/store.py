@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -26,8 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from images.bundle.errors import ManifestError
-from images.bundle.manifest import MANIFEST, BundleManifest
+from core.bundle_manifest import MANIFEST, BundleManifest, ManifestError
 from images.bundle.recipe import BundleRecipe, bundle_hash
 from images.cache import build_lock, publish, remove_leftovers, remove_quietly
 from images.errors import ImageError
@@ -150,7 +150,7 @@ class BundleStore:
                 problems = manifest.problems(work)
                 if problems:
                     raise ImageError(f"the builder's manifest does not match its output: {'; '.join(problems)}")
-                manifest.write(work)
+                _write(work / MANIFEST, manifest.to_json())
                 publish(self.dir, work, final)
             except BaseException:
                 self._keep_log(work, final.name)
@@ -175,3 +175,12 @@ class BundleStore:
             except OSError as exc:
                 log.warning("could not keep the log of the failed build %s: %s", key, exc)
 
+
+def _write(path: Path, text: str) -> None:
+    """``path`` written atomically (tmp file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.rename(tmp, path)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from images.bundle.manifest import BundleManifest, Cni, Crictl, FileEntry, ImageEntry, Source
+from core.bundle_manifest import BundleManifest, Cni, Crictl, FileEntry, ImageEntry, Source
 from images.bundle.recipe import UpstreamRecipe, bundle_hash, recipe_doc
 from images.errors import ImageError, NeedsDownload
 from images.sources import APT_ETC, reachable_hosts

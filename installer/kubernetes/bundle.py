@@ -1,17 +1,17 @@
 """Reading an offline Kubernetes bundle: a folder with ``manifest.json``, binaries and image archives.
 
-The installer only reads bundles (``images.bundle`` builds them); it trusts nothing it has not
-checked: every file the manifest names must exist with its sha256 before anything is copied.
+The installer only reads bundles (``images.bundle`` builds them), through the one manifest schema both
+sides share (``core.bundle_manifest``; the installer reads the node's part of it, ``BundleContents``). It
+trusts nothing it has not checked: every file a node gets must exist with its sha256 before anything is
+copied.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from core.bundle_manifest import MANIFEST, BundleContents, ManifestError, entry_problem
 from installer.errors import ConfigError, Problem
 from installer.kubernetes.render import Release
 
@@ -23,6 +23,7 @@ NODE_BINARIES = ("kubeadm", "kubelet", "kubectl")
 class BundleFile:
     path: Path
     sha256: str
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -36,30 +37,22 @@ class Bundle:
     @classmethod
     def load(cls, root: str | Path, *, verify: bool = True) -> Bundle:
         root = Path(root)
-        mf = root / "manifest.json"
+        mf = root / MANIFEST
         try:
-            data: dict[str, Any] = json.loads(mf.read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError([Problem(str(mf), None, f"not a kha bundle manifest: {exc}")]) from None
-        if data.get("kind") != "kha-kubernetes-bundle" or data.get("format") != 1:
-            raise ConfigError([Problem(str(mf), None, "not a format-1 kha bundle manifest (kha bundle build)")])
-        try:
-            version = str(data["kubernetes_version"]).lstrip("v")
-            files = {str(f["path"]): f for f in data["files"]}
-            binaries = {Path(p).name: BundleFile(root / p, str(f["sha256"])) for p, f in files.items()
-                        if p.startswith("bin/")}
-            images = {str(i["ref"]): BundleFile(root / str(i["archive"]), str(i["sha256"]))
-                      for i in data["images"] if i.get("archive")}
-            crictl_path = str(data["crictl"]["path"]) if data.get("crictl") else None
-            crictl_entry = files.get(crictl_path) if crictl_path else None
-        except (KeyError, TypeError) as exc:
-            raise ConfigError([Problem(str(mf), None, f"manifest lacks {exc}")]) from None
+            contents = BundleContents.load(mf)
+        except ManifestError as exc:
+            msg = f"not a format-1 kha bundle manifest (kha bundle build): {exc.problem}"
+            raise ConfigError([Problem(str(mf), None, msg)]) from None
+        files = {f.path: f for f in contents.files}
+        binaries = {Path(p).name: _file(mf, p, f.sha256, f.size) for p, f in files.items() if p.startswith("bin/")}
+        images = {i.ref: _file(mf, i.archive, i.sha256, i.size) for i in contents.images if i.archive is not None}
         pause = next((ref for ref in images if ref.rsplit(":", 1)[0].endswith("/pause")), None)
         if pause is None:
             raise ConfigError([Problem(str(mf), None, "bundle has no pause image")])
         repo, tag = pause.rsplit(":", 1)
-        release = Release(version, repo.rsplit("/", 1)[0], tag)
-        crictl = BundleFile(root / str(crictl_entry["path"]), str(crictl_entry["sha256"])) if crictl_entry else None
+        release = Release(contents.kubernetes_version.lstrip("v"), repo.rsplit("/", 1)[0], tag)
+        entry = files.get(contents.crictl.path)
+        crictl = _file(mf, entry.path, entry.sha256, entry.size) if entry else None
         missing = [n for n in NODE_BINARIES if n not in binaries]
         if missing:
             raise ConfigError([Problem(str(mf), None, f"bundle has no {', '.join(missing)}")])
@@ -71,15 +64,16 @@ class Bundle:
     def verify(self) -> None:
         bad = []
         for f in [*self.binaries.values(), *self.images.values(), *([self.crictl] if self.crictl else [])]:
-            if not f.path.is_file() or _sha256(f.path) != f.sha256:
-                bad.append(Problem(str(f.path), None, "missing or its sha256 differs from the manifest"))
+            problem = entry_problem(f.path, f.sha256, f.size)
+            if problem is not None:
+                bad.append(Problem(str(f.path), None, problem))
         if bad:
             raise ConfigError(bad)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _file(mf: Path, rel: str, sha256: str | None, size: int | None) -> BundleFile:
+    """A file a node gets; one without a sha256 (upstream artifacts, not downloaded) cannot be checked."""
+    if sha256 is None:
+        why = f"{rel} has no sha256: a description of upstream artifacts, not a built bundle"
+        raise ConfigError([Problem(str(mf), None, why)])
+    return BundleFile(mf.parent / rel, sha256, size)

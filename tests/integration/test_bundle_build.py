@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from core.bundle_manifest import file_sha256
 from images import bundle
 from images.bundle.builder import REQUIRED_TOOLS
-from images.bundle.manifest import file_sha256
 from images.bundle.store import BundleStore
 from images.cache import cache_dir
 from images.errors import ImageError

@@ -17,23 +17,24 @@ from pathlib import Path
 
 import pytest
 
-from images import bundle
-from images.bundle import cli as bundle_cli
-from images.bundle.apt import PrivateApt
-from images.bundle.crictl import install_shim
-from images.bundle.dockerarchive import ImageConfig, read_archive_manifest, write_docker_archive
-from images.bundle.errors import ManifestError, UnknownBundle
-from images.bundle.gotree import openapi_packages
-from images.bundle.manifest import (
+from core.bundle_manifest import (
     BuildFacts,
     BundleManifest,
     Cni,
     Crictl,
     FileEntry,
     ImageEntry,
+    ManifestError,
     Source,
     file_entry,
 )
+from images import bundle
+from images.bundle import cli as bundle_cli
+from images.bundle.apt import PrivateApt
+from images.bundle.crictl import install_shim
+from images.bundle.dockerarchive import ImageConfig, read_archive_manifest, write_docker_archive
+from images.bundle.errors import UnknownBundle
+from images.bundle.gotree import openapi_packages
 from images.bundle.recipe import (
     BUNDLE_RECIPES,
     DEFAULT_BUNDLE,
@@ -48,6 +49,8 @@ from images.bundle.upstream import upstream_manifest
 from images.errors import ImageError, NeedsDownload, UnknownRecipe
 from images.run import Progress
 from images.sources import Mirrors
+from installer.errors import ConfigError
+from installer.kubernetes.bundle import Bundle as InstallerBundle
 from kha import cli as kha_cli
 
 pytestmark = pytest.mark.usefixtures("no_network")
@@ -602,6 +605,43 @@ def test_store_failed_build_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="does not match its output"):
         store.build(_debian(), lying)
     assert store.lookup(_debian()) is None
+
+
+# --- one schema: the installer reads what the builder wrote ----------------------------------------
+
+
+def _node_builder(r: object, work: Path, progress: Progress | None) -> BundleManifest:
+    """A built bundle with what a node gets: kubeadm, kubelet, kubectl, crictl and the pause archive."""
+    for rel in ("bin/kubeadm", "bin/kubelet", "bin/kubectl", "bin/crictl", "images/pause.tar"):
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(f"{rel}\n")
+    pause = file_entry(work, "images/pause.tar")
+    return dataclasses.replace(
+        _manifest(),
+        files=tuple(file_entry(work, f"bin/{n}") for n in ("kubeadm", "kubelet", "kubectl", "crictl")),
+        images=(ImageEntry("k8s.gcr.io/pause:3.2", pause.path, pause.sha256, pause.size),),
+    )
+
+
+def test_the_installer_reads_the_manifest_the_store_wrote(tmp_path: Path) -> None:
+    built = BundleStore(tmp_path).build(_debian(), _node_builder)
+    node = InstallerBundle.load(built.path)
+    assert node.release.version == "1.20.2" and node.release.sandbox_image == "k8s.gcr.io/pause:3.2"
+    assert {n: f.path for n, f in node.binaries.items()} == {n: built.binary(n) for n in node.binaries}
+    assert node.crictl is not None and node.crictl.path == built.crictl
+    assert {ref: f.path for ref, f in node.images.items()} == dict(built.image_archives())
+
+
+def test_the_installer_names_the_field_the_schema_refuses(tmp_path: Path) -> None:
+    built = BundleStore(tmp_path).build(_debian(), _node_builder)
+    doc = json.loads((built.path / "manifest.json").read_text())
+    doc["files"][1]["sha256"] = "XYZ"
+    (built.path / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match=r"files\[1\]\.sha256"):
+        BundleManifest.load(built.path / "manifest.json")
+    with pytest.raises(ConfigError) as err:
+        InstallerBundle.load(built.path)
+    assert "files[1].sha256" in str(err.value) and str(built.path / "manifest.json") in str(err.value)
 
 
 # --- CLI -----------------------------------------------------------------------------------------
