@@ -21,7 +21,7 @@ from pathlib import Path
 
 from images import bundle
 from images.bundle.store import BundleStore
-from images.cache import cache_dir, remove_tree, tree_size
+from images.cache import remove_tree, tree_size
 
 
 def _sizes(b: bundle.Bundle) -> str:
@@ -67,7 +67,7 @@ def main() -> int:
     cache = Path(tempfile.mkdtemp(prefix="kha-bench-bundle-"))
     try:
         if args.warm_go:
-            real = BundleStore(cache_dir()).go_cache
+            real = BundleStore().go_cache
             mine = BundleStore(cache).go_cache
             mine.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(real, mine)

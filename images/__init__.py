@@ -9,7 +9,8 @@
 - ``list_images() -> list[Image]``: every complete image in the cache;
 - ``recipe(name)``: the recipe, or ``UnknownRecipe`` listing the valid names.
 
-Recipes live in ``images.recipes``, the cache layout in ``images.cache``, mirror choice and the
+Recipes live in ``images.recipes``, an image's files and manifest in ``images.image``, the store every
+built artefact lives in (base images, bundles, test images) in ``images.cache``, mirror choice and the
 "needs a download" decision in ``images.sources``, the mmdebstrap build in ``images.debootstrap``.
 """
 
@@ -19,9 +20,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from images.cache import Builder, BuildInfo, Image, ImageStore, cache_dir
 from images.debootstrap import build_image
 from images.errors import BuildError, ImageError, NeedsDownload, SourceConfigError, UnknownRecipe
+from images.image import Builder, BuildInfo, Image, ImageStore
 from images.recipes import DEFAULT_RECIPE, RECIPES, CloudImageRecipe, DebootstrapRecipe, Recipe, recipe
 from images.run import Progress
 from images.sources import APT_ETC, check_source
@@ -64,25 +65,19 @@ def builder_for(r: Recipe, env: Mapping[str, str] | None = None, apt_etc: Path =
 
 
 def build(
-    recipe_name: str = DEFAULT_RECIPE,
-    *,
-    force: bool = False,
-    progress: Progress | None = None,
+    recipe_name: str = DEFAULT_RECIPE, *, force: bool = False, progress: Progress | None = None,
     cache: Path | None = None,
 ) -> Image:
     """The image for ``recipe_name``: from the cache, or built now (``force``: rebuilt)."""
     r = recipe(recipe_name)
-    store = ImageStore(cache if cache is not None else cache_dir())
-    if not force and (img := store.lookup(r)) is not None:
-        return img
-    return store.build(r, builder_for(r), force=force, progress=progress)
+    return ImageStore(cache).obtain(r, lambda: builder_for(r), force=force, progress=progress)
 
 
 def get(recipe_name: str, *, cache: Path | None = None) -> Image | None:
     """The cached image for the recipe as it is now, or ``None`` (never builds)."""
-    return ImageStore(cache if cache is not None else cache_dir()).lookup(recipe(recipe_name))
+    return ImageStore(cache).lookup(recipe(recipe_name))
 
 
 def list_images(*, cache: Path | None = None) -> list[Image]:
     """Every complete image in the cache (older recipe versions included)."""
-    return ImageStore(cache if cache is not None else cache_dir()).list()
+    return ImageStore(cache).list()

@@ -1,27 +1,27 @@
-"""The image cache: where built images live, how a build becomes visible atomically, the manifest.
+"""The one content-addressed store of built artefacts: base images, Kubernetes bundles, e2e test images.
 
-Layout, under ``cache_dir()`` (``$KHA_CACHE_DIR``, else ``$XDG_CACHE_HOME/kha``, else ``~/.cache/kha``)::
+Under ``cache_dir()`` (``$KHA_CACHE_DIR``, else ``$XDG_CACHE_HOME/kha``, else ``~/.cache/kha``), one folder
+per kind (``images/``, ``bundles/``, ``testimages/``), laid out alike::
 
     images/
-      debian-12-3f2a9c0d1e4b/          one complete image: NAME-HASH12 (see recipes.recipe_hash)
-        rootfs/                        the tree (libvirt-LXC nodes; mkfs.ext4 -d source)
-        disk.qcow2                     ext4 on the whole disk (/dev/vda), for qemu VMs
-        vmlinuz, initrd.img            for direct kernel boot (manifest: kernel_cmdline)
-        manifest.json                  written last, inside the build directory
+      debian-12-3f2a9c0d1e4b/          one complete build: NAME-DIGEST (``digest`` of its recipe)
+        …                              what the kind's builder wrote (images.image, images.bundle, …)
         build.log
-      .debian-12-3f2a9c0d1e4b.lock     flock: one build of a recipe at a time
+        manifest.json                  written last, inside the build directory
+      .debian-12-3f2a9c0d1e4b.lock     flock: one build of a recipe at a time, across processes
       .building-debian-12-3f2a9c0d1e4b-XXXX/   a build in progress (or an interrupted one)
+      .debian-12-3f2a9c0d1e4b.failed.log       build.log of the last failed build
 
-A build runs in a ``.building-…`` directory in the same folder and is renamed to its final name
-only after the manifest is written, so a directory with the final name is always complete. An
-interrupted build leaves only a dot-directory, which nothing lists and the next build of the same
-recipe removes (under the lock, so never while it is still running).
+A build runs in a ``.building-…`` directory in the same folder and is renamed to its final name only after
+its manifest is written, so a directory with the final name is always complete and a cached build sends no
+traffic. An interrupted build leaves only dot-entries, which nothing lists and the next build of the same
+recipe removes (under the lock, so never while it is still running). A kind keeps its own shared state in
+dot-directories of its folder (the bundle's apt lists, downloads and GOCACHE).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import fcntl
 import hashlib
 import json
@@ -35,83 +35,20 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from images.errors import ImageError
-from images.recipes import BUILDER_VERSION, Recipe, recipe_hash
 from images.run import Progress
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 log = logging.getLogger(__name__)
 
-ROOTFS = "rootfs"
-QCOW2 = "disk.qcow2"
-KERNEL = "vmlinuz"
-INITRD = "initrd.img"
 MANIFEST = "manifest.json"
 BUILD_LOG = "build.log"
-MANIFEST_FORMAT = 1
 
 _NAME_RE = re.compile(r"^(?P<name>.+)-(?P<digest>[0-9a-f]{12})$")
-
-
-@dataclass(frozen=True)
-class BuildInfo:
-    """What a builder found out while building, for the manifest."""
-
-    kernel_version: str
-    kernel_cmdline: str
-    sources: tuple[str, ...]
-    mirror_origin: str
-    packages: tuple[tuple[str, str], ...]
-    initrd_modules: tuple[str, ...]
-    qcow2_virtual_bytes: int
-
-
-# A builder fills an empty work directory with ROOTFS, QCOW2, KERNEL and INITRD.
-Builder = Callable[[Recipe, Path, Progress | None], BuildInfo]
-
-
-@dataclass(frozen=True)
-class Image:
-    """A complete, cached image. Paths are absolute; the harness treats them as read-only."""
-
-    name: str
-    digest: str
-    path: Path
-    rootfs: Path
-    qcow2: Path
-    kernel: Path
-    initrd: Path
-    manifest: Path
-    kernel_cmdline: str
-    created: str
-
-    @classmethod
-    def load(cls, directory: Path) -> Image | None:
-        """The image in ``directory``, or ``None`` when it is not a complete image."""
-        try:
-            doc = json.loads((directory / MANIFEST).read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
-            return None
-        files = doc["files"]
-        return cls(
-            name=doc["name"],
-            digest=doc["hash"],
-            path=directory,
-            rootfs=directory / files["rootfs"],
-            qcow2=directory / files["qcow2"],
-            kernel=directory / files["kernel"],
-            initrd=directory / files["initrd"],
-            manifest=directory / MANIFEST,
-            kernel_cmdline=doc["kernel_cmdline"],
-            created=doc["created"],
-        )
-
-    def read_manifest(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads(self.manifest.read_text())
-        return doc
 
 
 def cache_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -124,106 +61,185 @@ def cache_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path.home() / ".cache" / "kha"
 
 
-class ImageStore:
-    """Images under ``root/images``: lookup, listing and atomic, locked builds."""
+def digest(version_key: str, version: str, recipe: DataclassInstance) -> str:
+    """12 hex digits over a recipe (a dataclass) and its builder's version: the store's address for a build.
 
-    def __init__(self, root: Path) -> None:
-        self.dir = root / "images"
+    Stable across processes and machines (canonical JSON, sha256; never Python's ``hash()``).
+    """
+    doc = {version_key: version, "recipe": dataclasses.asdict(recipe)}
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
 
-    def path_for(self, r: Recipe) -> Path:
-        return self.dir / f"{r.name}-{recipe_hash(r)}"
 
-    def lookup(self, r: Recipe) -> Image | None:
-        """The cached image for ``r`` as it is now (its current hash), if built."""
-        return Image.load(self.path_for(r))
+@dataclass(frozen=True)
+class Built:
+    """A complete build in the store: its recipe's name, the digest that addresses it, its directory."""
 
-    def list(self) -> list[Image]:
-        """Every complete image, including ones built from older versions of a recipe."""
+    name: str
+    digest: str
+    path: Path
+
+
+class Recipe(Protocol):
+    """What the store needs of a recipe: its name (the digest comes from the kind)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+R = TypeVar("R", bound=Recipe)
+B = TypeVar("B")
+T = TypeVar("T")
+
+#: A builder fills an empty work directory and says what it found out (the kind's ``seal`` turns that into
+#: the manifest).
+Builder = Callable[[R, Path, Progress | None], B]
+
+
+class Store(Generic[R, B, T]):
+    """Builds of one kind under ``root/kind``: lookup, listing, and atomic, locked builds.
+
+    ``digest(recipe)`` names a build; ``load(directory, manifest)`` is the build in a directory (``None``
+    when it is not one); ``seal(recipe, work, built, seconds)`` checks a finished work directory and returns
+    its manifest document, which the store writes last.
+    """
+
+    def __init__(
+        self,
+        root: Path | None,
+        kind: str,
+        *,
+        digest: Callable[[R], str],
+        load: Callable[[Path, dict[str, Any]], T | None],
+        seal: Callable[[R, Path, B, float], Mapping[str, Any]],
+    ) -> None:
+        self.dir = (root if root is not None else cache_dir()) / kind
+        self._digest = digest
+        self._load = load
+        self._seal = seal
+
+    def key(self, r: R) -> str:
+        return f"{r.name}-{self._digest(r)}"
+
+    def path_for(self, r: R) -> Path:
+        return self.dir / self.key(r)
+
+    def failed_log(self, r: R) -> Path:
+        """Where the build log of the last failed build of ``r`` is kept (the build directory is not)."""
+        return self.dir / f".{self.key(r)}.failed.log"
+
+    def lookup(self, r: R) -> T | None:
+        """The build of ``r`` as it is now (its current digest), if there is one."""
+        return self._read(self.path_for(r))
+
+    def list(self) -> list[T]:
+        """Every complete build, including ones from older versions of a recipe."""
         if not self.dir.is_dir():
             return []
-        images = []
+        found = []
         for p in sorted(self.dir.iterdir()):
             if p.name.startswith(".") or not _NAME_RE.match(p.name):
                 continue
-            img = Image.load(p)
-            if img is not None:
-                images.append(img)
-        return images
+            if (item := self._read(p)) is not None:
+                found.append(item)
+        return found
 
-    def build(self, r: Recipe, builder: Builder, *, force: bool = False, progress: Progress | None = None) -> Image:
-        """Build ``r`` with ``builder`` unless it is cached (or ``force``); return the image."""
+    def obtain(
+        self, r: R, builder: Callable[[], Builder[R, B]], *, force: bool = False, progress: Progress | None = None
+    ) -> T:
+        """The build of ``r``: cached, or built now (``force``: rebuilt). ``builder()`` is asked for only when
+        something is to be built, so a cached build needs no reachable source."""
+        if not force and (cached := self.lookup(r)) is not None:
+            return cached
+        return self.build(r, builder(), force=force, progress=progress)
+
+    def build(self, r: R, builder: Builder[R, B], *, force: bool = False, progress: Progress | None = None) -> T:
+        """Build ``r`` with ``builder`` unless it is cached (or ``force``); return the build."""
         self.dir.mkdir(parents=True, exist_ok=True)
         final = self.path_for(r)
-        with build_lock(self.dir, final.name, progress):
-            if not force and (img := Image.load(final)) is not None:
+        with _build_lock(self.dir, final.name, progress):
+            if not force and (done := self._read(final)) is not None:
                 log.info("%s: built by another process meanwhile", final.name)
-                return img
-            remove_leftovers(self.dir, final.name)
+                return done
+            _remove_leftovers(self.dir, final.name)
             work = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=self.dir))
             work.chmod(0o755)
             try:
                 start = time.monotonic()
-                info = builder(r, work, progress)
-                _check_outputs(work)
-                _write_manifest(r, work, info, time.monotonic() - start)
-                publish(self.dir, work, final)
+                built = builder(r, work, progress)
+                _write_json(work / MANIFEST, self._seal(r, work, built, time.monotonic() - start))
+                _publish(self.dir, work, final)
             except BaseException:
+                self._keep_log(work, r)
                 remove_quietly(work)
                 raise
-        img = Image.load(final)
-        if img is None:
+        done = self._read(final)
+        if done is None:
             raise ImageError(f"{final}: just built, but its manifest does not load")
-        return img
+        return done
+
+    def _read(self, directory: Path) -> T | None:
+        try:
+            doc = json.loads((directory / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+        return self._load(directory, doc) if isinstance(doc, dict) else None
+
+    def _keep_log(self, work: Path, r: R) -> None:
+        src, dest = work / BUILD_LOG, self.failed_log(r)
+        if src.is_file():
+            try:
+                shutil.copyfile(src, dest)
+                log.warning("build of %s failed; its log: %s", self.key(r), dest)
+            except OSError as exc:
+                log.warning("could not keep the log of the failed build %s: %s", self.key(r), exc)
 
 
-
-def _check_outputs(work: Path) -> None:
-    missing = [n for n in (ROOTFS, QCOW2, KERNEL, INITRD) if not (work / n).exists()]
-    if missing:
-        raise ImageError(f"the builder did not produce {', '.join(missing)} in {work}")
-
-
-def _write_manifest(r: Recipe, work: Path, info: BuildInfo, seconds: float) -> None:
-    qcow2 = work / QCOW2
-    doc = {
-        "format": MANIFEST_FORMAT,
-        "name": r.name,
-        "hash": recipe_hash(r),
-        "builder_version": BUILDER_VERSION,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "build_seconds": round(seconds, 1),
-        "files": {"rootfs": ROOTFS, "qcow2": QCOW2, "kernel": KERNEL, "initrd": INITRD, "log": BUILD_LOG},
-        "kernel_version": info.kernel_version,
-        "kernel_cmdline": info.kernel_cmdline,
-        "qcow2_sha256": _sha256(qcow2),
-        "sizes": {
-            "rootfs_bytes": tree_size(work / ROOTFS),
-            "qcow2_bytes": qcow2.stat().st_size,
-            "qcow2_virtual_bytes": info.qcow2_virtual_bytes,
-            "kernel_bytes": (work / KERNEL).stat().st_size,
-            "initrd_bytes": (work / INITRD).stat().st_size,
-        },
-        "sources": list(info.sources),
-        "mirror_origin": info.mirror_origin,
-        "initrd_modules": list(info.initrd_modules),
-        "packages": dict(info.packages),
-        "recipe": dataclasses.asdict(r),
-    }
-    tmp = work / f".{MANIFEST}.tmp"
+def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
+    """``path`` written atomically (tmp file, fsync, rename), indented as people read it."""
+    tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w") as fh:
-        json.dump(doc, fh, indent=2, sort_keys=False)
-        fh.write("\n")
+        fh.write(json.dumps(doc, indent=2) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-    os.rename(tmp, work / MANIFEST)
+    os.rename(tmp, path)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+@contextmanager
+def _build_lock(folder: Path, key: str, progress: Progress | None) -> Iterator[None]:
+    """Hold ``folder/.KEY.lock``: one build of a recipe at a time, across processes."""
+    path = folder / f".{key}.lock"
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            msg = f"waiting for another build of {key} (lock {path})"
+            log.info("%s", msg)
+            if progress is not None:
+                progress(msg)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(folder: Path, key: str) -> None:
+    """Remove what an interrupted build of ``key`` left. Only under its lock: nothing else writes these."""
+    for p in [*folder.glob(f".building-{key}-*"), *folder.glob(f".old-{key}-*")]:
+        log.info("removing the leftovers of an interrupted build: %s", p)
+        remove_quietly(p)
+
+
+def _publish(folder: Path, work: Path, final: Path) -> None:
+    """Rename a finished build into place; a previous one (force) is moved aside first, then deleted."""
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=folder))
+        os.rename(final, old / "previous")
+    os.rename(work, final)
+    if old is not None:
+        remove_quietly(old)
 
 
 def tree_size(path: Path) -> int:
@@ -278,41 +294,3 @@ def remove_quietly(path: Path) -> None:
         remove_tree(path)
     except (OSError, ImageError) as exc:
         log.warning("could not remove %s: %s", path, exc)
-
-
-# -- shared by every cache of built artefacts (base images here, Kubernetes bundles in images.bundle) --
-@contextmanager
-def build_lock(cache: Path, key: str, progress: Progress | None) -> Iterator[None]:
-    """Hold ``cache/.KEY.lock``: one build of a recipe at a time, across processes."""
-    path = cache / f".{key}.lock"
-    with path.open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            msg = f"waiting for another build of {key} (lock {path})"
-            log.info("%s", msg)
-            if progress is not None:
-                progress(msg)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def remove_leftovers(cache: Path, key: str) -> None:
-    """Remove what an interrupted build of ``key`` left. Only under its ``build_lock``: nothing else writes these."""
-    for p in [*cache.glob(f".building-{key}-*"), *cache.glob(f".old-{key}-*")]:
-        log.info("removing the leftovers of an interrupted build: %s", p)
-        remove_quietly(p)
-
-
-def publish(cache: Path, work: Path, final: Path) -> None:
-    """Rename a finished build into place; a previous one (force) is moved aside first, then deleted."""
-    old = None
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=cache))
-        os.rename(final, old / "previous")
-    os.rename(work, final)
-    if old is not None:
-        remove_quietly(old)

@@ -31,8 +31,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from images.cache import BUILD_LOG, INITRD, KERNEL, QCOW2, ROOTFS, BuildInfo
+from images.cache import BUILD_LOG
 from images.errors import BuildError, ImageError
+from images.image import INITRD, KERNEL, QCOW2, ROOTFS, BuildInfo
 from images.initrd import list_initrd
 from images.recipes import DebootstrapRecipe, ImageDir, ImageFile
 from images.run import Progress, capture, file_log, run, step

@@ -16,12 +16,11 @@ Package names were checked against each Debian suite's index on the configured m
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
+from images.cache import digest
 from images.errors import UnknownRecipe
 
 # Bump when the builder changes what lands in an image without a recipe field changing (a new step,
@@ -37,6 +36,8 @@ UBUNTU_KEYRING = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
 # no /dev/ttyS0 device unit) wait 90 s for the device and boot "degraded". ``net.ifnames=0`` keeps the
 # NIC called eth0 so ``ip=…:eth0:off`` works (systemd-network-generator turns it into a .network).
 DEFAULT_KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -303,17 +304,16 @@ DEFAULT_RECIPE = "debian-12"
 
 def recipe(name: str) -> Recipe:
     """The recipe called ``name``; ``UnknownRecipe`` (listing the valid names) otherwise."""
-    try:
-        return RECIPES[name]
-    except KeyError:
-        raise UnknownRecipe(name, sorted(RECIPES)) from None
+    return named(RECIPES, name, UnknownRecipe)
+
+
+def named(table: Mapping[str, T], name: str, unknown: Callable[[str, Sequence[str]], UnknownRecipe]) -> T:
+    """``table[name]``, or the ``unknown`` error listing the valid names (base images and bundles alike)."""
+    if name not in table:
+        raise unknown(name, sorted(table))
+    return table[name]
 
 
 def recipe_hash(r: Recipe) -> str:
-    """12 hex digits over everything that decides the image's content, and the builder version.
-
-    Stable across processes and machines (canonical JSON, sha256; never Python's ``hash()``).
-    """
-    doc = {"builder_version": BUILDER_VERSION, "recipe": dataclasses.asdict(r)}
-    blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
+    """12 hex digits over everything that decides the image's content, and the builder version."""
+    return digest("builder_version", BUILDER_VERSION, r)

@@ -11,28 +11,26 @@ private apt configuration of ``images.bundle.apt``, under ``CACHE/testimages/.ap
 applet the tests use. Debian's static busybox ``wget`` segfaults inside pods (../shared/MACHINE.md); its
 ``nc`` (no ``-z``: a connect with stdin at EOF exits 0 once the peer closes) and ``httpd`` work.
 
-Cached like the bundle: the directory is named by a hash of the recipe below (``BUILDER_VERSION``
-included), built in a dot-directory under a lock and renamed into place once complete, so a complete
-directory is always usable and a cached build sends no traffic. The archive is reproducible
-(``images.bundle.dockerarchive``): same .deb, same bytes.
+In the one store (``images.cache``) like base images and the bundle: ``CACHE/testimages/NAME-DIGEST``, the
+digest over the recipe below and ``BUILDER_VERSION``, so a complete directory is always usable and a cached
+build sends no traffic. The archive is reproducible (``images.bundle.dockerarchive``): same .deb, same bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from images.bundle.apt import PrivateApt
 from images.bundle.dockerarchive import ImageConfig, write_docker_archive
-from images.cache import build_lock, cache_dir, publish, remove_leftovers, remove_quietly, remove_tree
+from images.cache import BUILD_LOG, Store, remove_tree
+from images.cache import digest as recipe_digest
 from images.errors import BuildError
 from images.recipes import DebootstrapRecipe
 from images.run import Progress, file_log, run, step
@@ -45,7 +43,6 @@ log = logging.getLogger(__name__)
 #: Bump when the builder changes what lands in the archive without a recipe field changing.
 BUILDER_VERSION = "1"
 ARCHIVE = "image.tar"
-MANIFEST = "manifest.json"
 #: A fixed timestamp for every tar entry and the image config: the archive depends on its inputs only.
 EPOCH = 0
 CREATED = "1970-01-01T00:00:00Z"
@@ -65,8 +62,7 @@ class TestImageRecipe:
     applets: tuple[str, ...]
 
     def digest(self) -> str:
-        doc = {"builder_version": BUILDER_VERSION, **dataclasses.asdict(self)}
-        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+        return recipe_digest("builder_version", BUILDER_VERSION, self)
 
 
 BUSYBOX = TestImageRecipe(
@@ -91,11 +87,7 @@ class TestImage:
     package_version: str
 
     @classmethod
-    def load(cls, directory: Path) -> TestImage | None:
-        try:
-            doc = json.loads((directory / MANIFEST).read_text())
-        except (OSError, ValueError):
-            return None
+    def from_manifest(cls, directory: Path, doc: dict[str, Any]) -> TestImage | None:
         archive = directory / str(doc.get("archive", ""))
         if not archive.is_file():
             return None
@@ -103,17 +95,23 @@ class TestImage:
                    package_version=str(doc["package_version"]))
 
 
-def _root(cache: Path | None) -> Path:
-    return (cache if cache is not None else cache_dir()) / "testimages"
+class TestImageStore(Store[TestImageRecipe, dict[str, Any], TestImage]):
+    """Test images under ``root/testimages`` (``root``: the kha cache unless given)."""
+
+    __test__ = False
+
+    def __init__(self, root: Path | None = None) -> None:
+        super().__init__(root, "testimages", digest=TestImageRecipe.digest, load=TestImage.from_manifest,
+                         seal=lambda r, work, doc, seconds: doc)
 
 
 def path_for(r: TestImageRecipe, cache: Path | None = None) -> Path:
-    return _root(cache) / f"{r.name}-{r.digest()}"
+    return TestImageStore(cache).path_for(r)
 
 
 def get(r: TestImageRecipe = BUSYBOX, *, cache: Path | None = None) -> TestImage | None:
     """The cached image for the recipe as it is now, or ``None`` (never builds)."""
-    return TestImage.load(path_for(r, cache))
+    return TestImageStore(cache).lookup(r)
 
 
 def build(
@@ -129,36 +127,23 @@ def build(
     Raises ``NeedsDownload``/``SourceConfigError`` before any traffic when no mirror is reachable, and
     ``BuildError`` when a step fails.
     """
-    final = path_for(r, cache)
-    if (img := TestImage.load(final)) is not None:
-        return img
-    root = _root(cache)
-    root.mkdir(parents=True, exist_ok=True)
-    with build_lock(root, final.name, progress):
-        if (img := TestImage.load(final)) is not None:
-            return img
-        remove_leftovers(root, final.name)
-        work = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=root))
-        try:
-            _build(r, work, root / ".apt", env=os.environ if env is None else env, apt_etc=apt_etc, progress=progress)
-            # An incomplete directory of that name (it did not load above) is not ours to reuse.
-            publish(root, work, final)
-        except BaseException:
-            remove_quietly(work)
-            raise
-    img = TestImage.load(final)
-    if img is None:
-        raise BuildError(f"{final}: just built, but its manifest does not load")
-    return img
+    store = TestImageStore(cache)
+    env = os.environ if env is None else env
+
+    def builder(rec: TestImageRecipe, work: Path, progress: Progress | None) -> dict[str, Any]:
+        return _build(rec, work, store.dir / ".apt", env=env, apt_etc=apt_etc, progress=progress)
+
+    return store.obtain(r, lambda: builder, progress=progress)
 
 
 def _build(r: TestImageRecipe, work: Path, apt_root: Path, *, env: Mapping[str, str], apt_etc: Path,
-           progress: Progress | None) -> None:
+           progress: Progress | None) -> dict[str, Any]:
+    """Build the image into ``work``; return its manifest (the store writes it last)."""
     # The mirror is chosen as for the base images and the bundle (KHA_DEBIAN_MIRROR, KHA_OFFLINE, apt config).
     probe = DebootstrapRecipe(name=r.name, description="e2e test image", distro="debian", suite=r.suite, packages=())
     apt = PrivateApt(apt_root, resolve_mirrors(probe, env, apt_etc), r.suite)
     scratch = work / ".scratch"
-    with file_log(work / "build.log") as logfile:
+    with file_log(work / BUILD_LOG) as logfile:
         with step(progress, f"apt-get download {r.package} ({r.suite}, private lists)"):
             apt.update(logfile)
             deb = apt.download([r.package], scratch / "debs", logfile)[r.package]
@@ -180,8 +165,7 @@ def _build(r: TestImageRecipe, work: Path, apt_root: Path, *, env: Mapping[str, 
             archive = write_docker_archive(work / ARCHIVE, [r.ref], tree, config, mtime=EPOCH, created=CREATED,
                                            created_by=f"kha testimage ({r.package} {deb.version})")
         remove_tree(scratch)
-    doc = {"ref": r.ref, "archive": ARCHIVE, "sha256": archive.sha256, "size": archive.size,
-           "package": r.package, "package_version": deb.version, "recipe": dataclasses.asdict(r),
-           "builder_version": BUILDER_VERSION}
-    (work / MANIFEST).write_text(json.dumps(doc, indent=2) + "\n")
     log.info("%s: %s (%d bytes, sha256 %s)", r.ref, work.name, archive.size, archive.sha256)
+    return {"ref": r.ref, "archive": ARCHIVE, "sha256": archive.sha256, "size": archive.size,
+            "package": r.package, "package_version": deb.version, "recipe": dataclasses.asdict(r),
+            "builder_version": BUILDER_VERSION}

@@ -10,10 +10,10 @@
 - ``bundle_recipe(name)``: the recipe, or ``UnknownBundle`` listing the valid names.
 
 Who owns what: recipes and their hash in ``recipe``, the manifest schema in ``core.bundle_manifest`` (the
-installer reads the same one), the cache in ``store``, the build steps in ``builder`` (apt in ``apt``, Go
-in ``gotree``, image trees in ``layers``, docker-archive tarballs in ``dockerarchive``), the crictl shim in
-``crictl``/``crictl.sh``, upstream release artifacts (data only here) in ``upstream``, ``kha bundle`` in
-``cli``.
+installer reads the same one), a built bundle and its place in the store (``images.cache``) in ``store``,
+the build steps in ``builder`` (apt in ``apt``, Go in ``gotree``, image trees in ``layers``,
+docker-archive tarballs in ``dockerarchive``), the crictl shim in ``crictl``/``crictl.sh``, upstream
+release artifacts (data only here) in ``upstream``, ``kha bundle`` in ``cli``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from images.bundle.recipe import (
 )
 from images.bundle.store import Bundle, BundleBuilder, BundleStore
 from images.bundle.upstream import check_upstream
-from images.cache import cache_dir
 from images.recipes import DebootstrapRecipe
 from images.run import Progress
 from images.sources import APT_ETC, resolve_mirrors
@@ -92,25 +91,19 @@ def builder_for(
 
 
 def build(
-    name: str = DEFAULT_BUNDLE,
-    *,
-    force: bool = False,
-    progress: Progress | None = None,
-    cache: Path | None = None,
+    name: str = DEFAULT_BUNDLE, *, force: bool = False, progress: Progress | None = None, cache: Path | None = None
 ) -> Bundle:
     """The bundle for recipe ``name``: from the cache, or built now (``force``: rebuilt)."""
     r = bundle_recipe(name)
-    store = BundleStore(cache if cache is not None else cache_dir())
-    if not force and (b := store.lookup(r)) is not None:
-        return b
-    return store.build(r, builder_for(r, store), force=force, progress=progress)
+    store = BundleStore(cache)
+    return store.obtain(r, lambda: builder_for(r, store), force=force, progress=progress)
 
 
 def get(name: str = DEFAULT_BUNDLE, *, cache: Path | None = None) -> Bundle | None:
     """The cached bundle for the recipe as it is now, or ``None`` (never builds)."""
-    return BundleStore(cache if cache is not None else cache_dir()).lookup(bundle_recipe(name))
+    return BundleStore(cache).lookup(bundle_recipe(name))
 
 
 def list_bundles(*, cache: Path | None = None) -> list[Bundle]:
     """Every complete bundle in the cache (older recipe versions included)."""
-    return BundleStore(cache if cache is not None else cache_dir()).list()
+    return BundleStore(cache).list()

@@ -16,12 +16,13 @@ recorded in the manifest, not hashed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from images.bundle.errors import UnknownBundle
+from images.cache import digest
+from images.recipes import named
 
 # Bump when the builder changes what lands in a bundle without a recipe field changing.
 BUNDLE_BUILDER_VERSION = "1"
@@ -279,6 +280,17 @@ class UpstreamRecipe:
 BundleRecipe = DebianSourceRecipe | UpstreamRecipe
 
 
+def bundle_hash(r: BundleRecipe) -> str:
+    """12 hex digits over the whole recipe and the builder version, as base images are named."""
+    return digest("bundle_builder_version", BUNDLE_BUILDER_VERSION, r)
+
+
+def recipe_doc(r: BundleRecipe) -> dict[str, Any]:
+    """The recipe as the manifest stores it: plain JSON values (tuples become lists)."""
+    doc: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(r)))
+    return doc
+
+
 def _debian_1_20_2() -> DebianSourceRecipe:
     return DebianSourceRecipe(
         name="kubernetes-1.20.2",
@@ -289,6 +301,7 @@ def _debian_1_20_2() -> DebianSourceRecipe:
     )
 
 
+DEFAULT_BUNDLE = "kubernetes-1.20.2"
 BUNDLE_RECIPES: dict[str, BundleRecipe] = {
     r.name: r
     for r in (
@@ -301,26 +314,7 @@ BUNDLE_RECIPES: dict[str, BundleRecipe] = {
     )
 }
 
-DEFAULT_BUNDLE = "kubernetes-1.20.2"
-
 
 def bundle_recipe(name: str) -> BundleRecipe:
     """The bundle recipe called ``name``; ``UnknownBundle`` (listing the valid names) otherwise."""
-    try:
-        return BUNDLE_RECIPES[name]
-    except KeyError:
-        raise UnknownBundle(name, sorted(BUNDLE_RECIPES)) from None
-
-
-def bundle_hash(r: BundleRecipe) -> str:
-    """12 hex digits over the whole recipe and the builder version (canonical JSON, sha256), as
-    ``images.recipes.recipe_hash`` does for base images."""
-    doc = {"bundle_builder_version": BUNDLE_BUILDER_VERSION, "recipe": dataclasses.asdict(r)}
-    blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
-
-
-def recipe_doc(r: BundleRecipe) -> dict[str, Any]:
-    """The recipe as the manifest stores it: plain JSON values (tuples become lists)."""
-    doc: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(r)))
-    return doc
+    return named(BUNDLE_RECIPES, name, UnknownBundle)

@@ -1,5 +1,5 @@
 """Unit tests for ``images``: recipes and their hash, mirror choice and the offline fail-fast, the
-cache's atomic and locked builds (with a fake builder: no mmdebstrap here), the initrd lister, the CLI."""
+store's atomic and locked builds (with a fake builder: no mmdebstrap here), the initrd lister, the CLI."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 import images
-from images import cli
-from images.cache import INITRD, KERNEL, QCOW2, ROOTFS, BuildInfo, ImageStore, cache_dir
+from images import cli, testimage
+from images.cache import cache_dir
 from images.errors import BuildError, ImageError, NeedsDownload, SourceConfigError, UnknownRecipe
+from images.image import INITRD, KERNEL, QCOW2, ROOTFS, BuildInfo, ImageStore
 from images.initrd import list_initrd
 from images.recipes import RECIPES, DebootstrapRecipe, Recipe, recipe, recipe_hash
 from images.run import Progress
@@ -293,6 +294,23 @@ def test_concurrent_builds_of_one_recipe_build_once(cache: Path) -> None:
     assert fake.calls == 1
     assert len(results) == 3 and len({img.path for img in results}) == 1
     assert any("waiting for another build" in line for line in waited)
+
+
+def test_test_images_live_in_the_same_store(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    builds: list[Path] = []
+
+    def fake(r: testimage.TestImageRecipe, work: Path, apt_root: Path, **kwargs: object) -> dict[str, object]:
+        builds.append(work)
+        (work / testimage.ARCHIVE).write_bytes(b"tar")
+        return {"ref": r.ref, "archive": testimage.ARCHIVE, "sha256": "ab" * 32, "package_version": "1:1.35.0-4+b3"}
+
+    monkeypatch.setattr(testimage, "_build", fake)
+    assert testimage.get() is None
+    img = testimage.build()
+    again = testimage.build()
+    assert len(builds) == 1 and again == img == testimage.get()
+    assert img.archive == cache / "testimages" / f"busybox-{testimage.BUSYBOX.digest()}" / testimage.ARCHIVE
+    assert builds[0].parent == img.archive.parent.parent and builds[0].name.startswith(".building-busybox-")
 
 
 # --- initrd listing ------------------------------------------------------------------------------
