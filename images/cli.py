@@ -4,7 +4,8 @@
     images.cli.add_parser(sub)
     args = parser.parse_args(); sys.exit(args.func(args))
 
-Each handler returns the exit code; an ``ImageError`` is printed once, here, as a ✗ line.
+Each handler returns the exit code; a failed build is printed once, here, as a ✗ line (core.progress).
+``build_or_reuse`` and ``list_builds`` serve ``kha bundle`` too.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import images
-from images.errors import ImageError
+from core.errors import KhaError
+from core.progress import line
+from images.cache import Built
 from images.recipes import DEFAULT_RECIPE, RECIPES, recipe_hash
 
 
@@ -41,18 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     return parser
 
 
-class Cached(Protocol):
-    """What a cached build (a base image, a bundle) tells the user it is."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def digest(self) -> str: ...
-    @property
-    def path(self) -> Path: ...
-
-
-T = TypeVar("T", bound=Cached)
+T = TypeVar("T", bound=Built)
 
 
 def build_or_reuse(kind: str, name: str, *, force: bool, get: Callable[[str], T | None],
@@ -62,11 +53,27 @@ def build_or_reuse(kind: str, name: str, *, force: bool, get: Callable[[str], T 
     try:
         cached = None if force else get(name)
         made = cached or build(name, force=force, progress=step_line)
-    except ImageError as exc:
-        print(f"✗ {kind} {name} ({time.monotonic() - start:.1f}s): {exc}", file=sys.stderr)
+    except KhaError as exc:
+        print(line(False, f"{kind} {name}", time.monotonic() - start, str(exc)), file=sys.stderr)
         return 1
     how = "cached" if cached else "built"
-    print(f"✓ {kind} {made.name} {made.digest} {how} ({time.monotonic() - start:.1f}s) {made.path}")
+    print(line(True, f"{kind} {made.name} {made.digest} {how}", time.monotonic() - start, str(made.path)))
+    return 0
+
+
+def list_builds(current: Mapping[str, str], built: Sequence[T], show: Callable[[T, str], None],
+                absent: Callable[[str, str], str]) -> int:
+    """``kha image|bundle list``: each recipe's current build (``absent(name, digest)`` when there is none),
+    then the builds of older recipe versions."""
+    for name, digest in current.items():
+        mine = [b for b in built if b.name == name and b.digest == digest]
+        if mine:
+            show(mine[0], "")
+        else:
+            print(absent(name, digest))
+    for b in built:
+        if current.get(b.name) != b.digest:
+            show(b, "  (older recipe version)")
     return 0
 
 
@@ -75,18 +82,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    built = images.list_images()
     current = {name: recipe_hash(r) for name, r in RECIPES.items()}
-    for name in RECIPES:
-        mine = [i for i in built if i.name == name and i.digest == current[name]]
-        if mine:
-            _image_line(mine[0], "")
-        else:
-            print(f"  {name:<16} {'-':<12}  not built")
-    for img in built:
-        if current.get(img.name) != img.digest:
-            _image_line(img, "  (older recipe version)")
-    return 0
+    return list_builds(current, images.list_images(), _image_line, lambda name, _: f"  {name:<16} {'-':<12}  not built")
 
 
 def _image_line(img: images.Image, note: str) -> None:
@@ -94,5 +91,5 @@ def _image_line(img: images.Image, note: str) -> None:
     print(f"✓ {img.name:<16} {img.digest}  {img.created}  qcow2 {size:.0f} MB  {img.path}{note}")
 
 
-def step_line(line: str) -> None:
-    print(f"  {line}", file=sys.stderr)
+def step_line(text: str) -> None:
+    print(f"  {text}", file=sys.stderr)

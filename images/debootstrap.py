@@ -32,24 +32,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from images.cache import BUILD_LOG
-from images.errors import BuildError, ImageError
+from images.errors import BuildCommandFailed, BuildError, ImageError
 from images.image import INITRD, KERNEL, QCOW2, ROOTFS, BuildInfo
 from images.initrd import list_initrd
 from images.recipes import DebootstrapRecipe, ImageDir, ImageFile
-from images.run import Progress, capture, file_log, run, step
+from images.run import Progress, capture, file_log, missing_tools, run, step
 from images.sources import Mirrors, host_apt_options
 
 log = logging.getLogger(__name__)
 
-# tool → the Debian package that provides it (for the error message).
-REQUIRED_TOOLS = {
-    "mmdebstrap": "mmdebstrap",
-    "mkfs.ext4": "e2fsprogs",
-    "qemu-img": "qemu-utils",
-    "zstd": "zstd",
-    "dpkg-query": "dpkg",
-    "apt-config": "apt",
-}
+# The host tools a build runs (images.run.TOOL_PACKAGES names their Debian packages).
+REQUIRED_TOOLS = ("mmdebstrap", "mkfs.ext4", "qemu-img", "zstd", "dpkg-query", "apt-config")
 
 # Files whose absence means the image cannot do its job, whatever dpkg says.
 REQUIRED_PATHS = (
@@ -71,7 +64,7 @@ def preflight(r: DebootstrapRecipe) -> None:
     """Fail before any work when this machine cannot build ``r`` at all."""
     if os.geteuid() != 0:
         raise ImageError("building images needs root (mmdebstrap root mode, chroot, root-owned files for mkfs.ext4 -d)")
-    missing = [f"{tool} (apt-get install {pkg})" for tool, pkg in REQUIRED_TOOLS.items() if shutil.which(tool) is None]
+    missing = missing_tools(REQUIRED_TOOLS)
     if missing:
         raise ImageError("missing build tools: " + ", ".join(missing))
     if not Path(r.keyring).is_file():
@@ -100,7 +93,7 @@ def build_image(r: DebootstrapRecipe, work: Path, progress: Progress | None, *, 
                     logfile=logfile,
                     what="mmdebstrap",
                 )
-            except BuildError as exc:
+            except BuildCommandFailed as exc:
                 raise _explain_mmdebstrap(exc, mirrors) from None
         shutil.rmtree(staging)
 
@@ -173,20 +166,20 @@ def _mmdebstrap_argv(
     ]
 
 
-def _explain_mmdebstrap(exc: BuildError, mirrors: Mirrors) -> BuildError:
-    """The same error, with a first line that says what usually went wrong."""
-    missing = re.findall(r"Failed to fetch (\S+)\s+404", exc.output_tail)
+def _explain_mmdebstrap(exc: BuildCommandFailed, mirrors: Mirrors) -> BuildCommandFailed:
+    """The same failed command, saying what usually went wrong."""
+    missing = re.findall(r"Failed to fetch (\S+)\s+404", exc.output)
     if missing:
         hint = (
             f"mmdebstrap failed: the mirror ({mirrors.origin}) lists packages in its index that it does not "
             f"serve (404): {', '.join(missing)}. Retry later, point KHA_DEBIAN_MIRROR at another mirror, "
             "or change the recipe's package"
         )
-    elif "Unable to locate package" in exc.output_tail or "has no installation candidate" in exc.output_tail:
+    elif "Unable to locate package" in exc.output or "has no installation candidate" in exc.output:
         hint = "mmdebstrap failed: a package of the recipe does not exist in this suite"
     else:
         hint = "mmdebstrap failed"
-    return BuildError(hint, argv=exc.argv, returncode=exc.returncode, output_tail=exc.output_tail)
+    return BuildCommandFailed.of(exc, hint)
 
 
 def _write_tar(path: Path, files: Iterable[ImageFile], dirs: Iterable[ImageDir]) -> None:

@@ -1,23 +1,28 @@
 """The image builder's exception tree, drawn once here.
 
     KhaError (core/errors.py)
-    └── ImageError
-        ├── UnknownRecipe      no recipe has that name; lists the valid ones (an InputError: exit 2)
-        ├── NeedsDownload      the recipe's source is not reachable from this machine (decided from
-        │                      configuration, without sending traffic): names what and where from
-        ├── SourceConfigError  the machine's apt configuration names no mirror we can build from
-        └── BuildError         a build step failed; carries the command's argv and the tail of its output
+    ├── ImageError
+    │   ├── UnknownRecipe      no recipe has that name; lists the valid ones (an InputError: exit 2)
+    │   ├── NeedsDownload      the recipe's source is not reachable from this machine (decided from
+    │   │                      configuration, without sending traffic): names what and where from
+    │   ├── SourceConfigError  the machine's apt configuration names no mirror we can build from
+    │   └── BuildError         a build step failed: what it produced is not what it must be
+    │       └── BuildCommandFailed   … because a command failed: also a core CommandFailed (argv, exit
+    │                                code, output tail), so it reads like every other failed command
+    └── CommandFailed (core)
+        └── BuildCommandFailed
 
-Everything raised on purpose by ``images`` is an ``ImageError``, so a ``KhaError``; the CLI catches
-``KhaError`` at the boundary, prints it once and picks the exit code.
+Everything raised on purpose by ``images`` is an ``ImageError`` (callers such as the harness catch that
+one type), so a ``KhaError``; the CLI catches ``KhaError`` at the boundary, prints it once and picks the
+exit code. A bundle manifest that does not follow its schema is ``core.bundle_manifest.ManifestError``,
+the builder's and the installer's one type for it.
 """
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 
-from core.errors import InputError, KhaError
+from core.errors import CommandFailed, InputError, KhaError
 
 
 class ImageError(KhaError):
@@ -48,22 +53,14 @@ class SourceConfigError(ImageError):
 
 
 class BuildError(ImageError):
-    """A build step failed. ``argv`` is the exact command (empty when the step was not a command)."""
+    """A build step failed: what it produced is not what it must be."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        argv: Sequence[str] = (),
-        returncode: int | None = None,
-        output_tail: str = "",
-    ) -> None:
-        self.argv = tuple(argv)
-        self.returncode = returncode
-        self.output_tail = output_tail
-        parts = [message]
-        if self.argv:
-            parts.append(f"command (exit {returncode}): {shlex.join(self.argv)}")
-        if output_tail.strip():
-            parts.append("--- output (tail) ---\n" + output_tail.rstrip("\n"))
-        super().__init__("\n".join(parts))
+
+class BuildCommandFailed(BuildError, CommandFailed):
+    """A build command failed: core's ``CommandFailed`` (argv, exit code, output tail) in the image tree."""
+
+    @classmethod
+    def of(cls, exc: CommandFailed, what: str | None = None) -> BuildCommandFailed:
+        """``exc`` as a build failure; ``what`` (when given) says what went wrong instead of what ran."""
+        return cls(exc.argv, exc.returncode, exc.stdout, stderr=exc.stderr, what=what or exc.what,
+                   timeout=exc.timeout)

@@ -1,102 +1,89 @@
-"""Running the build's commands: argv lists only, output to a log file, failures as ``BuildError``."""
+"""The build's commands and steps, on kha's ground floor: ``core.run`` runs them, ``core.progress`` prints them.
+
+What is the builder's own: a failed command becomes a ``BuildCommandFailed`` (core's ``CommandFailed``, and
+an ``ImageError`` for callers that catch the image tree), a step's line goes to the log and to the caller's
+``progress``, the build log is a file in the build directory, and which Debian package a missing tool
+comes from.
+"""
 
 from __future__ import annotations
 
-import collections
 import logging
-import shlex
-import subprocess
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from images.errors import BuildError
+from core import run as core_run
+from core.errors import CommandFailed
+from core.progress import Emit, Steps
+from images.errors import BuildCommandFailed
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
-TAIL_LINES = 40
+Progress = Emit
+
+#: tool → the Debian package that provides it (for "missing build tools"; scripts/setup.sh installs them).
+TOOL_PACKAGES = {
+    "mmdebstrap": "mmdebstrap",
+    "mkfs.ext4": "e2fsprogs",
+    "qemu-img": "qemu-utils",
+    "zstd": "zstd",
+    "dpkg-query": "dpkg",
+    "dpkg-deb": "dpkg",
+    "apt-config": "apt",
+    "apt-get": "apt",
+    "go": "golang-go",
+    "gcc": "gcc",
+    "dpkg-source": "dpkg-dev",
+    "xz": "xz-utils",
+    "chroot": "coreutils",
+    "env": "coreutils",
+}
 
 
-def run(
-    argv: Sequence[str],
-    *,
-    logfile: TextIO | None = None,
-    env: Mapping[str, str] | None = None,
-    what: str | None = None,
-) -> None:
-    """Run ``argv``, streaming its merged output to ``logfile`` (and the debug log).
-
-    ``BuildError`` carrying the argv and the last lines of output when it exits non-zero.
-    """
-    argv = list(argv)
-    log.debug("running %s", shlex.join(argv))
-    if logfile is not None:
-        logfile.write(f"$ {shlex.join(argv)}\n")
-        logfile.flush()
-    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-            env=dict(env) if env is not None else None,
-        )
-    except OSError as exc:
-        raise BuildError(f"{what or argv[0]}: cannot start: {exc}", argv=argv) from exc
-    assert proc.stdout is not None
-    with proc:
-        for line in proc.stdout:
-            tail.append(line)
-            if logfile is not None:
-                logfile.write(line)
-            log.debug("%s: %s", argv[0], line.rstrip("\n"))
-    if logfile is not None:
-        logfile.flush()
-    if proc.returncode != 0:
-        raise BuildError(f"{what or argv[0]} failed", argv=argv, returncode=proc.returncode, output_tail="".join(tail))
+def run(argv: Sequence[str], *, logfile: TextIO, what: str, env: Mapping[str, str] | None = None) -> None:
+    """Run ``argv`` with its merged output streamed into the build log (``core.run.stream``)."""
+    with _as_build_failure():
+        core_run.stream(argv, logfile=logfile, env=env, what=what)
 
 
 def capture(argv: Sequence[str], *, what: str | None = None) -> str:
-    """Run ``argv`` and return its stdout; ``BuildError`` (with stderr's tail) when it fails."""
-    argv = list(argv)
-    log.debug("running %s", shlex.join(argv))
+    """Run ``argv`` to its end (no time limit, as a build step has none) and return its stdout."""
+    with _as_build_failure():
+        return core_run.run(argv, timeout=None, what=what).stdout
+
+
+@contextmanager
+def _as_build_failure() -> Iterator[None]:
     try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL, check=False
-        )
-    except OSError as exc:
-        raise BuildError(f"{what or argv[0]}: cannot start: {exc}", argv=argv) from exc
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.splitlines()[-TAIL_LINES:])
-        raise BuildError(f"{what or argv[0]} failed", argv=argv, returncode=proc.returncode, output_tail=tail)
-    return proc.stdout
+        yield
+    except BuildCommandFailed:
+        raise
+    except CommandFailed as exc:
+        raise BuildCommandFailed.of(exc) from None
 
 
 @contextmanager
 def step(progress: Progress | None, name: str) -> Iterator[None]:
-    """One line per build step: ``✓ name (12.3s)`` or ``✗ name (12.3s)``, to the log and ``progress``."""
+    """One line per build step (``✓ name  12.3s`` or ✗, core.progress), to the log and ``progress``."""
     log.info("%s …", name)
-    start = time.monotonic()
-    try:
-        yield
-    except BaseException:
-        line = f"✗ {name} ({time.monotonic() - start:.1f}s)"
-        log.info("%s", line)
+
+    def emit(text: str) -> None:
+        log.info("%s", text)
         if progress is not None:
-            progress(line)
-        raise
-    line = f"✓ {name} ({time.monotonic() - start:.1f}s)"
-    log.info("%s", line)
-    if progress is not None:
-        progress(line)
+            progress(text)
+
+    with Steps(emit=emit).step(name):
+        yield
+
+
+def missing_tools(tools: Iterable[str], packages: Mapping[str, str] = TOOL_PACKAGES) -> list[str]:
+    """Each of ``tools`` not on PATH, as ``tool (apt-get install package)``."""
+    return [f"{t} (apt-get install {packages.get(t, t)})" for t in tools if shutil.which(t) is None]
 
 
 def file_log(path: Path) -> TextIO:
-    """The build log (kept in the image directory, next to the manifest)."""
+    """The build log (kept in the build directory, next to the manifest)."""
     return path.open("a", encoding="utf-8")

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from core.errors import CommandFailed
+from core.run import run
 from images.errors import NeedsDownload, SourceConfigError
 from images.recipes import CloudImageRecipe, DebootstrapRecipe, Recipe
 
@@ -235,8 +236,8 @@ def check_source(r: Recipe, env: Mapping[str, str], apt_etc: Path = APT_ETC) -> 
 def host_apt_options() -> tuple[str, ...]:
     """``Key "value";`` lines from the host's apt configuration worth forwarding (see above)."""
     try:
-        out = subprocess.run(["apt-config", "dump"], capture_output=True, text=True, check=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
+        out = run(["apt-config", "dump"], timeout=30).stdout
+    except CommandFailed as exc:
         log.warning("apt-config dump failed (%s); forwarding no host apt options", exc)
         return ()
     opts = []

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from images.bundle.argv import in_dir
-from images.errors import BuildError
+from images.errors import BuildCommandFailed, BuildError
 from images.recipes import DEBIAN_KEYRING
 from images.run import capture, run
 from images.sources import Mirrors
@@ -92,13 +92,11 @@ class PrivateApt:
                 logfile=logfile,
                 what=f"apt-get source {package}={version}",
             )
-        except BuildError as exc:
-            raise BuildError(
+        except BuildCommandFailed as exc:
+            raise BuildCommandFailed.of(
+                exc,
                 f"{package} {version} is not on {self.mirrors.archive} ({self.suite}): the recipe pins that "
                 f"version; if the mirror moved on, update DebianSource.version in images/bundle/recipe.py",
-                argv=exc.argv,
-                returncode=exc.returncode,
-                output_tail=exc.output_tail,
             ) from None
         # Debian file names drop the epoch: "1:2.0-1" → "_2.0-1.dsc".
         dsc = dest / f"{package}_{version.split(':', 1)[-1]}.dsc"

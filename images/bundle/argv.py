@@ -1,4 +1,4 @@
-"""argv helpers for the bundle build (commands stay lists; ``images.run.run`` has no working-directory
+"""argv helpers for the bundle build (commands stay lists; ``core.run.stream`` has no working-directory
 parameter, so the directory goes into the argv)."""
 
 from __future__ import annotations

@@ -30,39 +30,21 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from core.bundle_manifest import (
-    BuildFacts,
-    BundleManifest,
-    Cni,
-    Crictl,
-    FileEntry,
-    ImageEntry,
-    Source,
-    file_entry,
-    file_sha256,
-)
+from core import bundle_manifest as bm
+from core.errors import CommandFailed
 from images.bundle import gotree, layers
 from images.bundle.apt import Deb, PrivateApt
 from images.bundle.crictl import install_shim
 from images.bundle.recipe import DebianSourceRecipe, bundle_hash, recipe_doc
 from images.cache import remove_tree
 from images.errors import BuildError, ImageError
-from images.run import Progress, capture, file_log, run, step
+from images.run import Progress, capture, file_log, missing_tools, run, step
 from images.sources import Mirrors
 
 log = logging.getLogger(__name__)
 
-# tool → the Debian package that provides it (for the error message; scripts/setup.sh installs them).
-REQUIRED_TOOLS = {
-    "go": "golang-go",
-    "gcc": "gcc",
-    "dpkg-source": "dpkg-dev",
-    "dpkg-deb": "dpkg",
-    "xz": "xz-utils",
-    "apt-get": "apt",
-    "chroot": "coreutils",
-    "env": "coreutils",
-}
+# The host tools a build runs (images.run.TOOL_PACKAGES names their Debian packages).
+REQUIRED_TOOLS = ("go", "gcc", "dpkg-source", "dpkg-deb", "xz", "apt-get", "chroot", "env")
 LIBC_STATIC = Path("/usr/lib/x86_64-linux-gnu/libc.a")  # libc6-dev: pause links statically
 HOST_PACKAGES = ("golang-go", "golang-github-modern-go-reflect2-dev", "gcc", "libc6-dev", "dpkg-dev")
 
@@ -71,7 +53,7 @@ def preflight(r: DebianSourceRecipe) -> None:
     """Fail before any work when this machine cannot build ``r``."""
     if os.geteuid() != 0:
         raise ImageError("building the Kubernetes bundle needs root (chroot checks of the kube-proxy image tree)")
-    missing = [f"{tool} (apt-get install {pkg})" for tool, pkg in REQUIRED_TOOLS.items() if shutil.which(tool) is None]
+    missing = missing_tools(REQUIRED_TOOLS)
     if not LIBC_STATIC.is_file():
         missing.append(f"{LIBC_STATIC} (apt-get install libc6-dev)")
     if not (gotree.REFLECT2_DEBIAN / "reflect2.go").is_file():
@@ -89,7 +71,7 @@ def preflight(r: DebianSourceRecipe) -> None:
 def _package_version(package: str) -> str:
     try:
         return capture(["dpkg-query", "-W", "-f=${Version}", package]).strip()
-    except BuildError:
+    except CommandFailed:
         return ""
 
 
@@ -108,7 +90,7 @@ def build_bundle(
     apt_dir: Path,
     downloads: Path,
     go_cache: Path,
-) -> BundleManifest:
+) -> bm.BundleManifest:
     """Build ``r`` into the empty directory ``work`` (layout in the module docstring)."""
     preflight(r)
     go_cache_warm = go_cache.is_dir() and any(go_cache.iterdir())
@@ -171,7 +153,7 @@ def build_bundle(
         for p in bin_dir.iterdir():
             p.chmod(0o755)
 
-        archives: list[ImageEntry] = []
+        archives: list[bm.ImageEntry] = []
         images_dir.mkdir()
         for image in r.images:
             ref = r.image_ref(image)
@@ -184,9 +166,10 @@ def build_bundle(
                 layers.check_root(image, root, logfile)
                 archive = layers.write_image(r, image, root, images_dir / f"{image.name}.tar")
                 logfile.write(f"# {ref}: {archive.path.name} {archive.size} bytes sha256 {archive.sha256}\n")
-                archives.append(
-                    ImageEntry(ref=ref, archive=f"images/{archive.path.name}", sha256=archive.sha256, size=archive.size)
+                entry = bm.ImageEntry(
+                    ref=ref, archive=f"images/{archive.path.name}", sha256=archive.sha256, size=archive.size
                 )
+                archives.append(entry)
 
         with step(progress, "check versions and kubeadm's image list"):
             _check(r, bin_dir, logfile)
@@ -197,14 +180,14 @@ def build_bundle(
             remove_tree(scratch)
 
     files = tuple(
-        file_entry(work, p.relative_to(work).as_posix()) for d in (bin_dir, cni_dir) for p in sorted(d.iterdir())
+        bm.file_entry(work, p.relative_to(work).as_posix()) for d in (bin_dir, cni_dir) for p in sorted(d.iterdir())
     )
-    return BundleManifest(
+    return bm.BundleManifest(
         name=r.name,
         hash=bundle_hash(r),
         kubernetes_version=r.kubernetes_version,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        source=Source(
+        source=bm.Source(
             type="debian-source",
             name=src.package,
             version=src.version,
@@ -213,15 +196,17 @@ def build_bundle(
         ),
         files=files,
         images=tuple(archives),
-        cni=Cni(dir="cni", plugins=r.cni_plugins, source=f"{r.cni_package} {debs[r.cni_package].version} (Debian)"),
-        crictl=Crictl(
+        cni=bm.Cni(
+            dir="cni", plugins=r.cni_plugins, source=f"{r.cni_package} {debs[r.cni_package].version} (Debian)"
+        ),
+        crictl=bm.Crictl(
             path="bin/crictl",
             kind="shim",
             note="a shell script onto containerd's ctr: info, inspecti, pull, pods, stopp, rmp (what kubeadm 1.20 "
             "calls), ps, images",
         ),
         not_built=tuple((f"{r.image_repository}/{name}", why) for name, why in r.not_built),
-        build=BuildFacts(
+        build=bm.BuildFacts(
             seconds=0.0,
             go_build_seconds=go_seconds,
             go_cache_warm=go_cache_warm,
@@ -235,7 +220,7 @@ def build_bundle(
     )
 
 
-def _dsc_files(dsc: Path) -> tuple[FileEntry, ...]:
+def _dsc_files(dsc: Path) -> tuple[bm.FileEntry, ...]:
     """The .dsc and the files it lists, with their sha256 (they sit next to it)."""
     names = [dsc.name]
     in_section = False
@@ -250,7 +235,7 @@ def _dsc_files(dsc: Path) -> tuple[FileEntry, ...]:
     out = []
     for name in names:
         p = dsc.parent / name
-        out.append(FileEntry(path=name, sha256=file_sha256(p), size=p.stat().st_size))
+        out.append(bm.FileEntry(path=name, sha256=bm.file_sha256(p), size=p.stat().st_size))
     return tuple(out)
 
 

@@ -1,6 +1,6 @@
 """``kha bundle build|list|show``: wired into the main CLI with ``add_parser`` (as ``images.cli``).
 
-Each handler returns the exit code; an ``ImageError`` is printed once, here, as a ✗ line.
+Each handler returns the exit code; a failure is printed once, here, as a ✗ line (core.progress).
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import sys
 import time
 
 from core.bundle_manifest import BundleManifest
+from core.errors import KhaError
+from core.progress import line
 from images import bundle
 from images.bundle.recipe import BUNDLE_RECIPES, DEFAULT_BUNDLE, UpstreamRecipe, bundle_hash, bundle_recipe
 from images.bundle.upstream import upstream_manifest
-from images.cli import build_or_reuse
-from images.errors import ImageError
+from images.cli import build_or_reuse, list_builds
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -43,20 +44,14 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    built = bundle.list_bundles()
     current = {name: bundle_hash(r) for name, r in BUNDLE_RECIPES.items()}
-    for name, r in BUNDLE_RECIPES.items():
-        mine = [b for b in built if b.name == name and b.digest == current[name]]
-        if mine:
-            _bundle_line(mine[0], "")
-        elif isinstance(r, UpstreamRecipe):
-            print(f"  {name:<28} {current[name]}  needs a download (dl.k8s.io, github.com)")
-        else:
-            print(f"  {name:<28} {current[name]}  not built")
-    for b in built:
-        if current.get(b.name) != b.digest:
-            _bundle_line(b, "  (older recipe version)")
-    return 0
+    return list_builds(current, bundle.list_bundles(), _bundle_line, _absent)
+
+
+def _absent(name: str, digest: str) -> str:
+    if isinstance(BUNDLE_RECIPES[name], UpstreamRecipe):
+        return f"  {name:<28} {digest}  needs a download (dl.k8s.io, github.com)"
+    return f"  {name:<28} {digest}  not built"
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -68,7 +63,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             return 0
         b = bundle.get(args.name)
         if b is None:
-            print(f"✗ bundle {args.name}: not built (kha bundle build {args.name})", file=sys.stderr)
+            why = f"not built (kha bundle build {args.name})"
+            print(line(False, f"bundle {args.name}", time.monotonic() - start, why), file=sys.stderr)
             return 1
         _print_manifest(b.manifest, str(b.path))
         if args.verify:
@@ -77,12 +73,12 @@ def cmd_show(args: argparse.Namespace) -> int:
             for p in problems:
                 print(f"✗ {p}")
             if problems:
-                print(f"✗ verify {len(problems)} problems ({took:.1f}s)")
+                print(line(False, "verify", took, f"{len(problems)} problems"))
                 return 1
             n = len(b.manifest.files) + len(b.manifest.images)
-            print(f"✓ verify: {n} files match their sha256 ({took:.1f}s)")
-    except ImageError as exc:
-        print(f"✗ bundle {args.name}: {exc}", file=sys.stderr)
+            print(line(True, "verify", took, f"{n} files match their sha256"))
+    except KhaError as exc:
+        print(line(False, f"bundle {args.name}", time.monotonic() - start, str(exc)), file=sys.stderr)
         return 1
     return 0
 

@@ -4,10 +4,10 @@
     ├── UnknownRecipe
     │   └── UnknownBundle      no bundle recipe has that name; lists the valid ones
     ├── NeedsDownload          (reused) e.g. the upstream recipe on a machine without internet
-    └── BuildError             (reused) a build step failed: argv and the tail of its output
+    └── BuildError             (reused) a build step failed; BuildCommandFailed: argv and output tail
 
 A manifest.json that does not follow the bundle manifest schema is ``core.bundle_manifest.ManifestError``
-(a ``KhaError``; the installer reads the same schema).
+(a ``KhaError``; the installer reads the same schema). The CLI catches ``KhaError`` at the boundary.
 """
 
 from __future__ import annotations

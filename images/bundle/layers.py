@@ -24,7 +24,7 @@ from typing import TextIO
 from images.bundle.apt import Deb
 from images.bundle.dockerarchive import Archive, ImageConfig, write_docker_archive
 from images.bundle.recipe import IMAGE_PATH, ContainerImage, DebianSourceRecipe
-from images.errors import BuildError
+from images.errors import BuildCommandFailed
 from images.run import run
 
 log = logging.getLogger(__name__)
@@ -105,13 +105,11 @@ def check_root(image: ContainerImage, root: Path, logfile: TextIO) -> None:
     for argv in image.checks:
         try:
             run(["chroot", str(root), *argv], logfile=logfile, what=f"{image.name}: {' '.join(argv)} in the image")
-        except BuildError as exc:
-            raise BuildError(
+        except BuildCommandFailed as exc:
+            raise BuildCommandFailed.of(
+                exc,
                 f"{image.name}: {argv[0]} does not run inside the image tree: a Debian package is missing from "
                 "the recipe's debs (see ldd on the build host)",
-                argv=exc.argv,
-                returncode=exc.returncode,
-                output_tail=exc.output_tail,
             ) from None
 
 

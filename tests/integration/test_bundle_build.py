@@ -11,31 +11,31 @@ cores; cached: seconds.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from core.bundle_manifest import file_sha256
+from core.errors import KhaError
+from core.waiting import until
 from images import bundle
-from images.bundle.builder import REQUIRED_TOOLS
+from images.bundle.builder import preflight
 from images.bundle.store import BundleStore
-from images.cache import cache_dir
-from images.errors import ImageError
+from images.run import missing_tools
 
 pytestmark = pytest.mark.integration
 
 VERSION = "v1.20.2"
 NOT_BUILT = ("etcd", "coredns")  # external etcd; CoreDNS has no offline source
+RUNTIME_TOOLS = {"containerd": "containerd", "ctr": "containerd", "runc": "runc"}
 
 
-def _require(tools: dict[str, str]) -> None:
-    missing = [f"{t} (apt-get install {p})" for t, p in tools.items() if shutil.which(t) is None]
-    if missing:
+def _require(*tools: str) -> None:
+    if missing := missing_tools(tools, RUNTIME_TOOLS):
         pytest.fail("missing on this machine: " + ", ".join(missing))
 
 
@@ -44,14 +44,17 @@ def built() -> bundle.Bundle:
     cached = bundle.get()
     if cached is not None:
         return cached
-    _require(REQUIRED_TOOLS)
-    if os.geteuid() != 0:
-        pytest.fail("building the bundle needs root")
+    r = bundle.bundle_recipe(bundle.DEFAULT_BUNDLE)
+    assert isinstance(r, bundle.DebianSourceRecipe)
+    try:
+        preflight(r)  # the builder's own check: root, the build tools, libc.a, reflect2
+    except KhaError as exc:
+        pytest.fail(f"this machine cannot build the bundle: {exc}")
     try:
         return bundle.build(progress=lambda line: print(f"  {line}"))
-    except ImageError as exc:
-        # BuildError carries the failing argv and the tail of its output; the store keeps the whole log.
-        failed = BundleStore(cache_dir()).failed_log(bundle.bundle_recipe(bundle.DEFAULT_BUNDLE))
+    except KhaError as exc:
+        # A failed command carries its argv and the tail of its output; the store keeps the whole log.
+        failed = BundleStore().failed_log(r)
         tail = "\n".join(failed.read_text().splitlines()[-60:]) if failed.is_file() else "(no build log)"
         pytest.fail(f"bundle build failed:\n{exc}\n--- {failed} (tail) ---\n{tail}")
 
@@ -153,19 +156,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 @pytest.fixture(scope="module")
 def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A private containerd (own root, state and socket; no CRI plugin), stopped afterwards."""
-    _require({"containerd": "containerd", "ctr": "containerd"})
+    _require("containerd", "ctr")
     base = tmp_path_factory.mktemp("containerd")
     sock = base / "containerd.sock"
     config = base / "config.toml"
     config.write_text(CONTAINERD_CONFIG.format(root=base / "root", state=base / "state", sock=sock))
     log = (base / "containerd.log").open("w")
     proc = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
+
+    def answers() -> str | None:
+        if proc.poll() is not None:
+            _no_containerd(base, f"it exited ({proc.returncode})")
+        done = subprocess.run(["ctr", "--address", str(sock), "version"], capture_output=True, check=False)
+        return None if done.returncode == 0 else "ctr version does not answer yet"
+
     try:
-        deadline = time.monotonic() + 30
-        while subprocess.run(["ctr", "--address", str(sock), "version"], capture_output=True, check=False).returncode:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"private containerd did not come up: {(base / 'containerd.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+        until(answers, timeout=30, interval=0.2, error=lambda why: _no_containerd(base, why))
         yield sock
     finally:
         proc.terminate()
@@ -175,6 +181,10 @@ def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+def _no_containerd(base: Path, why: str) -> NoReturn:
+    pytest.fail(f"private containerd did not come up ({why}): {(base / 'containerd.log').read_text()[-2000:]}")
 
 
 def test_archives_import_into_containerd_and_crictl_finds_them(built: bundle.Bundle, containerd: Path) -> None:
@@ -210,7 +220,7 @@ def test_images_run_under_runc(
     built: bundle.Bundle, containerd: Path, case: tuple[str, list[str], str], request: pytest.FixtureRequest
 ) -> None:
     """The imported images run: kube-proxy's iptables finds its libraries, kubeadm's bare command names resolve."""
-    _require({"runc": "runc"})
+    _require("runc")
     ref, argv, says = case
     ctr = ["ctr", "--address", str(containerd), "--namespace", "k8s.io"]
     archive = dict(built.image_archives())[ref]

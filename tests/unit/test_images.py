@@ -1,5 +1,6 @@
 """Unit tests for ``images``: recipes and their hash, mirror choice and the offline fail-fast, the
-store's atomic and locked builds (with a fake builder: no mmdebstrap here), the initrd lister, the CLI."""
+store's atomic and locked builds (with a fake builder: no mmdebstrap here), the build's command runner and
+step lines, the initrd lister, the CLI."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import dataclasses
 import gzip
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -17,13 +19,14 @@ from pathlib import Path
 import pytest
 
 import images
+from core.errors import CommandFailed
 from images import cli, testimage
 from images.cache import cache_dir
-from images.errors import BuildError, ImageError, NeedsDownload, SourceConfigError, UnknownRecipe
+from images.errors import BuildCommandFailed, BuildError, ImageError, NeedsDownload, SourceConfigError, UnknownRecipe
 from images.image import INITRD, KERNEL, QCOW2, ROOTFS, BuildInfo, ImageStore
 from images.initrd import list_initrd
 from images.recipes import RECIPES, DebootstrapRecipe, Recipe, recipe, recipe_hash
-from images.run import Progress
+from images.run import Progress, capture, run, step
 from images.sources import check_source, read_apt_sources, resolve_mirrors
 
 pytestmark = pytest.mark.usefixtures("no_network")
@@ -179,7 +182,7 @@ class FakeBuilder:
         (work / ROOTFS / "etc" / "os-release").write_text("ID=debian\n")
         time.sleep(self.delay)
         if self.fail:
-            raise BuildError("mmdebstrap failed", argv=["mmdebstrap", "bookworm"], returncode=1, output_tail="E: x")
+            raise BuildCommandFailed(["mmdebstrap", "bookworm"], 1, "E: x", what="mmdebstrap")
         (work / QCOW2).write_bytes(b"QFI\xfb fake")
         (work / KERNEL).write_bytes(b"kernel")
         (work / INITRD).write_bytes(b"initrd")
@@ -237,8 +240,10 @@ def test_force_rebuilds_in_place(cache: Path, fake: FakeBuilder) -> None:
 def test_failed_build_leaves_nothing_that_looks_complete(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     failing = FakeBuilder(fail=True)
     monkeypatch.setattr(images, "builder_for", lambda r, env=None, apt_etc=None: failing)
-    with pytest.raises(BuildError) as err:
+    with pytest.raises(CommandFailed) as err:
         images.build("debian-12")
+    assert isinstance(err.value, BuildError)
+    assert err.value.argv == ("mmdebstrap", "bookworm") and err.value.output == "E: x"
     assert "mmdebstrap bookworm" in str(err.value) and "E: x" in str(err.value)
     assert images.get("debian-12") is None
     assert images.list_images() == []
@@ -313,6 +318,34 @@ def test_test_images_live_in_the_same_store(cache: Path, monkeypatch: pytest.Mon
     assert builds[0].parent == img.archive.parent.parent and builds[0].name.startswith(".building-busybox-")
 
 
+# --- the build's commands and step lines -----------------------------------------------------------
+
+
+def test_a_failed_build_command_is_a_command_failure_in_the_image_tree(tmp_path: Path) -> None:
+    script = "echo fetching; echo 'E: 404  Not Found' >&2; exit 3"
+    with (tmp_path / "build.log").open("w") as logfile, pytest.raises(CommandFailed) as err:
+        run(["sh", "-c", script], logfile=logfile, what="apt-get update")
+    assert isinstance(err.value, ImageError), "the harness and the e2e fixtures catch the image tree"
+    assert err.value.argv == ("sh", "-c", script) and err.value.returncode == 3
+    assert "E: 404" in err.value.output and "E: 404" in (tmp_path / "build.log").read_text()
+    assert str(err.value).startswith("apt-get update: command failed (exit 3): sh -c ")
+
+    with pytest.raises(CommandFailed) as err2:
+        capture(["sh", "-c", "echo out; echo oops >&2; exit 2"], what="dpkg-query")
+    assert isinstance(err2.value, BuildError) and err2.value.stderr == "oops\n" and err2.value.stdout == "out\n"
+    assert capture(["echo", "hi"]) == "hi\n"
+
+
+def test_build_steps_print_the_one_step_line() -> None:
+    lines: list[str] = []
+    with step(lines.append, "qcow2 (8G ext4)"):
+        pass
+    with pytest.raises(BuildError), step(lines.append, "clean and check the rootfs"):
+        raise BuildError("no sshd")
+    assert re.fullmatch(r"✓ qcow2 \(8G ext4\)  \d+\.\ds", lines[0]), lines
+    assert re.fullmatch(r"✗ clean and check the rootfs  \d+\.\ds", lines[1]), lines
+
+
 # --- initrd listing ------------------------------------------------------------------------------
 
 
@@ -367,7 +400,8 @@ def test_cli_build_prints_one_check_line(
     args = parser.parse_args(["image", "build", "debian-12"])
     assert args.handler(args) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and out[0].startswith("✓ image debian-12 ") and "built" in out[0] and "s)" in out[0]
+    assert len(out) == 1 and out[0].startswith("✓ image debian-12 ") and "built" in out[0]
+    assert re.search(r" built  \d+\.\ds  /", out[0]), out[0]
     assert args.handler(args) == 0
     assert "cached" in capsys.readouterr().out
     assert fake.calls == 1
