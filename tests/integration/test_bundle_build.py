@@ -63,6 +63,13 @@ def _run(*argv: str | Path) -> str:
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=True, timeout=120).stdout
 
 
+def test_a_cached_bundle_is_reused_without_building(built: bundle.Bundle, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    monkeypatch.setattr(bundle, "builder_for", lambda r, *args: asked.append(r.name))
+    assert bundle.build() == built
+    assert asked == [], "a cached bundle needs no builder (and so no source, no traffic)"
+
+
 def test_kubeadm_version(built: bundle.Bundle) -> None:
     assert _run(built.binary("kubeadm"), "version", "-o", "short").strip() == VERSION
 

@@ -23,14 +23,22 @@ Components: main
 
 
 @pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing in these tests may open a connection: "needs a download" is decided from configuration."""
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Nothing in these tests may open a connection: "needs a download" is decided from configuration.
+
+    Every attempt fails the call and is recorded in the returned list, so a test can also assert that none
+    was made even where the code under test swallows the failure.
+    """
+    attempts: list[object] = []
 
     def refuse(*args: object, **kwargs: object) -> None:
+        attempts.append(args)
         raise AssertionError(f"unit test tried to connect: {args}")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts
 
 
 @pytest.fixture
