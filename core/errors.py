@@ -7,7 +7,8 @@
     │   └── images.errors.UnknownRecipe / UnknownBundle
     ├── CommandFailed               a command exited non-zero (or did not finish): argv, exit code, output
     │   ├── installer.errors.CommandError / CommandTimeout   … on a node, over SSH
-    │   └── (harness and images raise it as it is, for commands on this machine)
+    │   ├── images.errors.BuildCommandFailed                  … a build step (also an ImageError)
+    │   └── (the harness raises it as it is, for commands on this machine)
     ├── installer.errors.InstallerError   the installer's tree (drawn in installer/errors.py)
     ├── harness.errors.HarnessError       the harness's tree (drawn in harness/errors.py)
     ├── images.errors.ImageError          the image and bundle builders' tree (images/errors.py)
