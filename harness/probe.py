@@ -4,7 +4,8 @@ Jepsen's split: a client records every operation; a checker decides afterwards f
 module owns two such clients and their histories:
 
 * ``Prober`` opens a TCP connection to ``address:port`` on a fixed schedule (every 100 ms by default)
-  and records each attempt as an ``Attempt`` (start on the monotonic clock, ok, latency, error kind).
+  and records each attempt as an ``Attempt`` (when its SYN left, on the monotonic clock; ok, latency,
+  error kind).
   Attempts are non-blocking and overlap, so a connect that hangs does not delay the next one: the
   schedule, not the timeout, sets the resolution. ``History`` answers: the outages (maximal runs of
   failed attempts), the longest, how many.
@@ -55,12 +56,14 @@ class ProbeError(HarnessError):
 
 @dataclass(frozen=True)
 class Attempt:
-    """One connection attempt: started at ``start`` (time.monotonic), finished ``latency`` s later."""
+    """One connection attempt: its SYN left at ``start`` (time.monotonic, read when ``connect()``
+    returned), its answer came ``latency`` s later."""
 
     start: float
     ok: bool
     latency: float
-    #: None when ok; else "refused", "timeout", "unreachable", "reset" or the errno name ("eperm").
+    #: None when ok; else "refused", "timeout", "unreachable", "reset" (aborted locally) or the errno
+    #: name ("eperm").
     error: str | None = None
 
 
@@ -245,6 +248,14 @@ class _Worker:
             log.warning("%s: also failed while the block raised", self.name, exc_info=True)
 
 
+#: SO_ERROR values that only a socket whose handshake had completed can hold. Linux's tcp_reset() gives a
+#: socket still in SYN_SENT ECONNREFUSED, one in CLOSE_WAIT EPIPE, and any other state ECONNRESET
+#: (https://github.com/torvalds/linux/blob/v6.6/net/ipv4/tcp_input.c, tcp_reset). A server that stops
+#: with handshakes in its accept queue resets them: the handshake did complete (the attempt was served),
+#: the prober just looked after the RST came.
+_RESET_AFTER_HANDSHAKE = frozenset({errno.ECONNRESET, errno.EPIPE})
+
+
 def _error_kind(code: int) -> str:
     if code == errno.ECONNREFUSED:
         return "refused"
@@ -262,7 +273,11 @@ class Prober(_Worker):
     ``max_duration`` s; ``history()`` at any time, ``stop()`` to end.
 
     An attempt succeeds when the three-way handshake completes: for a load balancer without live
-    backends (haproxy accepts, then closes) that is exactly "the VIP serves".
+    backends (haproxy accepts, then closes) that is exactly "the VIP serves". What the prober records
+    must not depend on when its thread gets the CPU, so an attempt is timed from the moment
+    ``connect()`` returned (not from when the loop woke: a fault in between would be charged to an
+    attempt that seemed to start before it), and a reset that can only follow a completed handshake
+    counts as served (the thread merely looked late).
     """
 
     def __init__(self, address: str, port: int, *, netns: str | None = None, interval: float = 0.1,
@@ -327,7 +342,7 @@ class Prober(_Worker):
                 if not launching and not pending:
                     return
                 if launching and now >= next_at:
-                    self._launch(sel, pending, now)
+                    self._launch(sel, pending)
                     next_at += self.interval
                     if next_at <= now:  # the thread was starved: skip the ticks it missed, keep the pace
                         next_at = now + self.interval
@@ -347,14 +362,17 @@ class Prober(_Worker):
                 sock.close()
             sel.close()
 
-    def _launch(self, sel: selectors.BaseSelector, pending: dict[socket.socket, float], start: float) -> None:
+    def _launch(self, sel: selectors.BaseSelector, pending: dict[socket.socket, float]) -> None:
         try:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         except OSError as exc:
-            self._record(Attempt(start, False, time.monotonic() - start, _error_kind(exc.errno or 0)))
+            self._record(Attempt(time.monotonic(), False, 0.0, _error_kind(exc.errno or 0)))
             return
         sock.setblocking(False)
         code = sock.connect_ex((self.address, self.port))
+        # Read the clock once the SYN is out, not before: a thread descheduled between the two would
+        # date a refusal caused by a fault in that gap to before the fault.
+        start = time.monotonic()
         if code == errno.EINPROGRESS:
             pending[sock] = start
             sel.register(sock, selectors.EVENT_WRITE)
@@ -371,8 +389,10 @@ class Prober(_Worker):
         latency = time.monotonic() - start
         if code is None:
             self._record(Attempt(start, False, latency, "timeout"))
+        elif code == 0 or code in _RESET_AFTER_HANDSHAKE:
+            self._record(Attempt(start, True, latency))
         else:
-            self._record(Attempt(start, code == 0, latency, None if code == 0 else _error_kind(code)))
+            self._record(Attempt(start, False, latency, _error_kind(code)))
 
 
 # -- who holds the VIP -------------------------------------------------------------------------------

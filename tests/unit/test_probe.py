@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import selectors
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from harness import probe
 from harness.probe import (
     ArpHolders,
     Attempt,
@@ -180,6 +184,39 @@ def test_prober_records_an_outage_while_the_server_is_down(server: Server) -> No
     assert o.duration is not None and 0.25 <= o.duration <= 1.0, h.summary()
     assert down <= o.start <= up and h.first_outage_after(down) == o
     assert all(a.latency < 0.3 for a in h.attempts)
+
+
+def test_a_handshake_reset_before_the_prober_looked_counts_as_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that stops with handshakes in its accept queue resets them. Whether the prober's thread
+    # looked before or after that RST (a matter of scheduling) must not change the history: the
+    # handshake completed, the attempt was served. Here the thread looks late on purpose.
+    launched, look = threading.Event(), threading.Event()
+
+    class LateSelector(selectors.DefaultSelector):
+        def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+            key = super().register(fileobj, events, data)
+            launched.set()
+            return key
+
+        def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+            look.wait(5)
+            return super().select(timeout)
+
+    monkeypatch.setattr(probe, "selectors", SimpleNamespace(DefaultSelector=LateSelector,
+                                                            EVENT_WRITE=selectors.EVENT_WRITE))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as lst:
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(8)
+        with Prober("127.0.0.1", lst.getsockname()[1], interval=30, timeout=1, max_duration=10) as p:
+            assert launched.wait(5)
+            with selectors.DefaultSelector() as queue:  # the handshake sits in the accept queue
+                queue.register(lst, selectors.EVENT_READ)
+                assert queue.select(5)
+            lst.close()  # resets it
+            look.set()
+            p.wait_for(lambda h: len(h.attempts) == 1, timeout=5)
+    (attempt,) = p.history().attempts
+    assert attempt.ok and attempt.error is None, attempt
 
 
 def test_prober_keeps_its_schedule_while_connects_hang() -> None:
