@@ -37,10 +37,14 @@ WEB_PORT = 8080
 MARKER = "kha-e2e served by"
 
 
+class PollTimeout(AssertionError):
+    """``_poll`` ran out of time: a test failure a caller may catch to add what it knows (``kubectl describe``)."""
+
+
 def _poll(what: str, check: Callable[[], str | None], timeout: float, interval: float = 1.0) -> None:
     """Call ``check`` until it returns None (done); fail with its last answer after ``timeout`` s."""
     waiting.until(check, timeout=timeout, interval=interval,
-                  error=lambda problem: AssertionError(f"{what} after {timeout:.0f}s: {problem}"))
+                  error=lambda problem: PollTimeout(f"{what} after {timeout:.0f}s: {problem}"))
 
 
 def _json(inst: Installed, *args: str) -> Any:
@@ -184,9 +188,9 @@ def _wait_finished(inst: Installed, pod: str, timeout: float = 120) -> dict[str,
 
     try:
         _poll(f"pod {pod} did not finish", finished, timeout)
-    except pytest.fail.Exception:
+    except PollTimeout as exc:  # only the timeout: an error from kubectl itself goes up as it is
         describe = inst.kubectl("-n", NAMESPACE, "describe", "pod", pod, check=False).stdout
-        pytest.fail(f"pod {pod} did not finish in {timeout:.0f}s:\n{describe}")
+        pytest.fail(f"{exc}\n{describe}")
     return state["pod"]
 
 
