@@ -4,28 +4,56 @@ pause/resume and revert behave as a user expects, and ``down`` leaves nothing be
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 
+from harness import ssh
 from harness.daemon import PrivateLibvirt
-from harness.errors import HarnessError
 from harness.provider import Cluster
 from harness.pytest_plugin import PRISTINE, Topologies
 
 pytestmark = [pytest.mark.integration, pytest.mark.kha_topology("m-master", driver="lxc")]
 
+#: Connect errors that mean nothing answers at the node's address: no ARP answer or no route (off, cut
+#: off), nothing listening. (A connect that gets no answer at all ends in ``TimeoutError``.)
+_UNREACHABLE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ECONNREFUSED})
+#: What paramiko says when the TCP handshake worked but no sshd spoke (a frozen node): the banner did not
+#: come within ``banner_timeout``, or the negotiation had not started when ``timeout`` ran out.
+_NO_SSHD = ("Error reading SSH protocol banner", "No existing session")
+
 
 def ssh_ok(cluster: Cluster, node: str) -> bool:
+    """True when a login to ``node`` works; False only when nothing at its address speaks SSH.
+
+    Anything else fails the test that asked: a rejected key or host key, an unknown node, a bug (``assert
+    not ssh_ok(...)`` must not pass because the helper broke).
+    """
     try:
-        return cluster.run(node, ["true"], timeout=10)[0] == 0
-    except (HarnessError, OSError, EOFError):
+        cli = cluster.ssh(node)
+    except TimeoutError:
         return False
-    except Exception:  # noqa: BLE001 - paramiko raises assorted types for a dead peer
-        return False
+    except OSError as exc:
+        if exc.errno in _UNREACHABLE:
+            return False
+        raise
+    except paramiko.SSHException as exc:
+        # Exactly SSHException: its subclasses (AuthenticationException, BadHostKeyException, …) mean an
+        # sshd did answer.
+        if type(exc) is paramiko.SSHException and str(exc).startswith(_NO_SSHD):
+            return False
+        raise
+    try:
+        status, _out, err = ssh.run(cli, ["true"], timeout=10)
+    finally:
+        cli.close()
+    assert status == 0, f"logged in to {node}, but `true` exited {status}: {err}"
+    return True
 
 
 def test_nodes_answer_ssh_on_the_inventory_addresses(kha_topology: Cluster) -> None:
