@@ -5,14 +5,17 @@ pause/resume and revert behave as a user expects, and ``down`` leaves nothing be
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import paramiko
 import pytest
 
+from core import waiting
 from harness import ssh
 from harness.daemon import PrivateLibvirt
 from harness.provider import Cluster
@@ -112,9 +115,13 @@ def test_link_down_cuts_the_node_off_and_up_restores_it(fresh_topology: Cluster)
         assert c.run("10.56.56.11", ["ping", "-c1", "-W1", "10.56.56.12"])[0] != 0
     finally:
         c.link_up("10.56.56.12")
-    deadline = time.monotonic() + 10
-    while c.run("10.56.56.11", ["ping", "-c1", "-W1", "10.56.56.12"])[0] != 0:
-        assert time.monotonic() < deadline, "link did not come back"
+
+    def answers() -> str | None:
+        status, out, _ = c.run("10.56.56.11", ["ping", "-c1", "-W1", "10.56.56.12"])
+        return None if status == 0 else f"ping exited {status}: {(out.strip().splitlines() or [''])[-1]}"
+
+    waiting.until(answers, timeout=10, interval=0.2,
+                  error=lambda last: AssertionError(f"link did not come back after 10s: {last}"))
 
 
 def test_pause_freezes_and_resume_thaws(fresh_topology: Cluster) -> None:
@@ -130,16 +137,21 @@ def test_pause_freezes_and_resume_thaws(fresh_topology: Cluster) -> None:
     assert c.run("10.56.56.14", ["true"])[0] == 0
 
 
-def test_revert_restores_changed_and_deleted_files(fresh_topology: Cluster) -> None:
+def test_revert_restores_changed_and_deleted_files(fresh_topology: Cluster,
+                                                   measured: Callable[..., None]) -> None:
     c = fresh_topology
     assert PRISTINE in c.snapshots()
+    image, lower = c.state.image, _identity(c.state.image.rootfs)
     c.run("10.56.56.11", ["sh", "-c", "echo changed > /etc/kha-test; rm /etc/hostname"])
     start = time.monotonic()
     c.revert(PRISTINE)
     took = time.monotonic() - start
     status, out, _ = c.run("10.56.56.11", ["sh", "-c", "cat /etc/hostname; test ! -e /etc/kha-test"])
     assert status == 0 and out == "10.56.56.11\n"
-    assert took < 30
+    # A revert puts the nodes' own snapshot copies back over the cached image: the image is the same
+    # one, neither rebuilt nor rewritten (what made it quick; the time is reported, not asserted).
+    assert c.state.image == image and _identity(image.rootfs) == lower
+    measured(f"revert to {PRISTINE}: {took:.1f}s", revert_seconds=round(took, 1))
 
 
 def test_down_leaves_nothing_behind(kha_topologies: Topologies, kha_topology: Cluster) -> None:
@@ -160,6 +172,12 @@ def test_down_leaves_nothing_behind(kha_topologies: Topologies, kha_topology: Cl
     assert str(state_dir) not in Path("/proc/self/mountinfo").read_text()
     for d in Path("/sys/fs/cgroup").glob("*/machine/*"):
         assert not any(dom in d.name for dom in domains), f"cgroup left: {d}"
+
+
+def _identity(path: str) -> tuple[int, int, int]:
+    """Which directory ``path`` is, and when its entries last changed: a rebuilt or rewritten image differs."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_mtime_ns
 
 
 def _alive(pid: int) -> bool:
