@@ -12,15 +12,41 @@ import pytest
 pytest_plugins = ["harness.pytest_plugin"]
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()
-    # scripts/test.sh sets KHA_NO_SKIP=1: there a skipped test would hide a missing dependency.
-    if os.environ.get("KHA_NO_SKIP") == "1" and report.skipped and not hasattr(report, "wasxfail"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        report.outcome = "failed"
-        report.longrepr = f"skipped in a tier that must not skip: {reason}"
+# tox and scripts/test.sh set KHA_NO_SKIP=1 for the tiers they run: there a skip would hide a missing
+# dependency, so every kind of skip fails instead. A test skips at run time (pytest.skip in the test or a
+# fixture, a skip or skipif mark): its TestReport says so. A module or class skips at collection time
+# (pytest.importorskip, pytest.skip(..., allow_module_level=True) at import): none of its tests ever
+# runs, only its CollectReport says so. Tests: tests/unit/test_no_skip.py.
+
+
+def _no_skip() -> bool:
+    return os.environ.get("KHA_NO_SKIP") == "1"
+
+
+def _fail_the_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = f"skipped in a tier that must not skip: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if _no_skip() and report.skipped and not hasattr(report, "wasxfail"):  # an xfail stays an xfail
+        _fail_the_skip(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    if _no_skip() and report.skipped:
+        _fail_the_skip(report)  # a collection error: the run fails, naming the module and why
+    return report
 
 
 #: ``measured(line, **properties)``: a figure a test measured (a failover time, a lost-write count).
