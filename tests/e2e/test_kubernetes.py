@@ -24,7 +24,7 @@ from e2e_support import NAMESPACE, Installed, ran
 
 from core import waiting
 from installer import topology
-from installer.etcd import phases as etcd_phases
+from installer.etcd import ctl
 from installer.kubernetes import cni
 from installer.topology import Host, LBKind
 
@@ -54,8 +54,8 @@ def _json(inst: Installed, *args: str) -> Any:
 # -- etcd and the API ----------------------------------------------------------------------------
 def test_etcd_members_healthy(installed: Installed) -> None:
     members = installed.topo.etcd
-    argv = etcd_phases.etcdctl("endpoint", "health", endpoints_csv=etcd_phases.endpoints(members))
-    res = installed.node(members[0]).run(argv, sudo=True, env=etcd_phases.ETCDCTL_ENV, check=False, timeout=30)
+    argv = ctl.argv("endpoint", "health", endpoints=ctl.client_urls(members))
+    res = installed.node(members[0]).run(argv, sudo=True, check=False, timeout=30)
     output = res.stdout + res.stderr
     assert res.ok, output
     healthy = [line for line in output.splitlines() if "is healthy" in line]
