@@ -12,13 +12,13 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import images
+from core import waiting
 from core.errors import CommandFailed
 from images import cli, testimage
 from images.cache import cache_dir
@@ -171,12 +171,12 @@ def test_build_fails_fast_offline_without_touching_the_cache(
 
 
 class FakeBuilder:
-    """Writes the files a real build leaves, counts its calls, and can fail or be slow."""
+    """Writes the files a real build leaves, counts its calls, and can fail or hold until ``gate`` opens."""
 
-    def __init__(self, *, fail: bool = False, delay: float = 0.0) -> None:
+    def __init__(self, *, fail: bool = False, gate: threading.Event | None = None) -> None:
         self.calls = 0
         self.fail = fail
-        self.delay = delay
+        self.gate = gate
         self._mutex = threading.Lock()
 
     def __call__(self, r: Recipe, work: Path, progress: Progress | None) -> BuildInfo:
@@ -184,7 +184,8 @@ class FakeBuilder:
             self.calls += 1
         (work / ROOTFS / "etc").mkdir(parents=True)
         (work / ROOTFS / "etc" / "os-release").write_text("ID=debian\n")
-        time.sleep(self.delay)
+        if self.gate is not None:
+            assert self.gate.wait(30), "the test never opened the gate"
         if self.fail:
             raise BuildCommandFailed(["mmdebstrap", "bookworm"], 1, "E: x", what="mmdebstrap")
         (work / QCOW2).write_bytes(b"QFI\xfb fake")
@@ -287,7 +288,8 @@ def test_changed_recipe_builds_a_new_image(cache: Path) -> None:
 
 def test_concurrent_builds_of_one_recipe_build_once(cache: Path) -> None:
     store = ImageStore(cache)
-    fake = FakeBuilder(delay=0.3)
+    gate = threading.Event()
+    fake = FakeBuilder(gate=gate)
     r = recipe("debian-12")
     results: list[images.Image] = []
     waited: list[str] = []
@@ -298,6 +300,10 @@ def test_concurrent_builds_of_one_recipe_build_once(cache: Path) -> None:
     threads = [threading.Thread(target=worker) for _ in range(3)]
     for t in threads:
         t.start()
+    # The first build holds until the two others are queued behind its lock (no sleep standing in).
+    waiting.until(lambda: None if sum("waiting for another build" in w for w in waited) == 2 else "not yet",
+                  timeout=30, interval=0.01, error=AssertionError)
+    gate.set()
     for t in threads:
         t.join()
     assert fake.calls == 1
