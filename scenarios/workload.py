@@ -29,22 +29,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
 from harness import netns
 from scenarios.errors import ClientError
+from scenarios.failover.model import Outcome
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class Outcome(StrEnum):
-    OK = "ok"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
