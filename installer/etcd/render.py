@@ -49,13 +49,18 @@ def cluster_token(topo: Topology) -> str:
     return f"kha-{topo.settings.cluster_name}-{hashlib.sha256(seed.encode()).hexdigest()[:10]}"
 
 
+#: etcd's defaults (https://etcd.io/docs/v3.4/tuning/): fast leader failover on a LAN. The failover suite's
+#: bounds read these.
+HEARTBEAT_MS = 100
+ELECTION_TIMEOUT_MS = 1000
+
+
 def unit(topo: Topology, host: Host, *, etcd_bin: str = ETCD_BIN) -> NodeFile:
     text = render(
         _env, "etcd.service.j2",
         name=host.name, cluster=topo.settings.cluster_name, address=host.address,
         data_dir=topo.settings.etcd_data_dir, pki=PKI_DIR, etcd_bin=etcd_bin, initial_env=INITIAL_ENV_PATH,
-        # etcd's defaults (https://etcd.io/docs/v3.4/tuning/): fast leader failover on a LAN.
-        heartbeat_ms=100, election_ms=1000,
+        heartbeat_ms=HEARTBEAT_MS, election_ms=ELECTION_TIMEOUT_MS,
     )
     return NodeFile(UNIT_PATH, text)
 
