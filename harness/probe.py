@@ -169,7 +169,7 @@ def _outage(run: list[Attempt], end: float | None) -> Outage:
 # -- threads that measure from inside the topology's network -----------------------------------------
 
 
-class _Worker:
+class Worker:
     """A bounded thread that joins ``netns`` (if any) and runs ``_loop`` until stopped or out of time."""
 
     def __init__(self, name: str, netns: str | None, max_duration: float) -> None:
@@ -268,7 +268,7 @@ def _error_kind(code: int) -> str:
     return errno.errorcode.get(code, str(code)).lower()
 
 
-class Prober(_Worker):
+class Prober(Worker):
     """TCP connects to ``address:port`` every ``interval`` s, each given ``timeout`` s, for at most
     ``max_duration`` s; ``history()`` at any time, ``stop()`` to end.
 
@@ -482,7 +482,7 @@ class Timeline:
                 f"max {self.max_holders()} holder(s), {len(self.moves())} move(s): {seen or 'nothing seen'}")
 
 
-class VipWatcher(_Worker):
+class VipWatcher(Worker):
     """Calls ``sample()`` (→ the names holding the VIP now) every ``period`` s from inside ``netns``."""
 
     def __init__(self, sample: Callable[[], Iterable[str]], *, netns: str | None = None, period: float = 0.2,

@@ -1,0 +1,137 @@
+"""Observers: threads that look at one thing on a fixed period while a case runs and record what they saw
+as ``model.Sample`` rows — who holds the VIP (on the wire, ARP), which apiservers each haproxy counts as
+UP, the etcd leader and its term, the kcm/scheduler lease holders, each node's Ready condition.
+
+Each observer is a ``Poller``: a bounded thread (``harness.probe.Worker``) that joins the topology's
+network namespace when asked and calls its ``look`` function every ``period`` s. A look that fails is a
+sample with ``error`` set — a dead node is something to see, not a reason to stop looking.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from harness.probe import ArpHolders, Worker
+from installer.connect import Connector
+from installer.topology import Host
+from scenarios.failover.model import Sample
+from scenarios.installed import Installed
+from scenarios.workload import EtcdHTTP
+
+log = logging.getLogger(__name__)
+
+#: What a look returns: (observer, value) pairs, all read at one moment.
+Look = Callable[[], Sequence[tuple[str, str]]]
+
+
+class Poller(Worker):
+    """Calls ``look`` every ``period`` s and records its answers (or its error) as samples."""
+
+    def __init__(self, name: str, look: Look, *, observers: Sequence[str], period: float, netns: str | None,
+                 max_duration: float, on_stop: Callable[[], None] | None = None) -> None:
+        super().__init__(name, netns, max_duration)
+        self.look = look
+        self.on_stop = on_stop
+        self.observers = tuple(observers)
+        self.period = period
+        self.samples: list[Sample] = []
+
+    def _loop(self, deadline: float) -> None:
+        try:
+            self._poll(deadline)
+        finally:
+            if self.on_stop is not None:
+                self.on_stop()  # in this thread: what it opened (sockets, SSH) lives here
+
+    def _poll(self, deadline: float) -> None:
+        nxt = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            t = time.monotonic()
+            try:
+                self.samples.extend(Sample(name, t, value) for name, value in self.look())
+            except Exception as exc:  # noqa: BLE001 - recorded: an observer that cannot look is data
+                self.samples.extend(Sample(name, t, "", error=f"{type(exc).__name__}: {exc}")
+                                    for name in self.observers)
+            nxt += self.period
+            self._stop.wait(max(0.0, nxt - time.monotonic()))
+
+
+def vip(inst: Installed, *, period: float = 0.2, max_duration: float) -> Poller:
+    """Who answers ARP for the VIP on the topology's bridge (atomic across nodes; no login needed)."""
+    topo, cluster = inst.topo, inst.cluster
+    names = {cluster.state.nodes[h.name].mac: h.name for h in topo.lb}
+    arp = ArpHolders(cluster.state.bridge, str(topo.vip), names)
+    return Poller("observe-vip", lambda: [("vip", ",".join(sorted(arp())))], observers=["vip"],
+                  period=period, netns=inst.netns, max_duration=max_duration, on_stop=arp.close)
+
+
+def etcd_leader(inst: Installed, client: EtcdHTTP, *, period: float = 0.5, max_duration: float) -> Poller:
+    """The leader every reachable member names, and the raft term: ``node2/7`` (``?/7`` for an unknown id;
+    several answers joined by ``|`` when members disagree)."""
+    urls = {f"https://{h.address}:2379": h for h in inst.topo.etcd}
+
+    def look() -> list[tuple[str, str]]:
+        ids: dict[str, str] = {}
+        seen: set[str] = set()
+        for url, host in urls.items():
+            try:
+                st = client.status(url, timeout=0.5)
+            except Exception:  # noqa: BLE001 - an unreachable member simply says nothing
+                continue
+            header = st.get("header", {})
+            ids[str(header.get("member_id"))] = host.name
+            seen.add(f"{st.get('leader')}/{header.get('raft_term') or st.get('raftTerm')}")
+        named = sorted({f"{ids.get(lead, '?')}/{term}" for lead, term in (s.split("/") for s in seen)})
+        return [("etcd leader", "|".join(named))]
+
+    return Poller("observe-etcd", look, observers=["etcd leader"], period=period, netns=inst.netns,
+                  max_duration=max_duration)
+
+
+def parse_servers_state(text: str) -> dict[str, bool]:
+    """haproxy's ``show servers state`` → server name → UP (operational state 2, SRV_ST_RUNNING)."""
+    out: dict[str, bool] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#") or line[0].isdigit() is False:
+            continue
+        cols = line.split()
+        if len(cols) > 5:
+            out[cols[3]] = cols[5] == "2"
+    return out
+
+
+def haproxy(inst: Installed, *, period: float = 1.0, max_duration: float) -> Poller:
+    """Which apiservers each LB node's haproxy counts as UP (its runtime API, over SSH): ``UP a,b DOWN c``."""
+    argv = ["sh", "-c", 'echo "show servers state kube-apiserver" | socat stdio /run/haproxy/admin.sock']
+    connector: Connector | None = None
+
+    def close() -> None:
+        if connector is not None:
+            connector.close()
+
+    def state_of(host: Host) -> str:
+        assert connector is not None
+        res = connector(host).run(argv, sudo=True, check=False, timeout=max(1.0, period))
+        if not res.ok:
+            return f"haproxy not answering ({res.exit_code})"
+        st = parse_servers_state(res.stdout)
+        up = ",".join(sorted(n for n, ok in st.items() if ok))
+        down = ",".join(sorted(n for n, ok in st.items() if not ok))
+        return f"UP {up}" + (f" DOWN {down}" if down else "")
+
+    def look() -> list[tuple[str, str]]:
+        nonlocal connector
+        if connector is None:
+            connector = inst.connector()
+        out = []
+        for host in inst.topo.lb:
+            try:
+                out.append((f"haproxy {host.name}", state_of(host)))
+            except Exception as exc:  # noqa: BLE001 - a dead LB node is something to see
+                out.append((f"haproxy {host.name}", f"unreachable: {type(exc).__name__}"))
+        return out
+
+    return Poller("observe-haproxy", look, observers=[f"haproxy {h.name}" for h in inst.topo.lb], period=period,
+                  netns=None, max_duration=max_duration, on_stop=close)
