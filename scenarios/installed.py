@@ -21,6 +21,7 @@ from harness.provider import Cluster
 from installer import install, topology
 from installer.connect import Connector
 from installer.etcd import ctl
+from installer.etcd.context import EtcdContext
 from installer.kubernetes.bundle import Bundle
 from installer.kubernetes.phases import ADMIN_CONF
 from installer.loadbalancer import vip
@@ -103,6 +104,11 @@ class Installed:
         with self.connector() as c:
             argv = ctl.argv("endpoint", "health", endpoints=ctl.client_urls(self.topo.etcd))
             return c(self.topo.etcd[0]).run(argv, sudo=True, check=False, timeout=30).ok
+
+    def etcd(self) -> EtcdContext:
+        """The day-2 etcd context (``kha etcd …``) on this topology; close its ``connector`` when done."""
+        return EtcdContext.open(self.inventory, state=self.state, ssh_config=self.cluster.ssh_config,
+                                known_hosts=self.cluster.known_hosts)
 
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Until the VIP (if any) is on exactly one [lb] node and every etcd member is healthy; the seconds."""

@@ -195,8 +195,7 @@ class ReAddEtcdMember(NodeFault):
         self.description = f"remove etcd member {', '.join(self.nodes)}, wipe it, re-add it empty"
 
     def _ctx(self) -> EtcdContext:
-        return EtcdContext.open(self.inst.inventory, state=self.inst.state, ssh_config=self.inst.cluster.ssh_config,
-                                known_hosts=self.inst.cluster.known_hosts)
+        return self.inst.etcd()
 
     def _inject(self) -> None:
         self.fault = RemoveAndReAddMember(self._ctx(), self.nodes[0])

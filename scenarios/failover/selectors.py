@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from installer.etcd.context import EtcdContext
 from installer.etcd.ctl import host_of
 from installer.topology import Role
 from scenarios.errors import FaultError
@@ -33,8 +32,7 @@ def vrrp_backup(inst: Installed) -> list[str]:
 
 
 def _etcd_leader_name(inst: Installed) -> str:
-    ctx = EtcdContext.open(inst.inventory, state=inst.state, ssh_config=inst.cluster.ssh_config,
-                           known_hosts=inst.cluster.known_hosts)
+    ctx = inst.etcd()
     try:
         member, _ = ctx.admin().leader()
         host = host_of(inst.topo.hosts, member)

@@ -45,8 +45,7 @@ def etcd_lb(m_master_installed: Installed, kha_topologies: Topologies) -> Iterat
 @pytest.fixture
 def ctx(etcd_lb: Installed) -> Iterator[EtcdContext]:
     """The day-2 etcd context (``kha etcd …``) on the installed m-master, its connections closed after."""
-    c = EtcdContext.open(etcd_lb.inventory, state=etcd_lb.state, ssh_config=etcd_lb.cluster.ssh_config,
-                         known_hosts=etcd_lb.cluster.known_hosts)
+    c = etcd_lb.etcd()
     try:
         yield c
     finally:
