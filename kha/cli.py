@@ -23,6 +23,7 @@ from installer.errors import ConfigError
 from installer.etcd import cli as etcd_cli
 from installer.pki import cli as pki_cli
 from kha import harness_cli
+from scenarios.failover import cli as fault_cli
 
 EXIT_OK = 0
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "build_parser", "main"]
@@ -68,6 +69,7 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
         images_cli.add_parser,
         bundle_cli.add_parser,
         harness_cli.register,
+        fault_cli.register,
     ]
     return found
 

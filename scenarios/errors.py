@@ -3,6 +3,7 @@
     KhaError (core/errors.py)
     └── ScenarioError
         ├── FaultError         a fault could not be injected or healed, or its target is not where it must be
+        │   └── CaseRefused    a case that does not exist or cannot apply here (an InputError: exit 2)
         └── ClientError        a client's request to one endpoint did not succeed (recorded, not fatal)
 
 Faults, clients and checkers raise these; the CLI and the pytest plugins catch ``KhaError``.
@@ -10,7 +11,7 @@ Faults, clients and checkers raise these; the CLI and the pytest plugins catch `
 
 from __future__ import annotations
 
-from core.errors import KhaError
+from core.errors import InputError, KhaError
 
 
 class ScenarioError(KhaError):
@@ -19,6 +20,11 @@ class ScenarioError(KhaError):
 
 class FaultError(ScenarioError):
     """A fault's target is not where it needs to be (no VIP holder, several), or it could not be healed."""
+
+
+class CaseRefused(FaultError, InputError):
+    """A failover case that does not exist, or cannot apply to this topology or machine: refused before
+    anything is injected."""
 
 
 class ClientError(ScenarioError):

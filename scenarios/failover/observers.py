@@ -9,16 +9,20 @@ sample with ``error`` set — a dead node is something to see, not a reason to s
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from harness.probe import ArpHolders, Worker
 from installer.connect import Connector
 from installer.topology import Host
+from scenarios.errors import ScenarioError
+from scenarios.failover.clients import https_url, request
 from scenarios.failover.model import Sample
 from scenarios.installed import Installed
-from scenarios.workload import EtcdHTTP
+from scenarios.workload import EtcdHTTP, TLSFiles
 
 log = logging.getLogger(__name__)
 
@@ -135,3 +139,33 @@ def haproxy(inst: Installed, *, period: float = 1.0, max_duration: float) -> Pol
 
     return Poller("observe-haproxy", look, observers=[f"haproxy {h.name}" for h in inst.topo.lb], period=period,
                   netns=None, max_duration=max_duration, on_stop=close)
+
+
+LEASES = ("kube-controller-manager", "kube-scheduler")
+
+
+def api(inst: Installed, tls: TLSFiles, base_url: str, *, period: float = 1.0, timeout: float = 1.0,
+        max_duration: float) -> Poller:
+    """Through ``base_url`` (the VIP): who holds the kcm and scheduler leases (client-go leader election),
+    and each node's Ready condition (``True``/``False``/``Unknown``)."""
+    names = [f"lease {lease}" for lease in LEASES] + [f"ready {h.name}" for h in inst.kubernetes_nodes]
+    ctx = tls.context()
+
+    def get(path: str) -> Any:
+        reply = request(https_url(base_url, path), ctx, timeout=timeout)
+        if reply.status != 200:
+            raise ScenarioError(f"GET {path}: {reply.status or reply.error}")
+        return json.loads(reply.body)
+
+    def look() -> list[tuple[str, str]]:
+        out = []
+        for lease in LEASES:
+            spec = get(f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{lease}").get("spec", {})
+            # client-go's identity is "<hostname>_<uuid>".
+            out.append((f"lease {lease}", str(spec.get("holderIdentity", "")).split("_")[0]))
+        for node in get("/api/v1/nodes").get("items", []):
+            ready = [c for c in node.get("status", {}).get("conditions", []) if c.get("type") == "Ready"]
+            out.append((f"ready {node['metadata']['name']}", ready[0].get("status", "Unknown") if ready else "Unknown"))
+        return out
+
+    return Poller("observe-api", look, observers=names, period=period, netns=inst.netns, max_duration=max_duration)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from installer.etcd.ctl import host_of
 from installer.topology import Role
-from scenarios.errors import FaultError
+from scenarios.errors import CaseRefused, FaultError
 from scenarios.installed import Installed
 
 
@@ -125,5 +125,5 @@ SELECTORS: dict[str, Callable[[Installed], list[str]]] = {
 
 def resolve(name: str, inst: Installed) -> list[str]:
     if name not in SELECTORS:
-        raise FaultError(f"unknown selector {name!r}; known: {', '.join(SELECTORS)}")
+        raise CaseRefused(f"unknown selector {name!r}; known: {', '.join(SELECTORS)}")
     return SELECTORS[name](inst)

@@ -1,0 +1,209 @@
+"""Running one case of the catalogue on an installed topology, start to verdict:
+
+1. refuse what cannot apply here (the case's ``needs``), before anything is touched;
+2. revert the topology to its installed snapshot and wait until it is whole (VIP on one node and
+   serving, every node Ready, etcd healthy);
+3. resolve the selector to nodes, build the fault (and prepare it, when the case starts from a failover);
+4. start the clients (``/readyz`` through the VIP and on every apiserver, the write ledger through the
+   VIP) and the observers (VIP on the wire, haproxy backends, etcd leader, leases, node Ready);
+5. inject (t = 0), hold, heal; wait until the topology is whole again (the recovery time);
+6. stop recording; read every ledger write back through each apiserver and from etcd; compare etcd's
+   hashes; hand it all to the checker;
+7. write ``history.json``, ``result.json`` and the timeline picture into the case's folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import waiting
+from installer.topology import Topology
+from scenarios.errors import CaseRefused, ScenarioError
+from scenarios.failover import actions, checker, ledger, observers, selectors, timeline
+from scenarios.failover.catalogue import Case
+from scenarios.failover.clients import ApiProber, ApiTLS
+from scenarios.failover.model import CaseHistory, CaseResult, FaultWindow, write_json
+from scenarios.installed import Installed
+from scenarios.workload import EtcdHTTP, TLSFiles
+
+log = logging.getLogger(__name__)
+
+#: The snapshot of the installed topology every case starts from.
+SNAPSHOT = "kubernetes"
+#: Clients and observers record this long before the injection and after the recovery.
+CALM_S = 3.0
+READY_TIMEOUT_S = 240.0
+#: After a revert the kubelets report in again and the node lifecycle controller catches up: the topology
+#: must stay whole this long before a case starts, so what the case sees is the fault's doing.
+SETTLE_S = 5.0
+
+
+def problem(case: Case, topo: Topology, driver: str) -> str | None:
+    """Why ``case`` cannot run on this topology and node driver (None: it can). Checked before anything
+    is touched."""
+    for need in case.needs:
+        if need == "vip" and (topo.vip is None or len(topo.lb) < 2):
+            return f"{case.name} needs a VIP on two or more [lb] nodes; {topo.source} has none"
+        if need == "own-clock" and driver == "lxc":
+            return f"{case.name} needs nodes with a clock of their own (qemu): LXC nodes share the host's clock"
+        if need == "netem" and driver == "lxc":
+            return (f"{case.name} needs the netem qdisc in the nodes' kernel (qemu with the Debian kernel): "
+                    "LXC nodes use the host's kernel, and this host's has no sch_netem")
+    return None
+
+
+def whole(inst: Installed, since: float | None = None) -> str | None:
+    """None when the topology is whole: the API answers through the VIP, every node Ready (and, with
+    ``since``, its kubelet has renewed its lease after that wall-clock time: a reverted topology still
+    shows the Ready it had when the snapshot was taken), etcd healthy, the VIP on exactly one node; else
+    what is not yet."""
+    try:
+        if inst.kubectl("get", "--raw", "/readyz", check=False, timeout=10).stdout.strip() != "ok":
+            return "API /readyz through the VIP not ok"
+        nodes = inst.kubectl("get", "nodes", "--no-headers", check=False, timeout=10).stdout.split("\n")
+        ready = [line.split()[0] for line in nodes if len(line.split()) > 1 and line.split()[1] == "Ready"]
+        if len(ready) != len(inst.kubernetes_nodes):
+            return f"nodes Ready: {ready}"
+        if since is not None:
+            leases = inst.kubectl_json("get", "leases", "-n", "kube-node-lease")["items"]
+            stale = [lease["metadata"]["name"] for lease in leases
+                     if _wall(lease.get("spec", {}).get("renewTime", "")) <= since]
+            if stale or len(leases) < len(inst.kubernetes_nodes):
+                return f"kubelets not heard from since the revert: {stale or 'some leases missing'}"
+        if not inst.etcd_healthy():
+            return "etcd not healthy"
+        holders = inst.vip_holders() if inst.topo.vip is not None else ["-"]
+        return None if len(holders) == 1 else f"VIP on {holders or 'no node'}"
+    except Exception as exc:  # noqa: BLE001 - a node still booting answers with errors: not whole yet
+        inst.close()
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _wall(stamp: str) -> float:
+    """An RFC 3339 MicroTime (``2026-12-04T17:20:01.123456Z``) as seconds since the epoch (0 when absent)."""
+    if not stamp:
+        return 0.0
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def wait_whole(inst: Installed, timeout: float, since: float | None = None, *,
+               settle: float = 0.0) -> tuple[float | None, str]:
+    """Until ``whole`` holds (and still holds ``settle`` s later); the seconds it took, or None and why not."""
+    start = time.monotonic()
+    last = ["not asked"]
+
+    def check() -> str | None:
+        last[0] = whole(inst, since) or "whole"
+        return None if last[0] == "whole" else last[0]
+
+    try:
+        waiting.until(check, timeout=timeout, interval=1.0, error=TimeoutError)
+        if settle:
+            time.sleep(settle)
+            waiting.until(check, timeout=timeout, interval=1.0, error=TimeoutError)
+    except TimeoutError:
+        return None, last[0]
+    return time.monotonic() - start, "whole"
+
+
+def hashkv(inst: Installed) -> tuple[bool, str]:
+    ctx = inst.etcd()
+    try:
+        admin = ctx.admin()
+        urls = [f"https://{h.address}:2379" for h in inst.topo.etcd]
+        rev = min(s.revision for s in admin.statuses(urls))
+        hashes = admin.hashkv(rev)
+    except Exception as exc:  # noqa: BLE001 - reported as the check's evidence
+        return False, f"could not compare: {type(exc).__name__}: {exc}"
+    finally:
+        ctx.connector.close()
+    equal = len(hashes) == len(inst.topo.etcd) and len({h for h, _ in hashes.values()}) == 1
+    return equal, f"revision {rev}: " + ", ".join(f"{ep} {h}" for ep, (h, _r) in sorted(hashes.items()))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    history: CaseHistory
+    result: CaseResult
+    folder: Path
+
+
+def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, seed: int = 0) -> Outcome:
+    """Run ``case`` on ``inst`` and write its history, result and timeline under ``out/<case>/``."""
+    why = problem(case, inst.topo, inst.cluster.state.spec.driver)
+    if why is not None:
+        raise CaseRefused(why)
+    bound = case.bound(inst.topo)
+    since = None
+    if revert:
+        since = time.time()
+        inst.cluster.revert(SNAPSHOT)
+        inst.close()
+    took, said = wait_whole(inst, READY_TIMEOUT_S, since, settle=SETTLE_S)
+    if took is None:
+        raise ScenarioError(f"{inst.cluster.name} not whole {READY_TIMEOUT_S:.0f}s after the revert: {said}")
+    log.info("%s: topology whole after %.1fs", case.name, took)
+
+    targets = selectors.resolve(case.selector, inst)
+    fault = actions.build(case, inst, targets, seed)
+    prepare = getattr(fault, "prepare", None)
+    if prepare is not None:
+        prepare()
+
+    ns, vip = inst.netns, f"https://{inst.topo.vip}:{inst.topo.settings.lb_kube_apiserver_port}"
+    span = CALM_S + case.hold_s + case.recovery_s + CALM_S + 120
+    pki = inst.state / "pki"
+    with ApiTLS.from_store(pki) as tls:
+        etcd = EtcdHTTP(TLSFiles.from_store(pki))
+        ledger.ensure_namespace(vip, tls, netns=ns)
+        probers = [ApiProber("readyz vip", vip, tls, netns=ns, max_duration=span)]
+        probers += [ApiProber(f"readyz {h.name}", f"https://{h.address}:6443", tls, netns=ns, max_duration=span)
+                    for h in inst.topo.masters]
+        writes = ledger.WriteLedger(vip, tls, netns=ns, max_duration=span)
+        watchers = [observers.vip(inst, max_duration=span), observers.etcd_leader(inst, etcd, max_duration=span),
+                    observers.haproxy(inst, max_duration=span), observers.api(inst, tls, vip, max_duration=span)]
+        started = time.monotonic()
+        for client in [*probers, writes]:
+            client.start()
+        for o in watchers:
+            o.start()
+        try:
+            time.sleep(CALM_S)
+            fault.inject()
+            actions.hold(case.hold_s)
+            fault.heal()
+            healed = fault.healed_at
+            recovered, said = wait_whole(inst, case.recovery_s + 60)
+            time.sleep(CALM_S)
+        finally:
+            for w in [*probers, writes]:
+                w.stop()
+            for o in watchers:
+                o.stop()
+        stopped = time.monotonic()
+        ops = [op for p in probers for op in p.history()] + writes.history()
+        samples = [s for o in watchers for s in o.samples]
+        listings = ledger.read_ledger(writes.listers([f"https://{h.address}:6443" for h in inst.topo.masters], etcd,
+                                                     [f"https://{h.address}:2379" for h in inst.topo.etcd]),
+                                      netns=ns)
+        report = ledger.check_ledger(ops, listings)
+        etcd.close()
+    assert fault.injected_at is not None
+    history = CaseHistory(case.name, inst.cluster.name, started, stopped,
+                          FaultWindow(case.name, case.selector, tuple(targets), fault.description, fault.injected_at,
+                                      healed), ops, samples)
+    equal, detail = hashkv(inst)
+    recovery = checker.Recovery(None if recovered is None or healed is None else recovered, said, equal, detail)
+    written = checker.WriteCount(report.acked, report.lost, len(report.failed_present), report.unknown,
+                                 len(report.mismatched) + len(report.unchecked), report.summary())
+    result = checker.check(case, bound, history, written, recovery)
+    folder = out / case.name
+    write_json(folder / "history.json", history.to_json())
+    write_json(folder / "result.json", {**result.to_json(), "bound_source": bound.source, "targets": targets,
+                                        "ledger": report.summary(), "recovery": said})
+    timeline.render(history, result, folder, "timeline")
+    return Outcome(history, result, folder)

@@ -1,0 +1,48 @@
+"""The failover tier's topology: m-master booted by the harness (``--kha-driver``, LXC by default), Kubernetes
+installed from the offline bundle by the real installer (three control planes behind the VIP, external
+etcd, a worker), snapshotted once as ``kubernetes``; every case reverts to that snapshot first.
+
+Each case writes ``history.json``, ``result.json`` and ``timeline.png``/``.svg`` into
+``--kha-results DIR/<case>/`` (default: ``failover-results`` under pytest's base temp; the path is printed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.pytest_plugin import Topologies
+from images import bundle as bundles
+from scenarios import catalog
+from scenarios.failover import run
+from scenarios.installed import Installed, install_onto
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--kha-results", default=None, help="where each failover case writes its results and timeline")
+
+
+@pytest.fixture(scope="session")
+def results(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    given = pytestconfig.getoption("kha_results")
+    folder = Path(given) if given else tmp_path_factory.getbasetemp() / "failover-results"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def kubernetes_m_master(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFactory,
+                        pytestconfig: pytest.Config) -> Iterator[Installed]:
+    driver = str(pytestconfig.getoption("kha_driver") or "lxc")
+    cluster = kha_topologies.fresh(kha_topologies.get("m-master", driver))
+    kha_topologies.dirty.add(cluster.name)
+    built = bundles.build()
+    inst, _ = install_onto(cluster, catalog.get("m-master").inventory, tmp_path_factory.mktemp("failover-state"),
+                           bundle=built.path)
+    cluster.snapshot(run.SNAPSHOT)
+    try:
+        yield inst
+    finally:
+        inst.close()
