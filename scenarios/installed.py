@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,10 +95,11 @@ class Installed:
         """``kubectl … -o json``, parsed."""
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
-    def vip_holders(self) -> list[str]:
-        """The ``[lb]`` nodes that hold the VIP now, as each says (all must answer over SSH)."""
+    def vip_holders(self, among: Collection[str] | None = None) -> list[str]:
+        """The ``[lb]`` nodes (or those ``among`` them) that hold the VIP now, as each says (each asked must
+        answer over SSH: leave out a node that is powered off)."""
         with self.connector() as c:
-            return vip.holders(self.topo, c)
+            return vip.holders(self.topo, c, among)
 
     def etcd_healthy(self) -> bool:
         with self.connector() as c:

@@ -7,7 +7,7 @@ instead (``harness.probe.ArpHolders``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 
 from installer.errors import LoadBalancerError
@@ -15,14 +15,15 @@ from installer.remote import Transport
 from installer.topology import Host, Topology
 
 
-def holders(topo: Topology, transport: Callable[[Host], Transport]) -> list[str]:
-    """The names of the ``[lb]`` nodes that have the VIP configured now, in inventory order."""
+def holders(topo: Topology, transport: Callable[[Host], Transport], among: Collection[str] | None = None) -> list[str]:
+    """The names of the ``[lb]`` nodes (or of those ``among`` them) that have the VIP configured now."""
     if topo.vip is None:
         raise LoadBalancerError("the topology has no VIP (lb_kube_apiserver_ip)")
     vip = str(topo.vip)
     argv = ["ip", "-o", "-4", "addr", "show", "to", f"{vip}/32"]
     # Transports opened here, in order, so a connector's cache is never raced by the threads.
-    transports = [transport(h) for h in topo.lb]
+    asked = [h for h in topo.lb if among is None or h.name in among]
+    transports = [transport(h) for h in asked]
     with ThreadPoolExecutor(max_workers=max(1, len(transports))) as pool:
         answers = list(pool.map(lambda t: vip in t.run(argv, check=False, timeout=15).stdout, transports))
-    return [h.name for h, held in zip(topo.lb, answers, strict=True) if held]
+    return [h.name for h, held in zip(asked, answers, strict=True) if held]
