@@ -55,7 +55,8 @@ def _config(ctx: InstallContext) -> None:
             t = ctx.transport(host)
             by_unit: dict[str, list[NodeFile]] = {}
             for f in files:
-                unit = "keepalived" if f.path.startswith("/etc/keepalived/") else _daemon(ctx)
+                keepalived = f.path.startswith("/etc/keepalived/") or f.path == render.KEEPALIVED_DROPIN
+                unit = "keepalived" if keepalived else _daemon(ctx)
                 by_unit.setdefault(unit, []).append(f)
             changed[host.name] = [path for unit, fs in by_unit.items()
                                   for path in nodeops.sync_files(ctx, t, fs, restarts=unit)]

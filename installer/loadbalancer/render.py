@@ -22,6 +22,8 @@ HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 NGINX_CONF = "/etc/nginx/nginx.conf"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 CHECK_SCRIPT = "/etc/keepalived/kha-check-lb.sh"
+#: keepalived.service drop-in: restart it, and take the VIP away when it dies (see the template).
+KEEPALIVED_DROPIN = "/etc/systemd/system/keepalived.service.d/kha.conf"
 
 CHECK_INTERVAL_S = 1
 CHECK_FALL = 2
@@ -111,4 +113,7 @@ def files(topo: Topology, host: Host, secrets: ClusterSecrets, facts: NodeFacts 
         ), mode=0o640))
         out.append(NodeFile(CHECK_SCRIPT, render(_env, "check-lb.sh.j2", port=port, timeout=CHECK_INTERVAL_S),
                             mode=0o755))
+        out.append(NodeFile(KEEPALIVED_DROPIN, render(
+            _env, "keepalived-dropin.conf.j2", node=host.name, vip=topo.vip, prefix=topo.node_network.prefixlen,
+            interface=facts.interface)))
     return out

@@ -84,6 +84,7 @@ ACTIONS: dict[str, Builder] = {
     "kill-keepalived": lambda inst, nodes, seed: nemesis.KillProcess(inst, nodes, process="keepalived",
                                                                       unit="keepalived"),
     "power-off": lambda inst, nodes, seed: nemesis.PowerOff(inst, nodes, seed=seed),
+    "cut-link": lambda inst, nodes, seed: nemesis.CutLink(inst, nodes),
     "power-off-then-return": lambda inst, nodes, seed: ReturnOfTheMaster(inst, nodes),
     "kill-apiserver": lambda inst, nodes, seed: nemesis.KillProcess(inst, nodes, process="kube-apiserver"),
     "block-etcd-client": lambda inst, nodes, seed: nemesis.block_etcd_client(inst, nodes),

@@ -168,6 +168,8 @@ CASES: tuple[Case, ...] = (
          no_notready=True),
     Case("power-off-vrrp-master", "vrrp-master", "power-off", master_down_and_backend,
          "power off the VRRP master (it also runs an apiserver and an etcd member)"),
+    Case("cut-link-vrrp-master", "vrrp-master", "cut-link", master_down_and_backend,
+         "cut the VRRP master's link (NO-CARRIER): it can send no priority-0 advert; its apiserver drops out too"),
     Case("vrrp-master-returns", "vrrp-master", "power-off-then-return", none,
          "the old VRRP master comes back after a failover: nopreempt, the VIP must not flap back", hold_s=0),
     Case("kill-apiserver", "apiserver-not-on-vip", "kill-apiserver", backend_down,

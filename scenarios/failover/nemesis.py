@@ -135,6 +135,22 @@ class Pause(NodeFault):
 
 
 @dataclass
+class CutLink(NodeFault):
+    """Take the nodes' links down (NO-CARRIER, like a pulled cable); heal: bring them up."""
+
+    def __post_init__(self) -> None:
+        self.description = f"cut the link of {', '.join(self.nodes)}"
+
+    def _inject(self) -> None:
+        for node in self.nodes:
+            self.inst.cluster.link_down(node)
+
+    def _heal(self) -> None:
+        for node in self.nodes:
+            self.inst.cluster.link_up(node)
+
+
+@dataclass
 class NftDrop(NodeFault):
     """Drop traffic on the target nodes with rules in kha's own nft table (heal: delete the table).
 

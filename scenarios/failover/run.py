@@ -180,11 +180,17 @@ def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, see
             recovered, said = wait_whole(inst, case.recovery_s + 60)
             time.sleep(CALM_S)
         finally:
-            for w in [*probers, writes]:
-                w.stop()
-            for o in watchers:
-                o.stop()
-        stopped = time.monotonic()
+            # The history ends here: stopping an observer that waits on a dead node takes a while.
+            stopped = time.monotonic()
+            # Every recorder is stopped even when one of them failed; the first failure is raised after.
+            failures = []
+            for stop in [*(c.stop for c in [*probers, writes]), *(o.stop for o in watchers)]:
+                try:
+                    stop()
+                except Exception as exc:  # noqa: BLE001 - kept and raised below, after the others stopped
+                    failures.append(exc)
+            if failures:
+                raise failures[0]
         ops = [op for p in probers for op in p.history()] + writes.history()
         samples = [s for o in watchers for s in o.samples]
         listings = ledger.read_ledger(writes.listers([f"https://{h.address}:6443" for h in inst.topo.masters], etcd,

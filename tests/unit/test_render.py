@@ -30,7 +30,8 @@ def paths(files: dict[str, list[object]], node: str) -> set[str]:
 
 def test_m_master_puts_haproxy_and_keepalived_on_lb_nodes_only() -> None:
     files = node_files(load("m-master"), SECRETS)
-    lb = {"/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf", "/etc/keepalived/kha-check-lb.sh"}
+    lb = {"/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf", "/etc/keepalived/kha-check-lb.sh",
+          "/etc/systemd/system/keepalived.service.d/kha.conf"}
     etcd = {"/etc/systemd/system/etcd.service", "/etc/kha/etcd-initial.env"}
     lb_or_etcd = lb | etcd
 
