@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from installer.etcd.ctl import host_of
+from installer.loadbalancer import render as lb_render
 from installer.topology import Role
 from scenarios.errors import CaseRefused, FaultError
 from scenarios.installed import Installed
@@ -24,11 +25,12 @@ def vrrp_master(inst: Installed) -> list[str]:
 
 
 def vrrp_backup(inst: Installed) -> list[str]:
+    """The [lb] node that takes over from the master: the highest priority among the others."""
     master = vrrp_master(inst)[0]
-    others = [h.name for h in inst.topo.lb if h.name != master]
+    others = [h for h in inst.topo.lb if h.name != master]
     if not others:
         raise FaultError("no [lb] node besides the VRRP master")
-    return others[:1]
+    return [max(others, key=lambda h: lb_render.priority(inst.topo, h)).name]
 
 
 def _etcd_leader_name(inst: Installed) -> str:
