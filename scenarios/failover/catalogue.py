@@ -157,27 +157,30 @@ class Case:
     #: what the case needs beyond an LXC m-master: "vip" ([lb] nodes), "netem" (sch_netem), "own-clock"
     #: (nodes with a clock of their own: VMs; LXC nodes share the host's).
     needs: tuple[str, ...] = ("vip",)
+    #: "pr": in CI's tier (``tox -e failover-pr``); "full": only in the whole catalogue (``tox -e failover``).
+    tier: str = "full"
 
 
 CASES: tuple[Case, ...] = (
     Case("stop-haproxy-on-vrrp-master", "vrrp-master", "stop-haproxy", lb_check_failover,
          "systemctl stop haproxy on the VRRP master: its check fails, FAULT, the BACKUP takes the VIP",
-         no_notready=True),
+         no_notready=True, tier="pr"),
     Case("kill-keepalived-on-vrrp-master", "vrrp-master", "kill-keepalived", master_down,
          "kill -9 keepalived on the VRRP master: no goodbye advert; the BACKUP waits Master_Down_Interval",
-         no_notready=True),
+         no_notready=True, tier="pr"),
     Case("power-off-vrrp-master", "vrrp-master", "power-off", master_down_and_backend,
-         "power off the VRRP master (it also runs an apiserver and an etcd member)"),
+         "power off the VRRP master (it also runs an apiserver and an etcd member)", tier="pr"),
     Case("cut-link-vrrp-master", "vrrp-master", "cut-link", master_down_and_backend,
          "cut the VRRP master's link (NO-CARRIER): it can send no priority-0 advert; its apiserver drops out too"),
     Case("vrrp-master-returns", "vrrp-master", "power-off-then-return", none,
          "the old VRRP master comes back after a failover: nopreempt, the VIP must not flap back", hold_s=0),
     Case("kill-apiserver", "apiserver-not-on-vip", "kill-apiserver", backend_down,
-         "kill -9 kube-apiserver on a control plane that does not hold the VIP (kubelet restarts it)", hold_s=5),
+         "kill -9 kube-apiserver on a control plane that does not hold the VIP (kubelet restarts it)", hold_s=5,
+         tier="pr"),
     Case("apiserver-not-ready", "apiserver-not-on-vip", "block-etcd-client", backend_down,
-         "the apiserver stays up but loses etcd: /readyz fails and haproxy's check must drop it", hold_s=12),
+         "the apiserver stays up but loses etcd: /readyz fails and haproxy's check must drop it", hold_s=12, tier="pr"),
     Case("kill-etcd-leader", "etcd-leader", "kill-etcd", election,
-         "SIGKILL the etcd leader (systemd restarts it after 2 s, as a follower)", hold_s=5),
+         "SIGKILL the etcd leader (systemd restarts it after 2 s, as a follower)", hold_s=5, tier="pr"),
     Case("power-off-etcd-follower", "etcd-follower", "power-off", backend_down,
          "power off an etcd member that is not the leader (its apiserver goes with it)"),
     Case("pause-etcd-leader", "etcd-leader", "pause", election_and_backend,
@@ -185,12 +188,12 @@ CASES: tuple[Case, ...] = (
     Case("readd-etcd-member", "etcd-follower", "readd-etcd-member", none,
          "remove an etcd member, wipe it, re-add it empty while the clients run", hold_s=0),
     Case("lose-etcd-quorum", "majority", "stop-etcd", held(20.0),
-         "stop etcd on 2 of 3 members for 20 s, then start them", hold_s=20, margin=1.25),
+         "stop etcd on 2 of 3 members for 20 s, then start them", hold_s=20, margin=1.25, tier="pr"),
     Case("partition-control-plane", "apiserver-not-on-vip", "partition", backend_down,
          "cut one control plane off from the other nodes (nft drop, node up)", hold_s=12),
     Case("vrrp-split-brain", "lb-nodes", "block-vrrp", master_down,
          "drop VRRP adverts between the LB nodes: two holders while it lasts, one after the heal",
-         hold_s=8, expect_two_holders=True),
+         hold_s=8, expect_two_holders=True, tier="pr"),
     Case("netem-etcd-leader", "etcd-leader", "netem", none,
          "200 ms ± 50 ms delay on the etcd leader's peer traffic", hold_s=15, needs=("vip", "netem")),
     Case("stop-kubelet-containerd", "apiserver-not-on-vip", "stop-kubelet-containerd", none,

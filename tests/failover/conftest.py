@@ -22,6 +22,8 @@ from scenarios.installed import Installed, install_onto
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--kha-results", default=None, help="where each failover case writes its results and timeline")
+    parser.addoption("--kha-tier", default="full", choices=("pr", "full"),
+                     help="pr: the cases CI runs; full: the whole catalogue (default)")
 
 
 @pytest.fixture(scope="session")

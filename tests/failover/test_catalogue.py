@@ -5,6 +5,7 @@ Every case is held to its promises: the client-visible outage through the VIP wi
 each apiserver and from etcd), exactly one VIP holder after the heal (two while VRRP is cut, in that case),
 everything whole again within the recovery bound, etcd's hashes equal. Cases that need what this driver
 cannot give (a clock or kernel of the node's own) are not collected on it; the README lists them.
+``--kha-tier pr`` (CI, ``tox -e failover-pr``) runs the cases marked ``tier="pr"``; the default runs all.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ QEMU_ONLY = {"own-clock", "netem"}
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" in metafunc.fixturenames:
         driver = str(metafunc.config.getoption("kha_driver") or "lxc")
-        cases = [c for c in catalogue.CASES if driver != "lxc" or not QEMU_ONLY & set(c.needs)]
+        tier = metafunc.config.getoption("kha_tier")
+        cases = [c for c in catalogue.CASES if (driver != "lxc" or not QEMU_ONLY & set(c.needs))
+                 and tier in ("full", c.tier)]
         metafunc.parametrize("case", cases, ids=[c.name for c in cases])
 
 
