@@ -32,9 +32,12 @@ ADVERT_INT_S = 1
 #: haproxy's health check of each apiserver (GET /readyz): every ``inter`` s, DOWN after ``fall`` failures in
 #: a row, UP again after ``rise`` successes (https://docs.haproxy.org/2.6/configuration.html#5.2-inter).
 #: The failover suite's bounds read these.
-BACKEND_CHECK_INTER_S = 2.0
+BACKEND_CHECK_INTER_S = 1.0
 BACKEND_CHECK_FALL = 2
 BACKEND_CHECK_RISE = 2
+#: haproxy gives up connecting to a backend after this long and retries another (``retries``, redispatch).
+BACKEND_CONNECT_TIMEOUT_MS = 500
+BACKEND_RETRIES = 3
 #: priority of the first [lb] node; each next one is PRIORITY_STEP lower.
 TOP_PRIORITY, PRIORITY_STEP = 150, 10
 
@@ -98,7 +101,9 @@ def files(topo: Topology, host: Host, secrets: ClusterSecrets, facts: NodeFacts 
     if topo.settings.lb_mode is LBMode.HAPROXY:
         out.append(NodeFile(HAPROXY_CFG, render(_env, "haproxy.cfg.j2", **common,
                                                 check_inter_ms=int(BACKEND_CHECK_INTER_S * 1000),
-                                                check_rise=BACKEND_CHECK_RISE)))
+                                                check_rise=BACKEND_CHECK_RISE,
+                                                connect_timeout_ms=BACKEND_CONNECT_TIMEOUT_MS,
+                                                retries=BACKEND_RETRIES)))
     else:
         out.append(NodeFile(NGINX_CONF, render(_env, "nginx.conf.j2", **common, fail_timeout_s=10,
                                                user=facts.nginx_user, modules=facts.nginx_modules)))

@@ -55,7 +55,9 @@ def _skew(topo: Topology) -> float:
 
 
 def _backend_down() -> float:
-    return lb_render.BACKEND_CHECK_INTER_S * lb_render.BACKEND_CHECK_FALL
+    """A dead backend is DOWN after ``fall`` failed checks ``inter`` apart, the last one waiting out its
+    ``timeout check`` (= inter): fall × inter + inter at the worst."""
+    return lb_render.BACKEND_CHECK_INTER_S * (lb_render.BACKEND_CHECK_FALL + 1)
 
 
 def _backend_up() -> float:
@@ -85,14 +87,15 @@ def master_down_and_backend(topo: Topology) -> Bound:
     haproxy still sends a share of new connections to the dead backend until its check marks it DOWN."""
     m = master_down(topo)
     d = _backend_down()
-    return Bound(m.seconds + d, f"{m.formula} + haproxy inter {lb_render.BACKEND_CHECK_INTER_S:g}s × fall "
-                 f"{lb_render.BACKEND_CHECK_FALL} = {d:g}s", f"{m.source}; haproxy §5.2 inter/fall")
+    return Bound(m.seconds + d, f"{m.formula} + haproxy inter {lb_render.BACKEND_CHECK_INTER_S:g}s × (fall "
+                 f"{lb_render.BACKEND_CHECK_FALL} + check timeout) = {d:g}s", f"{m.source}; haproxy §5.2 inter/fall")
 
 
 def backend_down(topo: Topology) -> Bound:
     d = _backend_down()
-    return Bound(d + PROBE_TIMEOUT_S, f"haproxy inter {lb_render.BACKEND_CHECK_INTER_S:g}s × fall "
-                 f"{lb_render.BACKEND_CHECK_FALL} + one probe timeout {PROBE_TIMEOUT_S:g}s", "haproxy §5.2 inter/fall")
+    return Bound(d + PROBE_TIMEOUT_S, f"haproxy inter {lb_render.BACKEND_CHECK_INTER_S:g}s × (fall "
+                 f"{lb_render.BACKEND_CHECK_FALL} + check timeout) + one probe timeout {PROBE_TIMEOUT_S:g}s",
+                 "haproxy §5.2 inter/fall/timeout check")
 
 
 def election(topo: Topology) -> Bound:
@@ -102,13 +105,12 @@ def election(topo: Topology) -> Bound:
 
 
 def election_and_backend(topo: Topology) -> Bound:
-    """The leader's node stops answering (frozen): a new leader in ≤ 2 election timeouts, and its apiserver,
-    frozen too, leaves haproxy's rotation after inter × fall (its checks time out)."""
-    e, d, s = _election(), _backend_down(), _skew(topo)
-    m = 3 * lb_render.ADVERT_INT_S + s
-    t = max(e, m) + d + PROBE_TIMEOUT_S
-    return Bound(t, f"max(2 × election {e:g}s, 3 × advert_int + skew {m:.2f}s) + haproxy inter × fall {d:g}s + "
-                 f"one probe timeout {PROBE_TIMEOUT_S:g}s", "raft §5.2; RFC 5798 §6.1; haproxy §5.2")
+    """The leader's node stops answering (frozen; not the VRRP master): a new leader within two election
+    timeouts while, at the same time, its frozen apiserver leaves haproxy's rotation once its checks time
+    out; whichever is later, plus one probe timeout."""
+    e, d = _election(), _backend_down()
+    return Bound(max(e, d) + PROBE_TIMEOUT_S, f"max(2 × election timeout {e:g}s, haproxy inter × (fall + check "
+                 f"timeout) {d:g}s) + one probe timeout {PROBE_TIMEOUT_S:g}s", "raft §5.2; haproxy §5.2")
 
 
 def none(topo: Topology) -> Bound:
@@ -183,8 +185,8 @@ CASES: tuple[Case, ...] = (
          "SIGKILL the etcd leader (systemd restarts it after 2 s, as a follower)", hold_s=5, tier="pr"),
     Case("power-off-etcd-follower", "etcd-follower", "power-off", backend_down,
          "power off an etcd member that is not the leader (its apiserver goes with it)"),
-    Case("pause-etcd-leader", "etcd-leader", "pause", election_and_backend,
-         "freeze the etcd leader's node for 10 s, then resume it", hold_s=10),
+    Case("pause-etcd-leader", "etcd-leader", "pause-etcd-leader", election_and_backend,
+         "freeze the etcd leader's node (not the VRRP master) for 10 s, then resume it", hold_s=10),
     Case("readd-etcd-member", "etcd-follower", "readd-etcd-member", none,
          "remove an etcd member, wipe it, re-add it empty while the clients run", hold_s=0),
     Case("lose-etcd-quorum", "majority", "stop-etcd", held(20.0),
