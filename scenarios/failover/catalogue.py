@@ -113,6 +113,22 @@ def election_and_backend(topo: Topology) -> Bound:
                  f"timeout) {d:g}s) + one probe timeout {PROBE_TIMEOUT_S:g}s", "raft §5.2; haproxy §5.2")
 
 
+#: kube-apiserver's etcd client (k8s.io/apiserver/pkg/storage/storagebackend/factory/etcd3.go): gRPC
+#: keepalive pings every 30 s, a connection without an answer for 10 s more is dropped.
+APISERVER_ETCD_KEEPALIVE_S = 30.0
+APISERVER_ETCD_KEEPALIVE_TIMEOUT_S = 10.0
+
+
+def etcd_blackhole(topo: Topology) -> Bound:
+    """A member that silently drops packets (partitioned, not down): an apiserver whose etcd client is on it
+    hears nothing — no refusal, no reset — until its gRPC keepalive gives up on the connection; then it
+    reconnects to a member that answers. Every apiserver may be on that member."""
+    k = APISERVER_ETCD_KEEPALIVE_S + APISERVER_ETCD_KEEPALIVE_TIMEOUT_S
+    return Bound(k + PROBE_TIMEOUT_S, f"apiserver etcd client gRPC keepalive {APISERVER_ETCD_KEEPALIVE_S:g}s + "
+                 f"keepalive timeout {APISERVER_ETCD_KEEPALIVE_TIMEOUT_S:g}s + one probe timeout {PROBE_TIMEOUT_S:g}s",
+                 "k8s.io/apiserver storagebackend/factory/etcd3.go keepaliveTime/keepaliveTimeout")
+
+
 def none(topo: Topology) -> Bound:
     return Bound(2 * PROBE_TIMEOUT_S, f"no outage: at most two probe timeouts ({PROBE_TIMEOUT_S:g}s each)",
                  "the fault does not touch the API path")
@@ -191,8 +207,9 @@ CASES: tuple[Case, ...] = (
          "remove an etcd member, wipe it, re-add it empty while the clients run", hold_s=0),
     Case("lose-etcd-quorum", "majority", "stop-etcd", held(20.0),
          "stop etcd on 2 of 3 members for 20 s, then start them", hold_s=20, margin=1.25, tier="pr"),
-    Case("partition-control-plane", "apiserver-not-on-vip", "partition", backend_down,
-         "cut one control plane off from the other nodes (nft drop, node up)", hold_s=12),
+    Case("partition-control-plane", "apiserver-not-on-vip", "partition", etcd_blackhole,
+         "cut one control plane off from the other nodes (nft drop, node up): its etcd member is blackholed",
+         hold_s=12, margin=1.0),
     Case("vrrp-split-brain", "lb-nodes", "block-vrrp", master_down,
          "drop VRRP adverts between the LB nodes: two holders while it lasts, one after the heal",
          hold_s=8, expect_two_holders=True, tier="pr"),
