@@ -129,6 +129,28 @@ def etcd_blackhole(topo: Topology) -> Bound:
                  "k8s.io/apiserver storagebackend/factory/etcd3.go keepaliveTime/keepaliveTimeout")
 
 
+#: kube-apiserver's /readyz etcd check gives up after this long (--etcd-healthcheck-timeout, default 2 s).
+APISERVER_ETCD_HEALTHCHECK_TIMEOUT_S = 2.0
+#: gRPC's reconnect back-off starts at 1 s (grpc/doc/connection-backoff.md, BASE_DELAY).
+GRPC_BACKOFF_BASE_S = 1.0
+
+
+def not_ready(topo: Topology) -> Bound:
+    """The apiserver is up but has lost etcd: its /readyz fails once its etcd check times out, then haproxy
+    needs fall failed checks to drop it; meanwhile requests routed to it hang."""
+    h, d = APISERVER_ETCD_HEALTHCHECK_TIMEOUT_S, _backend_down()
+    return Bound(h + d + PROBE_TIMEOUT_S, f"apiserver etcd health check timeout {h:g}s + haproxy inter × (fall + "
+                 f"check timeout) {d:g}s + one probe timeout {PROBE_TIMEOUT_S:g}s",
+                 "kube-apiserver --etcd-healthcheck-timeout; haproxy §5.2")
+
+
+def member_change(topo: Topology) -> Bound:
+    """An etcd member leaves (and comes back empty): apiservers connected to it see the connection end and
+    reconnect to another member after gRPC's first back-off."""
+    return Bound(GRPC_BACKOFF_BASE_S + 2 * PROBE_TIMEOUT_S, f"gRPC reconnect back-off {GRPC_BACKOFF_BASE_S:g}s + "
+                 f"two probe timeouts ({PROBE_TIMEOUT_S:g}s each)", "grpc connection-backoff BASE_DELAY")
+
+
 def none(topo: Topology) -> Bound:
     return Bound(2 * PROBE_TIMEOUT_S, f"no outage: at most two probe timeouts ({PROBE_TIMEOUT_S:g}s each)",
                  "the fault does not touch the API path")
@@ -195,7 +217,7 @@ CASES: tuple[Case, ...] = (
     Case("kill-apiserver", "apiserver-not-on-vip", "kill-apiserver", backend_down,
          "kill -9 kube-apiserver on a control plane that does not hold the VIP (kubelet restarts it)", hold_s=5,
          tier="pr"),
-    Case("apiserver-not-ready", "apiserver-not-on-vip", "block-etcd-client", backend_down,
+    Case("apiserver-not-ready", "apiserver-not-on-vip", "block-etcd-client", not_ready,
          "the apiserver stays up but loses etcd: /readyz fails and haproxy's check must drop it", hold_s=12, tier="pr"),
     Case("kill-etcd-leader", "etcd-leader", "kill-etcd", election,
          "SIGKILL the etcd leader (systemd restarts it after 2 s, as a follower)", hold_s=5, tier="pr"),
@@ -203,7 +225,7 @@ CASES: tuple[Case, ...] = (
          "power off an etcd member that is not the leader (its apiserver goes with it)"),
     Case("pause-etcd-leader", "etcd-leader", "pause-etcd-leader", election_and_backend,
          "freeze the etcd leader's node (not the VRRP master) for 10 s, then resume it", hold_s=10),
-    Case("readd-etcd-member", "etcd-follower", "readd-etcd-member", none,
+    Case("readd-etcd-member", "etcd-follower", "readd-etcd-member", member_change,
          "remove an etcd member, wipe it, re-add it empty while the clients run", hold_s=0),
     Case("lose-etcd-quorum", "majority", "stop-etcd", held(20.0),
          "stop etcd on 2 of 3 members for 20 s, then start them", hold_s=20, margin=1.25, tier="pr"),
