@@ -210,8 +210,9 @@ CASES: tuple[Case, ...] = (
          no_notready=True, tier="pr"),
     Case("power-off-vrrp-master", "vrrp-master", "power-off", master_down_and_backend,
          "power off the VRRP master (it also runs an apiserver and an etcd member)", tier="pr"),
-    Case("cut-link-vrrp-master", "vrrp-master", "cut-link", master_down_and_backend,
-         "cut the VRRP master's link (NO-CARRIER): it can send no priority-0 advert; its apiserver drops out too"),
+    Case("cut-link-vrrp-master", "vrrp-master", "cut-link", etcd_blackhole,
+         "cut the VRRP master's link (NO-CARRIER): no priority-0 advert, and its etcd member is blackholed for "
+         "the apiservers' etcd clients (the VIP itself moves within Master_Down_Interval)", margin=1.0),
     Case("vrrp-master-returns", "vrrp-master", "power-off-then-return", none,
          "the old VRRP master comes back after a failover: nopreempt, the VIP must not flap back", hold_s=0),
     Case("kill-apiserver", "apiserver-not-on-vip", "kill-apiserver", backend_down,
