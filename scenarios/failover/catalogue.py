@@ -104,15 +104,6 @@ def election(topo: Topology) -> Bound:
                  f"timeout {PROBE_TIMEOUT_S:g}s", "etcd tuning; raft §5.2 randomized election timeout")
 
 
-def election_and_backend(topo: Topology) -> Bound:
-    """The leader's node stops answering (frozen; not the VRRP master): a new leader within two election
-    timeouts while, at the same time, its frozen apiserver leaves haproxy's rotation once its checks time
-    out; whichever is later, plus one probe timeout."""
-    e, d = _election(), _backend_down()
-    return Bound(max(e, d) + PROBE_TIMEOUT_S, f"max(2 × election timeout {e:g}s, haproxy inter × (fall + check "
-                 f"timeout) {d:g}s) + one probe timeout {PROBE_TIMEOUT_S:g}s", "raft §5.2; haproxy §5.2")
-
-
 #: kube-apiserver's etcd client (k8s.io/apiserver/pkg/storage/storagebackend/factory/etcd3.go): gRPC
 #: keepalive pings every 30 s, a connection without an answer for 10 s more is dropped.
 APISERVER_ETCD_KEEPALIVE_S = 30.0
@@ -224,8 +215,9 @@ CASES: tuple[Case, ...] = (
          "SIGKILL the etcd leader (systemd restarts it after 2 s, as a follower)", hold_s=5, tier="pr"),
     Case("power-off-etcd-follower", "etcd-follower", "power-off", backend_down,
          "power off an etcd member that is not the leader (its apiserver goes with it)"),
-    Case("pause-etcd-leader", "etcd-leader", "pause-etcd-leader", election_and_backend,
-         "freeze the etcd leader's node (not the VRRP master) for 10 s, then resume it", hold_s=10),
+    Case("pause-etcd-leader", "etcd-leader", "pause-etcd-leader", etcd_blackhole,
+         "freeze the etcd leader's node (not the VRRP master) for 10 s, then resume it: its member accepts "
+         "connections and never answers, a blackhole for the apiservers' etcd clients", hold_s=10, margin=1.0),
     Case("readd-etcd-member", "etcd-follower", "readd-etcd-member", member_change,
          "remove an etcd member, wipe it, re-add it empty while the clients run", hold_s=0),
     Case("lose-etcd-quorum", "majority", "stop-etcd", held(20.0),

@@ -13,10 +13,10 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from harness.probe import ArpHolders, Worker
-from installer.connect import Connector
 from installer.topology import Host
 from scenarios.errors import ScenarioError
 from scenarios.failover.clients import https_url, request
@@ -107,16 +107,17 @@ def parse_servers_state(text: str) -> dict[str, bool]:
 
 
 def haproxy(inst: Installed, *, period: float = 1.0, max_duration: float) -> Poller:
-    """Which apiservers each LB node's haproxy counts as UP (its runtime API, over SSH): ``UP a,b DOWN c``."""
-    argv = ["sh", "-c", 'echo "show servers state kube-apiserver" | socat stdio /run/haproxy/admin.sock']
-    connector: Connector | None = None
+    """Which apiservers each LB node's haproxy counts as UP (its runtime API, over SSH): ``UP a,b DOWN c``.
 
-    def close() -> None:
-        if connector is not None:
-            connector.close()
+    Each LB node is asked in a thread of its own, so a node that hangs (powered off mid-connection) costs
+    its own row a "no answer", not every row: while a node's last question is unanswered, it is not asked
+    again."""
+    argv = ["sh", "-c", 'echo "show servers state kube-apiserver" | socat stdio /run/haproxy/admin.sock']
+    connector = inst.connector()
+    pool = ThreadPoolExecutor(max_workers=max(1, len(inst.topo.lb)), thread_name_prefix="observe-haproxy")
+    pending: dict[str, Future[str]] = {}
 
     def state_of(host: Host) -> str:
-        assert connector is not None
         res = connector(host).run(argv, sudo=True, check=False, timeout=max(1.0, period))
         if not res.ok:
             return f"haproxy not answering ({res.exit_code})"
@@ -126,16 +127,24 @@ def haproxy(inst: Installed, *, period: float = 1.0, max_duration: float) -> Pol
         return f"UP {up}" + (f" DOWN {down}" if down else "")
 
     def look() -> list[tuple[str, str]]:
-        nonlocal connector
-        if connector is None:
-            connector = inst.connector()
+        for host in inst.topo.lb:
+            if host.name not in pending:
+                pending[host.name] = pool.submit(state_of, host)
+        wait(list(pending.values()), timeout=period)
         out = []
         for host in inst.topo.lb:
-            try:
-                out.append((f"haproxy {host.name}", state_of(host)))
-            except Exception as exc:  # noqa: BLE001 - a dead LB node is something to see
-                out.append((f"haproxy {host.name}", f"unreachable: {type(exc).__name__}"))
+            f = pending[host.name]
+            if not f.done():
+                out.append((f"haproxy {host.name}", "unreachable: no answer"))
+                continue
+            del pending[host.name]
+            exc = f.exception()
+            out.append((f"haproxy {host.name}", f"unreachable: {type(exc).__name__}" if exc else f.result()))
         return out
+
+    def close() -> None:
+        pool.shutdown(wait=False, cancel_futures=True)
+        connector.close()
 
     return Poller("observe-haproxy", look, observers=[f"haproxy {h.name}" for h in inst.topo.lb], period=period,
                   netns=None, max_duration=max_duration, on_stop=close)
