@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from kha import cli
 from scenarios.failover import catalogue, run
 from scenarios.installed import Installed
 
@@ -42,3 +43,19 @@ def test_case(case: catalogue.Case, kubernetes_m_master: Installed, results: Pat
     failed = "\n".join(f"✗ {c.name}: {c.detail}" for c in r.failures())
     picture = done.folder / "timeline.png"
     assert r.ok, f"{case.name} broke {len(r.failures())} promise(s) (timeline: {picture}):\n{failed}"
+
+
+def test_kha_fault_run_on_a_kept_cluster(kubernetes_m_master: Installed, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The operator's way in: ``kha fault run`` on a cluster ``kha status`` knows, as after ``--kha-keep``."""
+    inst = kubernetes_m_master
+    monkeypatch.setenv("KHA_STATE_DIR", str(inst.cluster.state.state_dir.parent))
+    argv = ["fault", "run", "kill-etcd-leader", "--name", inst.cluster.name, "-i", str(inst.inventory),
+            "--state", str(inst.state), "--out", str(tmp_path)]
+    if inst.bundle is not None:
+        argv += ["--bundle", str(inst.bundle)]
+    assert cli.main(argv) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "✓ kill-etcd-leader" in out and "✓ no acknowledged write lost" in out, out
+    for name in ("history.json", "result.json", "timeline.png", "timeline.svg"):
+        assert (tmp_path / "kill-etcd-leader" / name).is_file(), name
