@@ -143,7 +143,10 @@ def haproxy(inst: Installed, *, period: float = 1.0, max_duration: float) -> Pol
         return out
 
     def close() -> None:
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Closing the transports ends a question still hanging on a dead node; only then are the threads
+        # done, and a transport one of them opened meanwhile (a reconnect) is closed by the second close.
+        connector.close()
+        pool.shutdown(wait=True, cancel_futures=True)
         connector.close()
 
     return Poller("observe-haproxy", look, observers=[f"haproxy {h.name}" for h in inst.topo.lb], period=period,

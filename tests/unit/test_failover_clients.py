@@ -362,7 +362,7 @@ def test_tls_from_store_names_what_is_missing(tmp_path: Path) -> None:
 
 
 def test_prober_records_ok_then_refused_then_unknown_while_hanging_then_ok(api: FakeApi, tls: ApiTLS) -> None:
-    with ApiProber("readyz test", api.url, tls, interval=0.05, timeout=0.4, max_duration=30) as p:
+    with ApiProber("readyz test", api.url, tls, interval=0.05, timeout=1.0, max_duration=60) as p:
         p.wait_for("3 ok", lambda ops: sum(o.outcome is OK for o in ops) >= 3, timeout=10)
         api.stop()
         down = time.monotonic()
@@ -413,8 +413,10 @@ def test_prober_that_cannot_enter_its_namespace_does_not_start(tls: ApiTLS) -> N
 
 def test_ledger_records_each_answer_and_writes_each_name_once(api: FakeApi, tls: ApiTLS) -> None:
     api.script = ["create", "store-then-409", "store-then-hang", "403", "store-then-504", "hang", "drop", "500"]
-    with WriteLedger(api.url, tls, namespace="kha-ledger", rate_hz=50, timeout=0.4, max_duration=30, run="t1") as w:
-        w.wait_for("10 writes", lambda ops: len(ops) >= 10, timeout=15)
+    # Timeouts well above what a loaded machine needs for a TLS round trip on loopback: only the scripted
+    # hangs may time out (they hang until released, 10 s), so each outcome below is the script's.
+    with WriteLedger(api.url, tls, namespace="kha-ledger", rate_hz=50, timeout=2.0, max_duration=60, run="t1") as w:
+        w.wait_for("10 writes", lambda ops: len(ops) >= 10, timeout=30)
     ops = w.history()
     names = [object_name("t1", i) for i in range(1, len(ops) + 1)]
     assert names[0] == "w-t1-000001"
