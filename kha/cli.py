@@ -81,7 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     handler: Handler = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        # Flushed here, not at exit, so a reader that went away is met inside this try.
+        sys.stdout.flush()
+        return code
     except KhaError as exc:
         for line in _problems(exc):
             print(line, file=sys.stderr)
