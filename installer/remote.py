@@ -413,6 +413,7 @@ class SSHTransport(Transport):
         self.reconnects = 0
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self._sock: paramiko.ProxyCommand | None = None
         self._was_connected = False
 
     def __repr__(self) -> str:
@@ -442,8 +443,9 @@ class SSHTransport(Transport):
         return transport is not None and transport.is_active()
 
     def _drop(self) -> None:
-        sftp, client = self._sftp, self._client
+        sftp, client, sock = self._sftp, self._client, self._sock
         self._sftp = self._client = None
+        self._sock = None
         # Closing a connection that already died may raise about anything; it is gone either way.
         with contextlib.suppress(Exception):
             if sftp is not None:
@@ -451,6 +453,11 @@ class SSHTransport(Transport):
         with contextlib.suppress(Exception):
             if client is not None:
                 client.close()
+        # paramiko's Transport.close() does nothing once the transport has died (its peer rebooted or
+        # was powered off), so the ProxyCommand process behind it would be left running: end it here.
+        with contextlib.suppress(Exception):
+            if sock is not None:
+                sock.close()
 
     def _connect(self) -> None:
         self._drop()
@@ -474,6 +481,7 @@ class SSHTransport(Transport):
         if t.proxy_command:
             cmd = t.proxy_command.replace("%h", t.host).replace("%p", str(t.port)).replace("%%", "%")
             sock = paramiko.ProxyCommand(cmd)
+        self._sock = sock
         try:
             client.connect(
                 sock=sock,

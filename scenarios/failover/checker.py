@@ -47,8 +47,10 @@ class WriteCount:
 
 
 def outage(ops: Sequence[Op], t0: float) -> tuple[float, Op | None, Op | None]:
-    """(seconds, first bad op, last bad op) of the window of failed probes from ``t0`` on (0 when none)."""
-    bad = [o for o in sorted(ops, key=lambda o: o.start) if o.start >= t0 and o.outcome is not Outcome.OK]
+    """(seconds, first bad op, last bad op) of the window of failed probes that ended after ``t0`` (0 when
+    none)."""
+    # A probe in flight when the fault hit (it ends after t0) belongs to the outage too.
+    bad = [o for o in sorted(ops, key=lambda o: o.start) if o.end > t0 and o.outcome is not Outcome.OK]
     if not bad:
         return 0.0, None, None
     last = max(bad, key=lambda o: o.end)
@@ -64,7 +66,8 @@ def check(case: Case, bound: Bound, history: CaseHistory, writes: WriteCount, re
     t0, end = history.t0, history.stopped
     probes = history.ops_of(VIP_CLIENT)
 
-    before = [o for o in probes if t0 - CALM_S <= o.start < t0]
+    # Probes that were over before the injection (one still in flight when the fault hit is the fault's).
+    before = [o for o in probes if t0 - CALM_S <= o.start and o.end < t0]
     checks.append(Check("VIP served before the fault", bool(before) and all(o.outcome is Outcome.OK for o in before),
                         f"{sum(o.outcome is Outcome.OK for o in before)}/{len(before)} probes ok in the "
                         f"{CALM_S:g}s before the injection"))

@@ -104,3 +104,12 @@ def test_the_history_survives_its_json_form() -> None:
     h = history(probes([(100.0, 102.0)]), vip({102.0: "node2"}))
     again = CaseHistory.from_json(h.to_json())
     assert again == h
+
+
+def test_a_probe_in_flight_when_the_fault_hits_is_the_faults() -> None:
+    ops = [o for o in probes([(100.0, 102.0)]) if not 99.9 <= o.start < 100.0]
+    ops.append(Op("readyz vip", 99.95, 100.2, Outcome.FAILED, "answer: closed without an answer"))
+    result = verdict(ops, vip({102.0: "node2"}))
+    assert all(result.values()), result
+    seconds, first, _ = outage(ops, T0)
+    assert first is not None and first.start == 99.95 and seconds == pytest.approx(102.0 - 0.1 + 0.02 - 99.95)
