@@ -112,9 +112,7 @@ def readd(ctx: EtcdContext, cluster: Cluster, state: Path, n: int) -> tuple[floa
         fault.heal()
         w.wait_acked(w.acked() + 100)
     r = check(ctx, cluster, state, w, prefix)
-    admin = ctx.admin()
-    rev = min(s.revision for s in admin.statuses(ctl.client_urls(ctx.topo.etcd)))
-    hashes = admin.hashkv(rev)
+    rev, hashes = ctx.admin().hashkv_at_common_revision(ctl.client_urls(ctx.topo.etcd))
     equal = len(hashes) == len(ctx.topo.etcd) and len({h for h, _ in hashes.values()}) == 1
     print(
         f"  round {n}: {fault.description}: re-added in {fault.rejoin_seconds:.1f}s "

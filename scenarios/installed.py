@@ -111,15 +111,15 @@ class Installed:
         return EtcdContext.open(self.inventory, state=self.state, ssh_config=self.cluster.ssh_config,
                                 known_hosts=self.cluster.known_hosts)
 
-    def wait_ready(self, timeout: float = 60.0) -> float:
-        """Until the VIP (if any) is on exactly one [lb] node and every etcd member is healthy; the seconds."""
-        def ready() -> str | None:
-            holders = self.vip_holders() if self.topo.vip is not None else []
-            if self.topo.vip is not None and len(holders) != 1:
-                return f"VIP on {holders or 'no node'}"
-            return None if self.etcd_healthy() else "etcd not healthy"
+    def unsettled(self) -> str | None:
+        """None when the VIP (if any) is on exactly one [lb] node and every etcd member is healthy; else which."""
+        if self.topo.vip is not None and len(holders := self.vip_holders()) != 1:
+            return f"VIP on {holders or 'no node'}"
+        return None if self.etcd_healthy() else "etcd not healthy"
 
-        return waiting.until(ready, timeout=timeout, interval=0.5, error=lambda said: ScenarioError(
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Until ``unsettled`` says nothing; the seconds it took."""
+        return waiting.until(self.unsettled, timeout=timeout, interval=0.5, error=lambda said: ScenarioError(
             f"{self.cluster.name} not ready {timeout:.0f}s on: {said}"))
 
     def install(self, out: io.StringIO, *, only: Sequence[str] = ()) -> RunResult:

@@ -349,6 +349,12 @@ class Admin:
         """``endpoint hashkv --cluster --rev=REV``: every member's hash of the key space at one revision."""
         return parse_hashkv(self.ctl("endpoint", "hashkv", "--cluster", f"--rev={revision}", "-w", "json").stdout)
 
+    def hashkv_at_common_revision(self, urls: Sequence[str]) -> tuple[int, dict[str, tuple[int, int]]]:
+        """The lowest revision every member in ``urls`` has reached, and each member's hash at it: the same key
+        space on every member means equal hashes (``hashkv --rev`` compares the MVCC history up to it)."""
+        rev = min(s.revision for s in self.statuses(urls))
+        return rev, self.hashkv(rev)
+
     def serving(self, url: str) -> bool:
         """Whether the member at ``url`` answers a client request now (short timeouts: this is a poll)."""
         res = self.ctl("endpoint", "status", endpoints=[url], check=False, command_timeout="1s",

@@ -6,7 +6,6 @@ the node's own) is refused by ``catalogue``'s needs before it gets here.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -135,7 +134,3 @@ def build(case: Case, inst: Installed, nodes: Sequence[str], seed: int) -> nemes
         raise FaultError(f"case {case.name}: no action {case.action!r} (known: {', '.join(ACTIONS)})")
     return ACTIONS[case.action](inst, nodes, seed)
 
-
-def hold(seconds: float) -> None:
-    """Let the fault act (a plain wait: nothing to poll for, the clients and observers record meanwhile)."""
-    time.sleep(seconds)

@@ -14,7 +14,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from installer.etcd.context import EtcdContext
 from scenarios.faults.etcd import RemoveAndReAddMember
 from scenarios.installed import Installed
 
@@ -37,6 +36,9 @@ class NodeFault:
     def _each(self, argv: Sequence[str], *, stdin: str | None = None, timeout: float = 30) -> None:
         for node in self.nodes:
             self.inst.run(node, argv, stdin=stdin, timeout=timeout)
+
+    def prepare(self) -> None:
+        """What must hold before the clients start (a failover that already happened …); most need nothing."""
 
     def inject(self) -> None:
         log.info("fault: %s", self.description)
@@ -210,11 +212,8 @@ class ReAddEtcdMember(NodeFault):
     def __post_init__(self) -> None:
         self.description = f"remove etcd member {', '.join(self.nodes)}, wipe it, re-add it empty"
 
-    def _ctx(self) -> EtcdContext:
-        return self.inst.etcd()
-
     def _inject(self) -> None:
-        self.fault = RemoveAndReAddMember(self._ctx(), self.nodes[0])
+        self.fault = RemoveAndReAddMember(self.inst.etcd(), self.nodes[0])
         self.fault.inject()
 
     def _heal(self) -> None:

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from harness.probe import ArpHolders, Worker
+from installer.etcd import ctl
 from installer.topology import Host
 from scenarios.errors import ScenarioError
 from scenarios.failover.clients import https_url, request
@@ -74,11 +75,11 @@ def vip(inst: Installed, *, period: float = 0.2, max_duration: float) -> Poller:
 def etcd_leader(inst: Installed, client: EtcdHTTP, *, period: float = 0.5, max_duration: float) -> Poller:
     """The leader every reachable member names, and the raft term: ``node2/7`` (``?/7`` for an unknown id;
     several answers joined by ``|`` when members disagree)."""
-    urls = {f"https://{h.address}:2379": h for h in inst.topo.etcd}
+    urls = dict(zip(ctl.client_urls(inst.topo.etcd), inst.topo.etcd, strict=True))
 
     def look() -> list[tuple[str, str]]:
         ids: dict[str, str] = {}
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         for url, host in urls.items():
             try:
                 st = client.status(url, timeout=0.5)
@@ -86,9 +87,8 @@ def etcd_leader(inst: Installed, client: EtcdHTTP, *, period: float = 0.5, max_d
                 continue
             header = st.get("header", {})
             ids[str(header.get("member_id"))] = host.name
-            seen.add(f"{st.get('leader')}/{header.get('raft_term') or st.get('raftTerm')}")
-        named = sorted({f"{ids.get(lead, '?')}/{term}" for lead, term in (s.split("/") for s in seen)})
-        return [("etcd leader", "|".join(named))]
+            seen.add((str(st.get("leader")), str(header.get("raft_term") or st.get("raftTerm"))))
+        return [("etcd leader", "|".join(sorted({f"{ids.get(lead, '?')}/{term}" for lead, term in seen})))]
 
     return Poller("observe-etcd", look, observers=["etcd leader"], period=period, netns=inst.netns,
                   max_duration=max_duration)
@@ -98,7 +98,7 @@ def parse_servers_state(text: str) -> dict[str, bool]:
     """haproxy's ``show servers state`` → server name → UP (operational state 2, SRV_ST_RUNNING)."""
     out: dict[str, bool] = {}
     for line in text.splitlines():
-        if not line or line.startswith("#") or line[0].isdigit() is False:
+        if not line[:1].isdigit():  # the version line and "#" headers; server rows start with the backend id
             continue
         cols = line.split()
         if len(cols) > 5:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import waiting
+from installer.etcd import ctl
 from installer.topology import Topology
 from scenarios.errors import CaseRefused, ScenarioError
 from scenarios.failover import actions, checker, ledger, observers, selectors, timeline
@@ -74,10 +75,7 @@ def whole(inst: Installed, since: float | None = None) -> str | None:
                      if _wall(lease.get("spec", {}).get("renewTime", "")) <= since]
             if stale or len(leases) < len(inst.kubernetes_nodes):
                 return f"kubelets not heard from since the revert: {stale or 'some leases missing'}"
-        if not inst.etcd_healthy():
-            return "etcd not healthy"
-        holders = inst.vip_holders() if inst.topo.vip is not None else ["-"]
-        return None if len(holders) == 1 else f"VIP on {holders or 'no node'}"
+        return inst.unsettled()
     except Exception as exc:  # noqa: BLE001 - a node still booting answers with errors: not whole yet
         inst.close()
         return f"{type(exc).__name__}: {exc}"
@@ -113,10 +111,7 @@ def wait_whole(inst: Installed, timeout: float, since: float | None = None, *,
 def hashkv(inst: Installed) -> tuple[bool, str]:
     ctx = inst.etcd()
     try:
-        admin = ctx.admin()
-        urls = [f"https://{h.address}:2379" for h in inst.topo.etcd]
-        rev = min(s.revision for s in admin.statuses(urls))
-        hashes = admin.hashkv(rev)
+        rev, hashes = ctx.admin().hashkv_at_common_revision(ctl.client_urls(inst.topo.etcd))
     except Exception as exc:  # noqa: BLE001 - reported as the check's evidence
         return False, f"could not compare: {type(exc).__name__}: {exc}"
     finally:
@@ -126,13 +121,13 @@ def hashkv(inst: Installed) -> tuple[bool, str]:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class CaseRun:
     history: CaseHistory
     result: CaseResult
     folder: Path
 
 
-def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, seed: int = 0) -> Outcome:
+def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, seed: int = 0) -> CaseRun:
     """Run ``case`` on ``inst`` and write its history, result and timeline under ``out/<case>/``."""
     why = problem(case, inst.topo, inst.cluster.state.spec.driver)
     if why is not None:
@@ -148,11 +143,9 @@ def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, see
         raise ScenarioError(f"{inst.cluster.name} not whole {READY_TIMEOUT_S:.0f}s after the revert: {said}")
     log.info("%s: topology whole after %.1fs", case.name, took)
 
-    targets = selectors.resolve(case.selector, inst)
-    fault = actions.build(case, inst, targets, seed)
-    prepare = getattr(fault, "prepare", None)
-    if prepare is not None:
-        prepare()
+    fault = actions.build(case, inst, selectors.resolve(case.selector, inst), seed)
+    fault.prepare()  # may settle on other nodes (the etcd leader moved off the VRRP master)
+    targets = list(fault.nodes)
 
     ns, vip = inst.netns, f"https://{inst.topo.vip}:{inst.topo.settings.lb_kube_apiserver_port}"
     span = CALM_S + case.hold_s + case.recovery_s + CALM_S + 120
@@ -161,8 +154,9 @@ def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, see
         etcd = EtcdHTTP(TLSFiles.from_store(pki))
         ledger.ensure_namespace(vip, tls, netns=ns)
         probers = [ApiProber("readyz vip", vip, tls, netns=ns, max_duration=span)]
-        probers += [ApiProber(f"readyz {h.name}", f"https://{h.address}:6443", tls, netns=ns, max_duration=span)
-                    for h in inst.topo.masters]
+        apiservers = {h.name: f"https://{h.address}:6443" for h in inst.topo.masters}
+        probers += [ApiProber(f"readyz {name}", url, tls, netns=ns, max_duration=span)
+                    for name, url in apiservers.items()]
         writes = ledger.WriteLedger(vip, tls, netns=ns, max_duration=span)
         watchers = [observers.vip(inst, max_duration=span), observers.etcd_leader(inst, etcd, max_duration=span),
                     observers.haproxy(inst, max_duration=span), observers.api(inst, tls, vip, max_duration=span)]
@@ -174,7 +168,7 @@ def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, see
         try:
             time.sleep(CALM_S)
             fault.inject()
-            actions.hold(case.hold_s)
+            time.sleep(case.hold_s)  # the fault acts; the clients and observers record meanwhile
             fault.heal()
             healed = fault.healed_at
             recovered, said = wait_whole(inst, case.recovery_s + 60)
@@ -193,9 +187,8 @@ def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, see
                 raise failures[0]
         ops = [op for p in probers for op in p.history()] + writes.history()
         samples = [s for o in watchers for s in o.samples]
-        listings = ledger.read_ledger(writes.listers([f"https://{h.address}:6443" for h in inst.topo.masters], etcd,
-                                                     [f"https://{h.address}:2379" for h in inst.topo.etcd]),
-                                      netns=ns)
+        listings = ledger.read_ledger(writes.listers(list(apiservers.values()), etcd,
+                                                     ctl.client_urls(inst.topo.etcd)), netns=ns)
         report = ledger.check_ledger(ops, listings)
         etcd.close()
     assert fault.injected_at is not None
@@ -212,4 +205,4 @@ def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, see
     write_json(folder / "result.json", {**result.to_json(), "bound_source": bound.source, "targets": targets,
                                         "ledger": report.summary(), "recovery": said})
     timeline.render(history, result, folder, "timeline")
-    return Outcome(history, result, folder)
+    return CaseRun(history, result, folder)

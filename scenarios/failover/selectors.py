@@ -49,7 +49,7 @@ def etcd_leader(inst: Installed) -> list[str]:
     return [_etcd_leader_name(inst)]
 
 
-def _prefer_quiet(inst: Installed, names: list[str], avoid: set[str]) -> list[str]:
+def _prefer_quiet(names: list[str], avoid: set[str]) -> list[str]:
     """``names`` with the ones that also play another role (VIP holder, etcd leader) last, so a fault on
     "a follower" tests that alone where the topology allows."""
     return sorted(names, key=lambda n: (n in avoid, names.index(n)))
@@ -61,7 +61,7 @@ def etcd_follower(inst: Installed) -> list[str]:
     if not followers:
         raise FaultError("a one-member etcd has no follower")
     avoid = set(inst.vip_holders()) if inst.topo.vip is not None else set()
-    return _prefer_quiet(inst, followers, avoid)[:1]
+    return _prefer_quiet(followers, avoid)[:1]
 
 
 def apiserver_not_on_vip(inst: Installed) -> list[str]:
@@ -97,7 +97,7 @@ def majority(inst: Installed) -> list[str]:
     names = [h.name for h in inst.topo.etcd]
     avoid = set(inst.vip_holders()) if inst.topo.vip is not None else set()
     leader = _etcd_leader_name(inst)
-    ordered = [leader, *_prefer_quiet(inst, [n for n in names if n != leader], avoid)]
+    ordered = [leader, *_prefer_quiet([n for n in names if n != leader], avoid)]
     return ordered[:need]
 
 

@@ -94,9 +94,7 @@ def test_remove_and_readd_member_catches_up_with_equal_hashes(
 
     # Same key space on every member at one revision: hashkv --rev compares the MVCC history up to it.
     admin = ctx.admin()
-    statuses = admin.statuses(eps)
-    rev = min(s.revision for s in statuses)
-    hashes = admin.hashkv(rev)
+    rev, hashes = admin.hashkv_at_common_revision(eps)
     report("readd_seconds", f"{fault.description}: re-added and healthy in {fault.rejoin_seconds:.1f}s (removal "
            f"{fault.inject_seconds:.1f}s); hashkv at revision {rev} equal on {len(hashes)} members: "
            f"{len({h for h, _ in hashes.values()}) == 1}; lost writes {result.lost}", round(fault.rejoin_seconds, 2))
