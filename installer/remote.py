@@ -391,7 +391,12 @@ class SSHTransport(Transport):
     * Timeouts: on ``CommandTimeout`` the channel is closed; sshd then closes the command's
       pipes, but a command that neither reads nor writes may keep running on the node.
 
-    Not safe to share between threads; use one transport per node and thread.
+    * ``close()`` is final and the one call another thread may make: it ends the connection and the
+      proxy process behind it, a command hanging on it fails with ``ConnectError``, and nothing
+      reconnects afterwards (a connection being made when it came is discarded). ``open()`` opens a
+      closed transport again.
+
+    Otherwise not safe to share between threads; use one transport per node and thread.
     """
 
     def __init__(
@@ -415,6 +420,8 @@ class SSHTransport(Transport):
         self._sftp: paramiko.SFTPClient | None = None
         self._sock: paramiko.ProxyCommand | None = None
         self._was_connected = False
+        self._closed = False
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         t = self.target
@@ -427,12 +434,16 @@ class SSHTransport(Transport):
     # -- connection ---------------------------------------------------------------------------
 
     def open(self) -> Self:
-        """Connect now (otherwise the first call connects). Returns self."""
+        """Connect now (otherwise the first call connects), also after ``close()``. Returns self."""
+        with self._lock:
+            self._closed = False
         if not self._alive():
             self._connect()
         return self
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         self._drop()
         self._was_connected = False
 
@@ -443,21 +454,15 @@ class SSHTransport(Transport):
         return transport is not None and transport.is_active()
 
     def _drop(self) -> None:
-        sftp, client, sock = self._sftp, self._client, self._sock
-        self._sftp = self._client = None
-        self._sock = None
+        with self._lock:
+            sftp, client, sock = self._sftp, self._client, self._sock
+            self._sftp = self._client = None
+            self._sock = None
         # Closing a connection that already died may raise about anything; it is gone either way.
         with contextlib.suppress(Exception):
             if sftp is not None:
                 sftp.close()
-        with contextlib.suppress(Exception):
-            if client is not None:
-                client.close()
-        # paramiko's Transport.close() does nothing once the transport has died (its peer rebooted or
-        # was powered off), so the ProxyCommand process behind it would be left running: end it here.
-        with contextlib.suppress(Exception):
-            if sock is not None:
-                sock.close()
+        _end(client, sock)
 
     def _connect(self) -> None:
         self._drop()
@@ -481,7 +486,13 @@ class SSHTransport(Transport):
         if t.proxy_command:
             cmd = t.proxy_command.replace("%h", t.host).replace("%p", str(t.port)).replace("%%", "%")
             sock = paramiko.ProxyCommand(cmd)
-        self._sock = sock
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._sock = sock  # close() from another thread ends it, and so the connect below
+        if closed:
+            _end(client, sock)
+            raise ConnectError(self.node, f"{where}: transport closed")
         try:
             client.connect(
                 sock=sock,
@@ -499,19 +510,32 @@ class SSHTransport(Transport):
                 look_for_keys=False,
             )
         except HostKeyError:
-            client.close()
+            self._drop_failed(client, sock)
             raise
         except paramiko.BadHostKeyException as exc:
-            client.close()
+            self._drop_failed(client, sock)
             raise HostKeyError(self.node, self._mismatch(exc)) from exc
         except paramiko.AuthenticationException as exc:
-            client.close()
+            self._drop_failed(client, sock)
             raise ConnectError(self.node, f"{where}: authentication failed: {exc}") from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            client.close()
+            self._drop_failed(client, sock)
             raise ConnectError(self.node, f"cannot connect to {where}: {exc}") from exc
-        self._client = client
-        self._was_connected = True
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._client = client
+                self._was_connected = True
+        if closed:  # close() came while connecting: this connection is nobody's
+            self._drop_failed(client, sock)
+            raise ConnectError(self.node, f"{where}: transport closed while connecting")
+
+    def _drop_failed(self, client: paramiko.SSHClient, sock: paramiko.ProxyCommand | None) -> None:
+        """A connection that did not come about: its client, and the proxy process paramiko leaves running."""
+        with self._lock:
+            if self._sock is sock:
+                self._sock = None
+        _end(client, sock)
 
     def _mismatch(self, exc: paramiko.BadHostKeyException) -> str:
         name = self.target.known_hosts_name
@@ -527,6 +551,8 @@ class SSHTransport(Transport):
         """Run ``op`` on a live connection, reconnecting at most once if it was dropped."""
         reconnected = False
         while True:
+            if self._closed:
+                raise ConnectError(self.node, f"transport closed while {what}")
             if not self._alive():
                 if self._was_connected:
                     if reconnected:
@@ -722,6 +748,18 @@ def _append_known_host(path: Path, hostname: str, key: paramiko.PKey) -> None:
             if f.read(1) != b"\n":
                 line = "\n" + line
         f.write(line.encode())
+
+
+def _end(client: paramiko.SSHClient | None, sock: paramiko.ProxyCommand | None) -> None:
+    """Close a connection, dead or alive, and its ProxyCommand process: paramiko's Transport.close() does
+    nothing once the transport has died (its peer rebooted or was powered off) or never came up, so the
+    proxy behind it would be left running."""
+    with contextlib.suppress(Exception):  # closing what already died may raise about anything
+        if client is not None:
+            client.close()
+    with contextlib.suppress(Exception):
+        if sock is not None:
+            sock.close()
 
 
 def _is_drop(exc: BaseException, alive: bool) -> bool:

@@ -143,8 +143,9 @@ def haproxy(inst: Installed, *, period: float = 1.0, max_duration: float) -> Pol
         return out
 
     def close() -> None:
-        # Closing the transports ends a question still hanging on a dead node; only then are the threads
-        # done, and a transport one of them opened meanwhile (a reconnect) is closed by the second close.
+        # Closing the transports ends a question still hanging on a dead node (a closed transport never
+        # reconnects); only then are the threads done. A question that had not yet asked the connector
+        # for its transport made a new one: the second close ends it.
         connector.close()
         pool.shutdown(wait=True, cancel_futures=True)
         connector.close()

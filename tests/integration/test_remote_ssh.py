@@ -422,6 +422,51 @@ def test_proxy_command_reaches_the_node(sshd: Sshd) -> None:
         assert t.run(["echo", "through the proxy"]).stdout == "through the proxy\n"
 
 
+def _running(marker: str) -> list[int]:
+    """PIDs of our processes whose command line contains ``marker``."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(d.name))
+    return pids
+
+
+def test_close_from_another_thread_ends_a_hanging_command_and_nothing_reconnects(sshd: Sshd) -> None:
+    # The failover observers close a transport whose command hangs on a node that was powered off; the
+    # thread running it must not reconnect behind the close (a ProxyCommand left running in the
+    # suite's network namespace made its teardown refuse to delete it).
+    nc = _need("nc")
+    tag = f"kha-close-{secrets.token_hex(4)}"
+    target = sshd.target(proxy_command=f"bash -c 'exec -a {tag} {nc} %h %p'")
+    t = connect(target, sshd.known_hosts)
+    failed: list[BaseException] = []
+
+    def hang() -> None:
+        try:
+            t.run(["sleep", "30"], timeout=60)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            failed.append(exc)
+
+    worker = threading.Thread(target=hang)
+    worker.start()
+    time.sleep(1.0)
+    assert _running(tag), "the proxy process is not running: the test would prove nothing"
+    t.close()
+    worker.join(15)
+    assert not worker.is_alive(), "the command did not end when its transport was closed"
+    assert len(failed) == 1 and isinstance(failed[0], ConnectError), failed
+    assert t.reconnects == 0
+    waited = time.monotonic() + 5
+    while _running(tag) and time.monotonic() < waited:
+        time.sleep(0.1)
+    assert not _running(tag), "a proxy process outlived the closed transport"
+    with pytest.raises(ConnectError, match="transport closed"):
+        t.run(["true"])
+    assert not _running(tag)
+
+
 def test_output_that_trails_the_exit_status_is_not_lost(sshd: Sshd) -> None:
     # sshd sends exit-status when the command exits; output still in the pipe (here: written by a
     # child after the parent exited) arrives after it. Stopping at the status loses it (seen as a flaky
