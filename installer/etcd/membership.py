@@ -200,11 +200,7 @@ def _token(ctx: EtcdContext) -> str:
 
 
 def _initial_env_file(ctx: EtcdContext, initial_cluster: str) -> NodeFile:
-    text = (f"# Written by kha for an etcd member joining a running cluster; read only while its data dir is empty.\n"
-            f"ETCD_INITIAL_CLUSTER={initial_cluster}\n"
-            f"ETCD_INITIAL_CLUSTER_TOKEN={_token(ctx)}\n"
-            "ETCD_INITIAL_CLUSTER_STATE=existing\n")
-    return NodeFile(render.INITIAL_ENV_PATH, text.encode(), mode=0o644)
+    return render.initial_env_file(initial_cluster, _token(ctx), "existing")
 
 
 def wait_serving(admin: Admin, t: Transport, me: render.Member) -> MemberInfo:

@@ -126,9 +126,9 @@ def test_etcd_unit_has_tls_everywhere_and_initial_cluster() -> None:
         assert flag in unit
     assert "Restart=on-failure" in unit  # a removed member exits 0 and must stay down
     env = text(files, "node2", "/etc/kha/etcd-initial.env")
-    assert ("ETCD_INITIAL_CLUSTER=node1=https://10.56.56.11:2380,node2=https://10.56.56.12:2380,"
-            "node3=https://10.56.56.13:2380") in env
-    assert "ETCD_INITIAL_CLUSTER_STATE=new" in env
+    assert ('ETCD_INITIAL_CLUSTER="node1=https://10.56.56.11:2380,node2=https://10.56.56.12:2380,'
+            'node3=https://10.56.56.13:2380"') in env
+    assert 'ETCD_INITIAL_CLUSTER_STATE="new"' in env
     assert etcd_render.cluster_token(topo) in env
 
 
