@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
+import yaml
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,16 @@ def environment(package: str) -> jinja2.Environment:
 
 def render(env: jinja2.Environment, template: str, **context: Any) -> bytes:
     return env.get_template(template).render(**context).encode()
+
+
+def dump_yaml(docs: list[dict[str, Any]], header: str = "") -> bytes:
+    """YAML documents from data: the dumper quotes every value, so no value can add a key or a document.
+    ``header``: fixed comment lines to put first (never data)."""
+    if any(line and not line.startswith("#") for line in header.splitlines()):
+        raise ValueError("a YAML header is comment lines only")
+    body = yaml.safe_dump_all(docs, explicit_start=True, sort_keys=False, default_flow_style=False,
+                              allow_unicode=True, width=1 << 16)
+    return (header + body).encode()
 
 
 def mirror(files: dict[str, list[NodeFile]], out: Path) -> list[Path]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from core import waiting
-from installer import nodeops
+from installer import nodeops, systemd
 from installer.context import InstallContext
 from installer.errors import KubernetesError
 from installer.facts import OSFamily
@@ -210,6 +210,15 @@ def _pki(ctx: InstallContext) -> None:
     _each(ctx, _nodes(ctx), lambda h, t: _sync(ctx, t, pki_files(ctx, h)))
 
 
+def _control_plane_files(ctx: InstallContext) -> None:
+    """The files kubeadm's apiserver flags name (Secrets encryption config, audit policy), on every control
+    plane before its apiserver starts. kubeadm writes the static pod manifests once (init, join): a knob
+    changed on an installed cluster changes these files, not the running flags."""
+    files = k8s.control_plane_files(ctx.topo, ctx.secrets)
+    masters = [h for h in _nodes(ctx) if k8s._is_control_plane(ctx.topo, h)]
+    _each(ctx, masters, lambda _h, t: _sync(ctx, t, files))
+
+
 # -- kubeadm -------------------------------------------------------------------------------------
 def _has(t: Transport, path: str) -> bool:
     return t.run(["test", "-e", path], sudo=True, check=False).ok
@@ -314,11 +323,15 @@ def routes_unit(host: Host, cidrs: dict[str, str], addresses: dict[str, str]) ->
     # A oneshot unit needs one ExecStart at least (a single-node cluster has no other node to route to).
     others = [(cidr, addresses[name]) for name, cidr in sorted(cidrs.items())
               if name != host.name and name in addresses]
-    lines = ["ExecStart=/bin/true", *(f"ExecStart=/sbin/ip route replace {cidr} via {via}" for cidr, via in others)]
-    return ("# Written by kha: routes to the other nodes' pod ranges (bridge CNI has no overlay).\n"
-            "[Unit]\nDescription=kha pod routes\nAfter=network-online.target\nWants=network-online.target\n\n"
-            "[Service]\nType=oneshot\nRemainAfterExit=yes\n" + "\n".join(lines) + "\n\n"
-            "[Install]\nWantedBy=multi-user.target\n").encode()
+    starts = [("ExecStart", systemd.command(["/bin/true"])),
+              *(("ExecStart", systemd.command(["/sbin/ip", "route", "replace", cidr, "via", via]))
+                for cidr, via in others)]
+    return systemd.unit(["Written by kha: routes to the other nodes' pod ranges (bridge CNI has no overlay)."], [
+        ("Unit", [("Description", "kha pod routes"), ("After", "network-online.target"),
+                  ("Wants", "network-online.target")]),
+        ("Service", [("Type", "oneshot"), ("RemainAfterExit", "yes"), *starts]),
+        ("Install", [("WantedBy", "multi-user.target")]),
+    ])
 
 
 def _cni(ctx: InstallContext) -> None:
@@ -406,6 +419,8 @@ PHASE: Phase[InstallContext] = Phase(
         Phase("images", _images, description="control-plane, kube-proxy and pause images: imported, or pulled"),
         Phase("kubelet", _kubelet, description="kubelet unit and kubeadm's drop-in"),
         Phase("pki", _pki, description="the PKI store's tree into /etc/kubernetes"),
+        Phase("control-plane-files", _control_plane_files,
+              description="Secrets encryption config and audit policy on each control plane"),
         Phase("init", _init, description="kubeadm init on the first master"),
         Phase("join-masters", _join_masters, description="further control planes, one at a time"),
         Phase("join-workers", _join_workers, description="workers, in parallel"),

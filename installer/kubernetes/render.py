@@ -16,9 +16,11 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from installer import systemd
 from installer.errors import ConfigError, Problem
 from installer.etcd import render as etcd_render
-from installer.files import NodeFile, environment, render
+from installer.files import NodeFile, dump_yaml, environment, render
+from installer.kubernetes import hardening
 from installer.pki.table import apiserver_sans
 from installer.secrets import ClusterSecrets
 from installer.settings import KubeVersion
@@ -98,22 +100,29 @@ def ca_cert_hash(ca_pem: bytes) -> str:
     return "sha256:" + hashlib.sha256(spki).hexdigest()
 
 
-def _common(topo: Topology, host: Host, secrets: ClusterSecrets, release: Release) -> dict[str, object]:
-    s = topo.settings
-    v = s.kube_version
-    return {
-        "node": host.name,
-        "address": str(host.address),
-        "version": release.version,
-        "api": api_version(v),
-        "token": secrets.kubeadm_token,
-        "endpoint": str(topo.apiserver_endpoint),
-        "apiserver_port": topo.apiserver_port,
-        "cri_socket": cri_socket(v),
-        "kubelet_args": {"node-ip": str(host.address), "root-dir": s.kubelet_root_dir},
-        # allinone (a master that is also a worker): no control-plane taint.
-        "untaint": Role.WORKER in topo.roles(host.name) and _is_control_plane(topo, host),
+#: First lines of kubeadm.yaml. Fixed text: data goes into the YAML only, through the dumper.
+_KUBEADM_HEADER = ("# Written by kha: kubeadm configuration. Edit the inventory, not this file.\n"
+                   "# kha built the PKI under /etc/kubernetes/pki beforehand; kubeadm finds it there and only\n"
+                   "# reuses it.\n")
+
+
+def _args(api: str, values: dict[str, str]) -> dict[str, str] | list[dict[str, str]]:
+    """Component flags: a map up to v1beta3, a list of name/value pairs from v1beta4."""
+    if api == "v1beta4":
+        return [{"name": k, "value": v} for k, v in values.items()]
+    return dict(values)
+
+
+def _node_registration(topo: Topology, host: Host, api: str) -> dict[str, object]:
+    v = topo.settings.kube_version
+    reg: dict[str, object] = {
+        "name": host.name,
+        "criSocket": cri_socket(v),
+        "kubeletExtraArgs": _args(api, {"node-ip": str(host.address), "root-dir": topo.settings.kubelet_root_dir}),
     }
+    if Role.WORKER in topo.roles(host.name) and _is_control_plane(topo, host):
+        reg["taints"] = []  # allinone (a master that is also a worker): no control-plane taint
+    return reg
 
 
 def _is_control_plane(topo: Topology, host: Host) -> bool:
@@ -122,26 +131,98 @@ def _is_control_plane(topo: Topology, host: Host) -> bool:
 
 def init_config(topo: Topology, host: Host, secrets: ClusterSecrets, release: Release) -> NodeFile:
     s = topo.settings
+    api = api_version(s.kube_version)
+    h = hardening.Hardening.of(s)
     sans = apiserver_sans(topo, host)
-    text = render(
-        _env, "kubeadm.yaml.j2", kind="init", **_common(topo, host, secrets, release),
-        cluster_name=s.cluster_name, image_repository=release.image_repository,
-        pod_subnet=str(s.kube_pod_subnet), service_subnet=str(s.kube_service_subnet), dns_domain=s.kube_dns_domain,
-        etcd_endpoints=[etcd_render.Member(h.name, str(h.address)).client_url for h in topo.etcd],
-        cert_sans=[*sans.dns, *(str(i) for i in sans.ips)],
-        apiserver_args={"service-node-port-range": s.kube_service_node_port_range},
-        controller_manager_args={"node-cidr-mask-size": str(s.kube_network_node_prefix)},
-        control_plane_timeout=CONTROL_PLANE_TIMEOUT, max_pods=s.kube_max_pods, proxy_mode=s.kube_proxy_mode.value,
-    )
-    return NodeFile(KUBEADM_CONFIG, text, mode=0o600)
+    init: dict[str, object] = {
+        "apiVersion": f"kubeadm.k8s.io/{api}",
+        "kind": "InitConfiguration",
+        "bootstrapTokens": [{
+            "token": secrets.kubeadm_token,
+            "description": "kha bootstrap token",
+            "ttl": "24h0m0s",
+            "groups": ["system:bootstrappers:kubeadm:default-node-token"],
+            "usages": ["signing", "authentication"],
+        }],
+        "localAPIEndpoint": {"advertiseAddress": str(host.address), "bindPort": topo.apiserver_port},
+    }
+    if api == "v1beta4":
+        init["timeouts"] = {"controlPlaneComponentHealthCheck": CONTROL_PLANE_TIMEOUT}
+    init["nodeRegistration"] = _node_registration(topo, host, api)
+    api_server: dict[str, object] = {
+        "certSANs": [*sans.dns, *(str(i) for i in sans.ips)],
+        "extraArgs": _args(api, {"service-node-port-range": s.kube_service_node_port_range,
+                                 **hardening.apiserver_args(h)}),
+    }
+    if volumes := hardening.apiserver_volumes(h):
+        api_server["extraVolumes"] = volumes
+    if api != "v1beta4":
+        api_server["timeoutForControlPlane"] = CONTROL_PLANE_TIMEOUT
+    cluster = {
+        "apiVersion": f"kubeadm.k8s.io/{api}",
+        "kind": "ClusterConfiguration",
+        "kubernetesVersion": f"v{release.version}",
+        "clusterName": s.cluster_name,
+        "controlPlaneEndpoint": str(topo.apiserver_endpoint),
+        "imageRepository": release.image_repository,
+        "certificatesDir": "/etc/kubernetes/pki",
+        "networking": {"podSubnet": str(s.kube_pod_subnet), "serviceSubnet": str(s.kube_service_subnet),
+                       "dnsDomain": s.kube_dns_domain},
+        "etcd": {"external": {
+            "endpoints": [etcd_render.Member(e.name, str(e.address)).client_url for e in topo.etcd],
+            "caFile": "/etc/kubernetes/pki/etcd/ca.crt",
+            "certFile": "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+            "keyFile": "/etc/kubernetes/pki/apiserver-etcd-client.key",
+        }},
+        "apiServer": api_server,
+        "controllerManager": {"extraArgs": _args(api, {"node-cidr-mask-size": str(s.kube_network_node_prefix),
+                                                       **hardening.component_args(h)})},
+        "scheduler": {"extraArgs": _args(api, hardening.component_args(h))},
+    }
+    kubelet = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "cgroupDriver": "systemd",
+        "maxPods": s.kube_max_pods,
+        "clusterDomain": s.kube_dns_domain,
+        **hardening.kubelet_config(h),
+    }
+    proxy = {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": s.kube_proxy_mode.value,
+        "clusterCIDR": str(s.kube_pod_subnet),
+        # 0: leave the host's conntrack table size alone (it is global; nodes may be containers).
+        "conntrack": {"maxPerCore": 0},
+    }
+    return NodeFile(KUBEADM_CONFIG, dump_yaml([init, cluster, kubelet, proxy], _KUBEADM_HEADER), mode=0o600)
 
 
 def join_config(topo: Topology, host: Host, secrets: ClusterSecrets, release: Release, ca_pem: bytes) -> NodeFile:
-    text = render(
-        _env, "kubeadm.yaml.j2", kind="join", **_common(topo, host, secrets, release),
-        ca_cert_hash=ca_cert_hash(ca_pem), control_plane=_is_control_plane(topo, host),
-    )
-    return NodeFile(KUBEADM_CONFIG, text, mode=0o600)
+    api = api_version(topo.settings.kube_version)
+    join: dict[str, object] = {
+        "apiVersion": f"kubeadm.k8s.io/{api}",
+        "kind": "JoinConfiguration",
+        "discovery": {"bootstrapToken": {"apiServerEndpoint": str(topo.apiserver_endpoint),
+                                         "token": secrets.kubeadm_token, "caCertHashes": [ca_cert_hash(ca_pem)]}},
+        "nodeRegistration": _node_registration(topo, host, api),
+    }
+    if _is_control_plane(topo, host):
+        join["controlPlane"] = {"localAPIEndpoint": {"advertiseAddress": str(host.address),
+                                                     "bindPort": topo.apiserver_port}}
+    return NodeFile(KUBEADM_CONFIG, dump_yaml([join], _KUBEADM_HEADER), mode=0o600)
+
+
+def control_plane_files(topo: Topology, secrets: ClusterSecrets) -> list[NodeFile]:
+    """What each control plane needs before kubeadm starts its apiserver: the Secrets encryption config
+    (0600: it holds the key) and the audit policy, as the inventory's hardening knobs ask."""
+    h = hardening.Hardening.of(topo.settings)
+    out = []
+    if h.encryption_at_rest:
+        out.append(NodeFile(hardening.ENCRYPTION_CONFIG, dump_yaml([hardening.encryption_config(secrets)]), mode=0o600))
+    if h.audit:
+        out.append(NodeFile(hardening.AUDIT_POLICY, dump_yaml([hardening.audit_policy()]), mode=0o600))
+    return out
 
 
 def runtime_files(topo: Topology, release: Release, snapshotter: str = "overlayfs") -> list[NodeFile]:
@@ -153,16 +234,40 @@ def runtime_files(topo: Topology, release: Release, snapshotter: str = "overlayf
             _env, "containerd.toml.j2", root=topo.settings.containerd_storage_dir,
             sandbox_image=release.sandbox_image, cni_bin_dir=release.cni_bin_dir, runc_binary=None,
             snapshotter=snapshotter)),
-        NodeFile(CRICTL_CONFIG, f"runtime-endpoint: unix://{CRI_SOCKET}\nimage-endpoint: unix://{CRI_SOCKET}\n"
-                 "timeout: 10\n".encode()),
+        NodeFile(CRICTL_CONFIG, dump_yaml([{"runtime-endpoint": f"unix://{CRI_SOCKET}",
+                                            "image-endpoint": f"unix://{CRI_SOCKET}", "timeout": 10}])),
     ]
+
+
+#: kubeadm's drop-in passes these to kubelet; systemd expands each into words (systemd.service(5)).
+_KUBELET_ENV = ("KUBELET_KUBECONFIG_ARGS", "KUBELET_CONFIG_ARGS", "KUBELET_KUBEADM_ARGS", "KUBELET_EXTRA_ARGS")
 
 
 def kubelet_files(release: Release) -> list[NodeFile]:
-    return [
-        NodeFile(KUBELET_UNIT, render(_env, "kubelet.service.j2", bin_dir=release.bin_dir)),
-        NodeFile(KUBELET_DROPIN, render(_env, "10-kubeadm.conf.j2", bin_dir=release.bin_dir)),
-    ]
+    kubelet = f"{release.bin_dir}/kubelet"
+    unit = systemd.unit(["Written by kha: kubelet, configured by kubeadm's drop-in (10-kubeadm.conf)."], [
+        ("Unit", [("Description", "kubelet: The Kubernetes Node Agent"),
+                  ("Documentation", "https://kubernetes.io/docs/"),
+                  ("Wants", "network-online.target containerd.service"),
+                  ("After", "network-online.target containerd.service")]),
+        ("Service", [("ExecStart", systemd.command([kubelet])), ("Restart", "always"),
+                     ("StartLimitInterval", "0"), ("RestartSec", "10")]),
+        ("Install", [("WantedBy", "multi-user.target")]),
+    ])
+    # The drop-in kubeadm expects (as upstream's kubelet package ships it): the $VARs are meant to expand.
+    kubeconfigs = (
+        "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf")
+    dropin = systemd.unit(["Written by kha: the drop-in kubeadm expects (as the upstream kubelet package ships it)."], [
+        ("Service", [
+            ("Environment", systemd.environment("KUBELET_KUBECONFIG_ARGS", kubeconfigs)),
+            ("Environment", systemd.environment("KUBELET_CONFIG_ARGS", "--config=/var/lib/kubelet/config.yaml")),
+            ("EnvironmentFile", systemd.path("/var/lib/kubelet/kubeadm-flags.env", optional=True)),
+            ("EnvironmentFile", systemd.path("/etc/default/kubelet", optional=True)),
+            ("ExecStart", ""),
+            ("ExecStart", systemd.command([kubelet]) + "".join(f" ${v}" for v in _KUBELET_ENV)),
+        ]),
+    ])
+    return [NodeFile(KUBELET_UNIT, unit), NodeFile(KUBELET_DROPIN, dropin)]
 
 
 def kubernetes_nodes(topo: Topology) -> tuple[Host, ...]:
@@ -180,6 +285,8 @@ def files(
     if host not in kubernetes_nodes(topo):
         return []
     out = [*runtime_files(topo, release), *kubelet_files(release)]
+    if _is_control_plane(topo, host):
+        out += control_plane_files(topo, secrets)
     if host == topo.first_master:
         out.append(init_config(topo, host, secrets, release))
     elif ca_pem is not None:

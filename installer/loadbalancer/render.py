@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from installer import systemd
 from installer.facts import NodeFacts
 from installer.files import NodeFile, environment, render
+from installer.kubernetes.hardening import Hardening
 from installer.secrets import ClusterSecrets
 from installer.settings import LBMode
 from installer.topology import Host, LBKind, Role, Topology
@@ -103,7 +105,8 @@ def files(topo: Topology, host: Host, secrets: ClusterSecrets, facts: NodeFacts 
                                                 check_inter_ms=int(BACKEND_CHECK_INTER_S * 1000),
                                                 check_rise=BACKEND_CHECK_RISE,
                                                 connect_timeout_ms=BACKEND_CONNECT_TIMEOUT_MS,
-                                                retries=BACKEND_RETRIES)))
+                                                retries=BACKEND_RETRIES,
+                                                chroot=Hardening.of(topo.settings).haproxy_chroot)))
     else:
         out.append(NodeFile(NGINX_CONF, render(_env, "nginx.conf.j2", **common, fail_timeout_s=10,
                                                user=facts.nginx_user, modules=facts.nginx_modules)))
@@ -118,7 +121,24 @@ def files(topo: Topology, host: Host, secrets: ClusterSecrets, facts: NodeFacts 
         ), mode=0o640))
         out.append(NodeFile(CHECK_SCRIPT, render(_env, "check-lb.sh.j2", port=port, timeout=CHECK_INTERVAL_S),
                             mode=0o755))
-        out.append(NodeFile(KEEPALIVED_DROPIN, render(
-            _env, "keepalived-dropin.conf.j2", node=host.name, vip=topo.vip, prefix=topo.node_network.prefixlen,
-            interface=facts.interface)))
+        out.append(NodeFile(KEEPALIVED_DROPIN, keepalived_dropin(
+            host, f"{topo.vip}/{topo.node_network.prefixlen}", facts.interface)))
     return out
+
+
+def keepalived_dropin(host: Host, vip: str, interface: str) -> bytes:
+    """keepalived must not leave the VIP behind when it dies.
+
+    A keepalived killed without saying goodbye (kill -9, OOM) leaves the VIP configured on its node while
+    the BACKUP takes it over after Master_Down_Interval: two nodes answer ARP for the VIP and clients'
+    TCP connections break as the answers flip (measured by kha's failover suite:
+    kill-keepalived-on-vrrp-master). ExecStopPost runs whenever the service stops, also after a crash
+    (systemd.service(5)), so the address goes with the daemon; systemd then restarts keepalived, which
+    comes back as BACKUP (nopreempt).
+    """
+    return systemd.unit(
+        ["Written by kha: keepalived must not leave the apiserver VIP behind when it dies (ExecStopPost",
+         "removes it after any stop, a crash included; systemd.service(5)). Edit the inventory, not this file."],
+        [("Service", [("Restart", "always"), ("RestartSec", "1"),
+                      ("ExecStopPost", systemd.command(["/sbin/ip", "-4", "addr", "del", vip, "dev", interface],
+                                                       prefix="-"))])])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import subprocess
 from pathlib import Path
@@ -89,7 +90,9 @@ def test_newer_versions_use_url_sockets_list_args_and_the_new_registry(tmp_path:
     assert init["apiVersion"] == "kubeadm.k8s.io/v1beta4"
     assert init["nodeRegistration"]["criSocket"] == "unix:///run/containerd/containerd.sock"
     assert {"name": "node-ip", "value": "10.56.56.11"} in init["nodeRegistration"]["kubeletExtraArgs"]
-    assert cluster["apiServer"]["extraArgs"] == [{"name": "service-node-port-range", "value": "30000-32767"}]
+    args = cluster["apiServer"]["extraArgs"]
+    assert args[0] == {"name": "service-node-port-range", "value": "30000-32767"}
+    assert {"name": "profiling", "value": "false"} in args
     assert init["timeouts"]["controlPlaneComponentHealthCheck"] == k8s.CONTROL_PLANE_TIMEOUT
 
 
@@ -106,3 +109,23 @@ def test_a_version_without_patch_cannot_be_rendered(tmp_path: Path) -> None:
     t = variants.topo(tmp_path, "allinone", kube_version="1.20.x")
     with pytest.raises(ConfigError, match="exact version"):
         k8s.Release.upstream(t)
+
+
+def test_a_value_with_newlines_or_colons_cannot_add_a_kubeadm_key(tmp_path: Path) -> None:
+    """kubeadm.yaml is dumped from data: even a value that bypassed inventory validation stays one string."""
+    t = variants.topo(tmp_path, "m-master")
+    sneaky = "30000-32767\n    authorization-mode: AlwaysAllow\nfoo: bar"
+    settings = dataclasses.replace(t.settings, kube_service_node_port_range=sneaky,
+                                   kube_dns_domain="cluster.local\nkind: Evil", cluster_name='x" : y')
+    t = dataclasses.replace(t, settings=settings)
+    clean = docs(k8s.init_config(variants.topo(tmp_path, "m-master"), t.first_master, SECRETS,
+                                 k8s.Release.upstream(t)))
+    cfg = docs(k8s.init_config(t, t.first_master, SECRETS, k8s.Release.upstream(t)))
+    assert set(cfg) == set(clean)  # no document kind added
+    api = cfg["ClusterConfiguration"]["apiServer"]["extraArgs"]
+    assert set(api) == set(clean["ClusterConfiguration"]["apiServer"]["extraArgs"])
+    assert api["service-node-port-range"] == sneaky
+    assert cfg["ClusterConfiguration"]["networking"]["dnsDomain"] == "cluster.local\nkind: Evil"
+    assert cfg["ClusterConfiguration"]["clusterName"] == 'x" : y'
+    for kind, doc in cfg.items():
+        assert set(doc) == set(clean[kind]), kind
