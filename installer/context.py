@@ -12,7 +12,7 @@ imports them. Nothing here imports a phase tree, so there is no import circle.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,7 +57,10 @@ class InstallContext(Context):
     def node_facts(self, host: Host) -> NodeFacts:
         if host.name not in self.facts:
             with self.node(host.name):
-                self.facts[host.name] = gather_facts(self.transport(host), str(host.address))
+                facts = gather_facts(self.transport(host), str(host.address))
+            # lb_keepalived_interface, when set, is the interface: what ``kha render`` shows is what lands.
+            iface = self.topo.settings.lb_keepalived_interface
+            self.facts[host.name] = replace(facts, interface=iface) if iface else facts
         return self.facts[host.name]
 
     def pki_tree(self, host: Host) -> Path:
@@ -100,6 +103,7 @@ def open_context(
     False, so no secrets file appears as a side effect. ``fields`` fill ``kind``'s own fields.
     """
     topo = topo or topology.load(inventory)
+    topology.check_credentials(topo)  # a missing key file is bad input, found before the state folder is touched
     sd = StateDir.for_inventory(inventory, state)
     kh = Path(known_hosts) if known_hosts else sd.root / "known_hosts"
     connector = Connector(kh, Path(ssh_config) if ssh_config else None, trust_unknown=trust_unknown)

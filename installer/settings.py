@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -137,11 +138,62 @@ def _str_list(text: str) -> tuple[str, ...]:
     return tuple(i.strip() for i in t.split(",") if i.strip())
 
 
+#: What a path may hold: nothing a shell, systemd (``%`` specifiers, ``$`` expansion, ``\\`` escapes,
+#: quotes), YAML or TOML would read as more than a name. See systemd.unit(5) "Specifiers".
+_PATH_CHARS = re.compile(r"[A-Za-z0-9._+@/-]+")
+
+#: Folders the system owns. A data directory is none of these, nor a parent of one: kha creates, chowns
+#: and (for etcd's ``replace``) wipes it.
+SYSTEM_DIRS: frozenset[str] = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/etc/kubernetes", "/home", "/lib", "/lib64", "/opt", "/proc",
+    "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/lib", "/usr/local",
+    "/usr/local/bin", "/usr/sbin", "/var", "/var/lib", "/var/lib/kubelet", "/var/log", "/var/run", "/var/tmp",
+})
+
+
+#: Trees that hold no daemon's data: memory-backed (gone at reboot), kernel views, or configuration.
+_NOT_DATA_TREES: dict[str, str] = {
+    "/proc": "the kernel's view of processes", "/sys": "the kernel's view of devices", "/dev": "device nodes",
+    "/run": "memory-backed (emptied at every boot)", "/var/run": "memory-backed (emptied at every boot)",
+    "/tmp": "for temporary files (often memory-backed, cleaned at boot)", "/var/tmp": "for temporary files",
+    "/boot": "the boot loader's", "/etc": "for configuration, not data",
+}
+
+
 def _abs_path(text: str) -> str:
+    """A normalised absolute path made of plain characters (a trailing ``/`` is dropped)."""
     t = text.strip()
     if not t.startswith("/"):
         raise ValueError(f"{text!r} must be an absolute path")
-    return t.rstrip("/") or "/"
+    if not _PATH_CHARS.fullmatch(t):
+        bad = sorted({c for c in t if not _PATH_CHARS.fullmatch(c)})
+        raise ValueError(f"{text!r} holds {', '.join(repr(c) for c in bad)}: a path here may use only letters, "
+                         "digits and . _ + @ - / (it lands in systemd units and configs unquoted)")
+    trimmed = t.rstrip("/") or "/"
+    if posixpath.normpath(trimmed) != trimmed:
+        raise ValueError(f"{text!r} is not a normalised path (no '.', '..' or '//'); "
+                         f"write {posixpath.normpath(trimmed)!r}")
+    return trimmed
+
+
+def _data_dir(own_default: str) -> Callable[[str], str]:
+    """A dedicated folder for one daemon's data: absolute, at least two levels deep, no system folder.
+
+    ``own_default`` is the one system folder this knob may name (kubelet's own /var/lib/kubelet).
+    """
+
+    def parse(text: str) -> str:
+        path = _abs_path(text)
+        if path != own_default and (path in SYSTEM_DIRS or path.count("/") < 2):
+            raise ValueError(f"{path!r} is a system folder (or too close to /); name a dedicated folder at least "
+                             f"two levels deep, such as {own_default} (kha creates, owns and may wipe it)")
+        under = next((d for d in _NOT_DATA_TREES if path.startswith(d + "/")), None)
+        if under is not None:
+            raise ValueError(f"{path!r} is under {under}, which is {_NOT_DATA_TREES[under]}; keep data under "
+                             f"/var/lib or a disk of its own, such as {own_default}")
+        return path
+
+    return parse
 
 
 def _token(text: str) -> str:
@@ -151,14 +203,68 @@ def _token(text: str) -> str:
     return text.strip()
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def _dns_name(text: str) -> str:
+    """An RFC 1123 name: dot-separated labels of 1–63 [a-z0-9-], no '-' at either end, 253 at most."""
     t = text.strip().lower()
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", t):
-        raise ValueError(f"{text!r} is not a DNS name")
+    labels = t.split(".")
+    if len(t) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{text!r} is not an RFC 1123 DNS name (labels of 1-63 letters, digits and '-', "
+                         "not starting or ending with '-', separated by '.', 253 characters at most)")
     return t
 
 
-def _str(text: str) -> str:
+def _san_name(text: str) -> str:
+    """A DNS name for a certificate: RFC 1123, or a wildcard ``*.`` in front of one."""
+    return "*." + _dns_name(text[2:]) if text.startswith("*.") else _dns_name(text)
+
+
+def _dns_list(text: str) -> tuple[str, ...]:
+    return tuple(_san_name(name) for name in _str_list(text))
+
+
+def _ip_list(text: str) -> tuple[str, ...]:
+    out = []
+    for item in _str_list(text):
+        try:
+            out.append(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address") from None
+    return tuple(out)
+
+
+def _port_range(text: str) -> str:
+    m = re.fullmatch(r"(\d+)-(\d+)", text.strip())
+    if not m or not 1 <= int(m.group(1)) < int(m.group(2)) <= 65535:
+        raise ValueError(f"{text!r} is not a port range like 30000-32767")
+    return f"{int(m.group(1))}-{int(m.group(2))}"
+
+
+def _interface(text: str) -> str:
+    """A network interface name as the kernel takes it (net/core/dev.c dev_valid_name): 1-15 characters,
+    not '.' or '..', no '/', ':' or whitespace; kha further keeps to letters, digits and . _ - so the
+    name can sit unquoted in keepalived.conf."""
+    t = text.strip()
+    if not 1 <= len(t) <= 15 or t in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._-]+", t):
+        raise ValueError(f"{text!r} is not a network interface name (1-15 letters, digits, '.', '_' or '-'; "
+                         "not '.' or '..')")
+    return t
+
+
+#: keepalived.conf(5): ``auth_pass`` "only the first eight (8) characters are used".
+VRRP_PASSWORD_MAX = 8
+
+
+def _vrrp_password(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._+=@-]+", text):
+        raise ValueError("must use only letters, digits and . _ + = @ - (keepalived.conf reads quotes, '#', "
+                         "'!' and spaces as syntax)")
+    if len(text) > VRRP_PASSWORD_MAX:
+        raise ValueError(f"is {len(text)} characters long; keepalived uses only the first {VRRP_PASSWORD_MAX} "
+                         "of auth_pass (keepalived.conf(5)), so two clusters could share it without knowing: "
+                         f"use at most {VRRP_PASSWORD_MAX}")
     return text
 
 
@@ -183,9 +289,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("lb_kube_apiserver_port", _port, 8443, "port of the apiserver load balancer"),
     Knob("lb_keepalived_router_id", _int_range(1, 255), None,
          "VRRP virtual_router_id; derived from the cluster name when unset"),
-    Knob("lb_keepalived_password", _str, None, "VRRP auth password; generated per cluster when unset"),
+    Knob("lb_keepalived_password", _vrrp_password, None, "VRRP auth password; generated per cluster when unset"),
     Knob("lb_keepalived_unicast", _bool, False, "send VRRP adverts to the other [lb] nodes instead of multicast"),
-    Knob("lb_keepalived_interface", _str, None, "interface that carries the VIP (default: the route to it)"),
+    Knob("lb_keepalived_interface", _interface, None, "interface that carries the VIP (default: the route to it)"),
     Knob("node_subnet", _net, None, "the nodes' network; the VIP must be inside it (default: the [lb] nodes' /24)"),
     Knob("kube_pod_subnet", _net, DEFAULT_POD_SUBNET, "pod network"),
     Knob("kube_service_subnet", _net, DEFAULT_SERVICE_SUBNET, "service network"),
@@ -194,13 +300,13 @@ KNOBS: tuple[Knob, ...] = (
     Knob("network_plugin", _enum(NetworkPlugin), NetworkPlugin.CALICO, "CNI: flannel, calico or bridge"),
     Knob("kube_proxy_mode", _enum(ProxyMode), ProxyMode.IPTABLES, "kube-proxy mode"),
     Knob("kube_dns_domain", _dns_name, "cluster.local", "cluster DNS domain"),
-    Knob("kube_service_node_port_range", _str, "30000-32767", "NodePort range"),
-    Knob("kube_master_external_ip", _str_list, (), "extra apiserver certificate IP SANs"),
-    Knob("kube_master_external_domain", _str_list, (), "extra apiserver certificate DNS SANs"),
-    Knob("kubelet_root_dir", _abs_path, "/var/lib/kubelet", "kubelet root directory"),
-    Knob("etcd_data_dir", _abs_path, "/var/lib/etcd", "etcd data directory"),
-    Knob("containerd_storage_dir", _abs_path, "/var/lib/containerd", "containerd root"),
-    Knob("docker_storage_dir", _abs_path, "/var/lib/docker", "docker root"),
+    Knob("kube_service_node_port_range", _port_range, "30000-32767", "NodePort range"),
+    Knob("kube_master_external_ip", _ip_list, (), "extra apiserver certificate IP SANs"),
+    Knob("kube_master_external_domain", _dns_list, (), "extra apiserver certificate DNS SANs"),
+    Knob("kubelet_root_dir", _data_dir("/var/lib/kubelet"), "/var/lib/kubelet", "kubelet root directory"),
+    Knob("etcd_data_dir", _data_dir("/var/lib/etcd"), "/var/lib/etcd", "etcd data directory"),
+    Knob("containerd_storage_dir", _data_dir("/var/lib/containerd"), "/var/lib/containerd", "containerd root"),
+    Knob("docker_storage_dir", _data_dir("/var/lib/docker"), "/var/lib/docker", "docker root"),
     Knob("kube_ca_certs_expired", _int_range(1, 36500), 3650, "CA lifetime in days (cluster, front proxy)"),
     Knob("kube_certs_expired", _int_range(1, 36500), 365, "leaf certificate lifetime in days"),
     Knob("etcd_ca_certs_expired", _int_range(1, 36500), 3650, "etcd CA lifetime in days"),

@@ -10,9 +10,11 @@ always be shrunk or repaired — kubespray users hit exactly that trap.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 
 from installer import inventory, settings
@@ -22,6 +24,11 @@ from installer.settings import LBMode, Settings
 # RFC 1123 subdomain, lowercase, as Kubernetes requires of node names.
 _NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _APISERVER_PORT = 6443
+# A login name as useradd(8) takes it (NAME_REGEX), so it can sit in an ssh command line unquoted.
+_USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+#: Host variables that carry secrets: never kept in ``Host.extra`` (which shows in ``repr``).
+_SECRET_VARS = frozenset({"ansible_ssh_pass", "ansible_password", "ansible_become_pass", "ansible_become_password",
+                          "ansible_ssh_private_key_passphrase"})
 
 
 class Role(StrEnum):
@@ -60,7 +67,8 @@ class Host:
     address: ipaddress.IPv4Address
     port: int = 22
     user: str = "root"
-    password: str | None = None
+    #: the SSH password: never in ``repr`` (logs, tracebacks, test failures), never printed.
+    password: str | None = field(default=None, repr=False)
     key_file: str | None = None
     line: int = 0
     #: host variables kha does not interpret, kept as written.
@@ -91,17 +99,33 @@ class Topology:
     operation: Operation = Operation.INSTALL
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
+    # Lookups by name are dicts built once (``kha render`` asks them per host: a list scan made it
+    # quadratic in the number of hosts). cached_property writes the instance's __dict__, which a
+    # frozen dataclass allows.
+    @cached_property
+    def _by_name(self) -> dict[str, Host]:
+        return {h.name: h for h in self.hosts}
+
+    @cached_property
+    def _groups(self) -> dict[Role, tuple[Host, ...]]:
+        return {r: tuple(self._by_name[n] for n in self.groups.get(r, ())) for r in Role}
+
+    @cached_property
+    def _roles(self) -> dict[str, tuple[Role, ...]]:
+        out: dict[str, list[Role]] = {h.name: [] for h in self.hosts}
+        for r in Role:
+            for n in dict.fromkeys(self.groups.get(r, ())):
+                out.setdefault(n, []).append(r)
+        return {n: tuple(rs) for n, rs in out.items()}
+
     def host(self, name: str) -> Host:
-        for h in self.hosts:
-            if h.name == name:
-                return h
-        raise KeyError(name)
+        return self._by_name[name]
 
     def group(self, role: Role) -> tuple[Host, ...]:
-        return tuple(self.host(n) for n in self.groups.get(role, ()))
+        return self._groups[role]
 
     def roles(self, name: str) -> tuple[Role, ...]:
-        return tuple(r for r in Role if name in self.groups.get(r, ()))
+        return self._roles.get(name, ())
 
     @property
     def masters(self) -> tuple[Host, ...]:
@@ -210,6 +234,8 @@ class _Checker:
         self._load_balancer(topo)
         self._networks(topo)
         self._versions(topo)
+        self._lifetimes(topo.settings)
+        self._data_dirs(topo.settings)
         return Topology(self.path, tuple(hosts), groups, sett, operation, tuple(self.warnings))
 
     # -- hosts -------------------------------------------------------------------------------
@@ -256,15 +282,22 @@ class _Checker:
                     self.error(hl.line, str(exc), "ansible_port")
                     ok = False
             user = v.pop("ansible_user", "root") or "root"
+            if not _USER_NAME.fullmatch(user):
+                self.error(hl.line, f"{user!r} is not a login name (letters, digits, '_', '.', '-'; "
+                           "32 characters at most)", "ansible_user")
+                ok = False
             password = v.pop("ansible_ssh_pass", None) or v.pop("ansible_password", None)
             key_file = v.pop("ansible_ssh_private_key_file", None)
-            v.pop("ansible_password", None)
+            if key_file is not None and not key_file.strip():
+                self.error(hl.line, "is empty; name the private key file or leave the variable out",
+                           "ansible_ssh_private_key_file")
+                ok = False
             for name in ("ansible_become", "ansible_become_pass", "ansible_connection", "ansible_python_interpreter"):
                 if name in v:
                     self.warn(hl.line, f"{name} is not used by kha (it uses sudo when the user is not root)", name)
             if ok:
-                hosts.append(Host(hl.name, addr, port, user, password, key_file, hl.line,
-                                  tuple(sorted(v.items()))))
+                extra = tuple(sorted((k, x) for k, x in v.items() if k not in _SECRET_VARS))
+                hosts.append(Host(hl.name, addr, port, user, password, key_file, hl.line, extra))
         return hosts
 
     # -- groups ------------------------------------------------------------------------------
@@ -360,6 +393,11 @@ class _Checker:
                 self.error(vip_line, f"VIP {vip} is the address of {node_addrs[vip]}; pick an unused address",
                            "lb_kube_apiserver_ip")
             net = t.node_network if t.lb or s.node_subnet else None
+            # A /31 or /32 has no network or broadcast address (RFC 3021).
+            if net is not None and net.prefixlen <= 30 and vip in (net.network_address, net.broadcast_address):
+                what = "network" if vip == net.network_address else "broadcast"
+                self.error(vip_line, f"VIP {vip} is the {what} address of {net}; no host can hold it, pick an "
+                           "unused address inside the network", "lb_kube_apiserver_ip")
             if net is not None and vip not in net:
                 self.error(vip_line, f"VIP {vip} is not in the nodes' network {net}; keepalived can only move an "
                            "address inside the [lb] nodes' subnet (set node_subnet if the network is larger)",
@@ -416,16 +454,6 @@ class _Checker:
                            f"kube_max_pods {s.kube_max_pods} does not fit in a /{prefix} per node "
                            f"({per_node} addresses); lower it or shorten kube_network_node_prefix",
                            "kube_max_pods")
-        for ip in s.kube_master_external_ip:
-            try:
-                ipaddress.ip_address(ip)
-            except ValueError:
-                self.error(s.line("kube_master_external_ip"), f"{ip!r} is not an IP address",
-                           "kube_master_external_ip")
-        rng = re.fullmatch(r"(\d+)-(\d+)", s.kube_service_node_port_range)
-        if not rng or not 1 <= int(rng.group(1)) < int(rng.group(2)) <= 65535:
-            self.error(s.line("kube_service_node_port_range"), f"{s.kube_service_node_port_range!r} is not a port "
-                       "range like 30000-32767", "kube_service_node_port_range")
 
     # -- versions ----------------------------------------------------------------------------
     def _versions(self, t: Topology) -> None:
@@ -437,6 +465,52 @@ class _Checker:
         if s.container_manager is settings.ContainerManager.DOCKER and v.at_least(1, 24):
             self.error(s.line("container_manager"), f"container_manager=docker does not work with Kubernetes {v} "
                        "(dockershim was removed in 1.24); use containerd", "container_manager")
+
+
+    # -- certificate lifetimes and data folders ------------------------------------------------
+    def _lifetimes(self, s: Settings) -> None:
+        # A leaf outliving its CA would be cut short to the CA's end without a word; say it instead.
+        for ca, leaf in (("kube_ca_certs_expired", "kube_certs_expired"),
+                         ("etcd_ca_certs_expired", "etcd_certs_expired")):
+            ca_days, leaf_days = getattr(s, ca), getattr(s, leaf)
+            if ca_days < leaf_days:
+                last = max((ca, leaf), key=lambda k: s.line(k) or 0)  # the line most likely just edited
+                self.error(s.line(last), f"{ca}={ca_days} is shorter than {leaf}={leaf_days}: a certificate "
+                           "cannot outlive the CA that signed it (it would be cut short at the CA's end); make "
+                           "the CA last at least as long as its leaves", last)
+
+    def _data_dirs(self, s: Settings) -> None:
+        # Each daemon owns its folder (kha creates it and etcd's replace wipes it): none inside another.
+        knobs = ("etcd_data_dir", "kubelet_root_dir", "containerd_storage_dir", "docker_storage_dir")
+        for i, a in enumerate(knobs):
+            for b in knobs[i + 1:]:
+                pa, pb = getattr(s, a), getattr(s, b)
+                if pa == pb or pa.startswith(pb + "/") or pb.startswith(pa + "/"):
+                    last = max((a, b), key=lambda k: s.line(k) or 0)  # the line most likely just edited
+                    self.error(s.line(last), f"{a}={pa} and {b}={pb} overlap; give each daemon a folder "
+                               "of its own", last)
+
+
+def check_credentials(t: Topology) -> None:
+    """Every SSH key file the inventory names exists and is a readable file: checked before any
+    connection (and before the state folder is touched), each missing one named with its line."""
+    problems = []
+    for h in t.hosts:
+        if h.key_file is None:
+            continue
+        key = Path(h.key_file).expanduser()
+        if not key.exists():
+            why = "does not exist"
+        elif not key.is_file():
+            why = "is not a file"
+        elif not os.access(key, os.R_OK):
+            why = "cannot be read (permission denied)"
+        else:
+            continue
+        problems.append(Problem(t.source, h.line, f"{h.key_file} {why}; name the private key kha should log in "
+                                f"to {h.name} with", "ansible_ssh_private_key_file"))
+    if problems:
+        raise InventoryError(problems)
 
 
 def describe(t: Topology) -> list[str]:

@@ -143,7 +143,10 @@ def test_settings_are_typed_with_defaults(tmp_path: Path) -> None:
 
 
 def test_unknown_variables_are_kept_and_listed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    p = write(tmp_path, BASE + 'lb_kube_apiserver_Ip="10.0.0.99"\nmy_custom_knob=1  ; note\n')
+    key = tmp_path / "id"
+    key.write_text("a key\n")  # `inventory check` refuses a key file that is not there
+    text = BASE.replace("/keys/id", str(key)) + 'lb_kube_apiserver_Ip="10.0.0.99"\nmy_custom_knob=1  ; note\n'
+    p = write(tmp_path, text)
     t = topology.load(p)
     assert t.unknown_vars["my_custom_knob"].text == "1"
     assert "lb_kube_apiserver_Ip" in t.unknown_vars
