@@ -14,7 +14,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from core.errors import EXIT_BAD_INPUT, EXIT_FAILED, KhaError
+from core import paths
+from core.errors import EXIT_BAD_INPUT, EXIT_FAILED, InputError, KhaError
 from harness.errors import SpecError
 from images import cli as images_cli
 from images.bundle import cli as bundle_cli
@@ -22,6 +23,7 @@ from installer import install, render, topology
 from installer.errors import ConfigError
 from installer.etcd import cli as etcd_cli
 from installer.pki import cli as pki_cli
+from installer.state import StateDir
 from kha import harness_cli
 from scenarios.failover import cli as fault_cli
 
@@ -33,6 +35,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _inventory_check(args: argparse.Namespace) -> int:
     topo = topology.load(args.file)
+    topology.check_credentials(topo)
     for w in topo.warnings:
         print(w, file=sys.stderr)
     for line in topology.describe(topo):
@@ -81,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     handler: Handler = args.handler
     try:
+        _check_paths(args)
         code = handler(args)
         # Flushed here, not at exit, so a reader that went away is met inside this try.
         sys.stdout.flush()
@@ -97,12 +101,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except OSError as exc:
         # A path that is not what kha needs (a file where a folder belongs, no permission …): one line.
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"kha: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"kha: {paths.describe_os_error(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("kha: interrupted", file=sys.stderr)
         return 130
+
+
+#: Flags (by argparse dest) every subcommand spells the same way, checked before its handler runs.
+_FOLDER_FLAGS = {"dir": "--dir", "state": "--state", "out": "--out"}
+_FILE_FLAGS = {"ssh_config": "--ssh-config"}
+_CREATABLE_FILE_FLAGS = {"known_hosts": "--known-hosts"}
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Every folder or file a flag names is the right kind of thing before anything is written:
+    ``render --dir FILE`` fails before a secret or a node file is made, ``--state`` holding a folder
+    named secrets.json fails before a connection. Bad input: InputError, exit 2."""
+    for dest, flag in _FOLDER_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            nodes = paths.folder(value, flag) / "nodes"
+            # render and the PKI store both keep DIR/nodes/<node>/: a node entry that is a file would
+            # stop the writing half-way.
+            if nodes.is_dir():
+                for entry in nodes.iterdir():
+                    if not entry.is_dir():
+                        raise InputError(f"{flag} {value}: {entry} is a file; expected a node's folder there")
+    for dest, flag in _FILE_FLAGS.items():
+        if getattr(args, dest, None) is not None:
+            paths.readable_file(getattr(args, dest), flag)
+    for dest, flag in _CREATABLE_FILE_FLAGS.items():
+        if getattr(args, dest, None) is not None:
+            paths.file_or_creatable(getattr(args, dest), flag)
+    inventory = getattr(args, "inventory", None)
+    if inventory is not None and hasattr(args, "state"):
+        state = StateDir.for_inventory(inventory, args.state)
+        flag = "--state" if args.state else "state folder (beside the inventory)"
+        paths.folder(state.root, flag)
+        if state.secrets_file.is_dir():
+            raise InputError(f"{flag} {state.root}: {state.secrets_file} is a folder; expected the cluster's "
+                             "secrets file (JSON), or nothing for kha to create it")
+        if state.pki.exists() and not state.pki.is_dir():
+            raise InputError(f"{flag} {state.root}: {state.pki} is a file; expected the PKI store folder")
 
 
 def _problems(exc: KhaError) -> list[str]:

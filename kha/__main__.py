@@ -1,0 +1,7 @@
+"""``python -m kha``: the same command as the ``kha`` entry point."""
+
+import sys
+
+from kha.cli import main
+
+sys.exit(main())
