@@ -1,9 +1,10 @@
 """The pod network an online install applies, per ``network_plugin``: what to ``kubectl apply`` on the
 first master (pinned image versions), and the inventory rules only a given plugin imposes.
 
-- flannel: our own manifest (``templates/kube-flannel.yaml.j2``), rendered with the inventory's pod subnet.
+- flannel: our own manifest (``templates/kube-flannel.yaml``, loaded as data), with the inventory's pod
+  subnet, the pinned images and containerd's CNI folder set in it, then dumped.
 - calico: the Tigera operator's manifest, fetched by URL at a pinned release, then our ``Installation``
-  and ``APIServer`` (``templates/calico-installation.yaml.j2``) that tell the operator what to build.
+  and ``APIServer`` (built here as data) that tell the operator what to build.
 - bridge: nothing to apply; the offline bridge CNI config is a file per node, written by the phases.
 
 Nothing here talks to a node: ``manifests`` returns data, ``problems`` is pure, and ``check`` raises
@@ -18,11 +19,14 @@ into ``/opt/cni/bin`` (``CALICO_CNI_BIN_DIR``), so containerd must look there wh
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, NamedTuple
+
+import yaml
 
 from installer.errors import ConfigError, Problem
-from installer.files import environment, render
+from installer.files import dump_yaml
 from installer.kubernetes.render import Release
 from installer.settings import NetworkPlugin
 from installer.topology import Topology
@@ -52,7 +56,8 @@ CALICO_BLOCK_SIZE_MAX = 32
 FLANNEL_IMAGE = f"docker.io/flannel/flannel:{FLANNEL_VERSION}"
 FLANNEL_CNI_PLUGIN_IMAGE = f"docker.io/flannel/flannel-cni-plugin:{FLANNEL_CNI_PLUGIN_VERSION}"
 
-_env = environment("installer.kubernetes")
+#: flannel's objects as upstream ships them, kha's comments included (loaded as data, never as a template).
+_FLANNEL_BASE = "templates/kube-flannel.yaml"
 
 
 class Marker(NamedTuple):
@@ -83,25 +88,6 @@ class Manifest:
     def __post_init__(self) -> None:
         if (self.content is None) == (self.url is None):
             raise ValueError(f"manifest {self.name}: give exactly one of content or url")
-
-
-@dataclass(frozen=True)
-class _FlannelContext:
-    version: str
-    image: str
-    cni_plugin_image: str
-    cni_bin_dir: str
-    cni_conf_path: str
-    cni_conf: str  # JSON, built in Python so it is valid by construction
-    net_conf: str
-
-
-@dataclass(frozen=True)
-class _CalicoContext:
-    version: str
-    pod_subnet: str
-    block_size: int
-    node_subnet: str | None  # autodetect node addresses inside it; first found when unset
 
 
 def problems(topo: Topology) -> list[Problem]:
@@ -163,23 +149,53 @@ def _flannel(topo: Topology, cni_bin_dir: str) -> Manifest:
         ],
     }
     net_conf = {"Network": str(topo.settings.kube_pod_subnet), "Backend": {"Type": "vxlan"}}
-    ctx = _FlannelContext(
-        version=FLANNEL_VERSION, image=FLANNEL_IMAGE, cni_plugin_image=FLANNEL_CNI_PLUGIN_IMAGE,
-        cni_bin_dir=cni_bin_dir, cni_conf_path=FLANNEL_CNI_CONF,
-        cni_conf=json.dumps(cni_conf, indent=2), net_conf=json.dumps(net_conf, indent=2))
+    objects = [d for d in yaml.safe_load_all(resources.files(__package__).joinpath(_FLANNEL_BASE).read_text()) if d]
+    config = _one(objects, "ConfigMap")
+    config["data"] = {"cni-conf.json": json.dumps(cni_conf, indent=2) + "\n",
+                      "net-conf.json": json.dumps(net_conf, indent=2) + "\n"}
+    pod = _one(objects, "DaemonSet")["spec"]["template"]["spec"]
+    init = {c["name"]: c for c in pod["initContainers"]}
+    init["install-cni-plugin"]["image"] = FLANNEL_CNI_PLUGIN_IMAGE
+    init["install-cni"]["image"] = FLANNEL_IMAGE
+    init["install-cni"]["args"][-1] = FLANNEL_CNI_CONF
+    pod["containers"][0]["image"] = FLANNEL_IMAGE
+    {v["name"]: v for v in pod["volumes"]}["cni-plugin"]["hostPath"]["path"] = cni_bin_dir
+    header = f"# Written by kha: flannel {FLANNEL_VERSION} (vxlan) for an online install, applied on the first master\n"
     return Manifest("kube-flannel.yaml", Marker("daemonset", "kube-flannel-ds", "kube-flannel"),
-                    content=render(_env, "kube-flannel.yaml.j2", **asdict(ctx)))
+                    content=dump_yaml(objects, header))
+
+
+def _one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (found,) = [o for o in objects if o["kind"] == kind]
+    return found
 
 
 def _calico(topo: Topology) -> list[Manifest]:
     s = topo.settings
-    ctx = _CalicoContext(
-        version=CALICO_VERSION, pod_subnet=str(s.kube_pod_subnet), block_size=s.kube_network_node_prefix,
-        node_subnet=None if s.node_subnet is None else str(s.node_subnet))
+    # The node address calico uses is the one inside the nodes' network, not whichever NIC comes first.
+    detect: dict[str, Any] = {"firstFound": True} if s.node_subnet is None else {"cidrs": [str(s.node_subnet)]}
+    installation = {
+        "apiVersion": "operator.tigera.io/v1",
+        "kind": "Installation",
+        "metadata": {"name": "default"},
+        "spec": {"calicoNetwork": {
+            # One pool over the inventory's kube_pod_subnet; each node takes blocks of kube_network_node_prefix.
+            # VXLAN only between nodes on different subnets; plain routing inside one.
+            "ipPools": [{"name": "default-ipv4-ippool", "cidr": str(s.kube_pod_subnet),
+                         "blockSize": s.kube_network_node_prefix, "encapsulation": "VXLANCrossSubnet",
+                         "natOutgoing": "Enabled", "nodeSelector": "all()"}],
+            "nodeAddressAutodetectionV4": detect,
+        }},
+    }
+    # The projectcalico.org/v3 API served by the cluster, so kubectl can manage Calico resources.
+    api_server = {"apiVersion": "operator.tigera.io/v1", "kind": "APIServer", "metadata": {"name": "default"},
+                  "spec": {}}
+    header = (f"# Written by kha: what the Tigera operator builds for Calico {CALICO_VERSION}\n"
+              "# (https://docs.tigera.io/calico/latest/reference/installation/api).\n")
     return [
         Manifest("tigera-operator.yaml", Marker("deployment", "tigera-operator", "tigera-operator"),
                  url=operator_url(), server_side=True),
         Manifest("calico-installation.yaml", Marker("installations.operator.tigera.io", "default", None),
-                 content=render(_env, "calico-installation.yaml.j2", **asdict(ctx)),
+                 content=dump_yaml([installation, api_server], header),
                  crds=("installations.operator.tigera.io", "apiservers.operator.tigera.io")),
     ]

@@ -148,3 +148,8 @@ def test_haproxy_runs_as_its_user_in_a_chroot_and_keeps_a_root_only_runtime_api(
     with_hardening(Hardening(haproxy_chroot=False))
     text = next(f.content.decode() for f in node_files(topo, SECRETS)["node1"] if f.path == lb_render.HAPROXY_CFG)
     assert "chroot" not in re.sub(r"#.*", "", text) and "log /dev/log" in text
+
+
+def test_the_readme_shows_this_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert hardening.cis_markdown() in readme, "README's CIS table is stale: paste hardening.cis_markdown()"
