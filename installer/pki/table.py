@@ -45,6 +45,7 @@ __all__ = [
     "first_service_ip",
     "members",
     "node_roles",
+    "role_map",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -75,17 +76,27 @@ _JOINING: dict[Role, Role] = {Role.MASTER: Role.NEW_MASTER, Role.ETCD: Role.NEW_
 
 def members(topo: Topology, role: Role) -> tuple[Host, ...]:
     """Hosts that hold ``role`` (MASTER, ETCD or WORKER) for the PKI: current members, then joining ones."""
-    names = [*topo.groups.get(role, ()), *topo.groups.get(_JOINING[role], ())]
-    seen: list[str] = []
-    for n in names:
-        if n not in seen:
-            seen.append(n)
-    return tuple(topo.host(n) for n in seen)
+    by_name = {h.name: h for h in topo.hosts}
+    names = dict.fromkeys([*topo.groups.get(role, ()), *topo.groups.get(_JOINING[role], ())])
+    return tuple(by_name[n] for n in names)
+
+
+def role_map(topo: Topology) -> dict[str, frozenset[Role]]:
+    """The PKI roles (MASTER, ETCD, WORKER) of every host, by name, in one pass over the groups.
+
+    Loops over hosts use this, never ``node_roles`` per host: that is a pass over the groups each
+    time, and ``kha pki init`` of 1,000 hosts went quadratic on it.
+    """
+    out: dict[str, set[Role]] = {h.name: set() for h in topo.hosts}
+    for role, joining in _JOINING.items():
+        for name in (*topo.groups.get(role, ()), *topo.groups.get(joining, ())):
+            out.setdefault(name, set()).add(role)
+    return {name: frozenset(roles) for name, roles in out.items()}
 
 
 def node_roles(topo: Topology, host: Host) -> frozenset[Role]:
     """The PKI roles (MASTER, ETCD, WORKER) of one host."""
-    return frozenset(r for r in _JOINING if any(h.name == host.name for h in members(topo, r)))
+    return role_map(topo).get(host.name, frozenset())
 
 
 # -- SANs ----------------------------------------------------------------------------------------
@@ -262,14 +273,15 @@ class CertSpec:
         """Whether this cluster's Kubernetes version has this certificate at all."""
         return self.since is None or topo.settings.kube_version.at_least(*self.since)
 
-    def receivers(self, topo: Topology) -> tuple[Host, ...]:
-        """The nodes that get this certificate, in inventory order."""
+    def receivers(self, topo: Topology, roles: dict[str, frozenset[Role]] | None = None) -> tuple[Host, ...]:
+        """The nodes that get this certificate, in inventory order (``roles``: ``role_map(topo)``, if at hand)."""
         if not self.issued_for(topo):
             return ()
         if self.first_master_only:
             masters = members(topo, Role.MASTER)
             return masters[:1]
-        return tuple(h for h in topo.hosts if node_roles(topo, h) & self.roles)
+        roles = role_map(topo) if roles is None else roles
+        return tuple(h for h in topo.hosts if roles.get(h.name, frozenset()) & self.roles)
 
     def required_sans(self, topo: Topology, host: Host | None) -> SANs:
         if self.sans is None or host is None:
