@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init = sub.add_parser("init", help="create or complete the store for an inventory (idempotent)")
     init.add_argument("-i", "--inventory", required=True, help="inventory file (kubeadm-ha INI format)")
     init.add_argument("--dir", required=True, type=Path, help="store directory")
+    init.add_argument("--replace-ca", action="store_true",
+                      help="make a new CA where one is missing (or keep a swapped one) although the store shows "
+                           "another existed; every certificate it signed is re-issued and every node must get it")
     init.set_defaults(handler=_init)
 
     check = sub.add_parser("check", help="show every certificate; exit 1 on a problem or a near expiry")
@@ -71,7 +74,7 @@ def _init(args: argparse.Namespace) -> int:
     topo = topology.load(inv)
     for w in topo.warnings:
         print(w, file=sys.stderr)
-    changes = Store(args.dir, topo).init(inv.read_bytes())
+    changes = Store(args.dir, topo, replace_ca=args.replace_ca).init(inv.read_bytes())
     _print_changes(changes)
     reissued = sum(1 for c in changes if c.action == "reissued")
     what = f"{len(changes)} changes, {reissued} re-issued" if changes else "no changes"

@@ -13,6 +13,7 @@ kubeadm's keyutil writes them (PKCS#1 ``RSA PRIVATE KEY`` / SEC1 ``EC PRIVATE KE
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import os
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ __all__ = [
     "is_ca",
     "issue",
     "issued_by",
+    "key_fingerprint",
     "key_pem",
     "new_key",
     "new_keys",
@@ -214,6 +216,19 @@ def same_key(cert_or_public: x509.Certificate | PublicKey, key: PrivateKey) -> b
     der = serialization.Encoding.DER
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     return pub.public_bytes(der, spki) == key.public_key().public_bytes(der, spki)
+
+
+def key_fingerprint(cert_or_key: x509.Certificate | PublicKey | PrivateKey) -> str:
+    """``sha256:<hex>`` of the public key (SubjectPublicKeyInfo, DER): the form of kubeadm's
+    ``--discovery-token-ca-cert-hash``. A CA certificate re-signed with the same key keeps it."""
+    if isinstance(cert_or_key, x509.Certificate):
+        pub: PublicKey = cert_or_key.public_key()  # type: ignore[assignment]
+    elif isinstance(cert_or_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        pub = cert_or_key.public_key()
+    else:
+        pub = cert_or_key
+    der = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
 def is_ca(cert: x509.Certificate) -> bool:

@@ -451,7 +451,7 @@ def test_file_modes(built: Built) -> None:
         elif p.suffix in (".key", ".conf") or p.name == "inventory.ini":
             assert mode == 0o600, rel
         else:
-            assert p.suffix in (".crt", ".pub"), rel
+            assert p.suffix in (".crt", ".pub") or p.name == "identity.json", rel
             assert mode == 0o644, rel
 
 

@@ -110,7 +110,7 @@ def test_adding_a_master_reissues_only_the_apiserver_certificates(
     assert len(warned) == 6 and all("reissued" in w and "apiserver" in w and "SANs lack" in w for w in warned)
 
     touched = changed(before, snapshot(root))
-    old_nodes_touched = {p for p in touched if not p.startswith("nodes/node5/")} - {"inventory.ini"}
+    old_nodes_touched = {p for p in touched if not p.startswith("nodes/node5/")} - {"inventory.ini", "identity.json"}
     assert old_nodes_touched == {f"nodes/node{i}/pki/apiserver.{ext}" for i in (1, 2, 3) for ext in ("crt", "key")}
     assert not [p for p in touched if p.startswith(("ca/", "cluster/"))], "CAs and shared leaves stay"
     reissued = {c.path for c in changes if c.action == "reissued"}
@@ -241,26 +241,131 @@ def test_a_ca_is_validated_and_never_overwritten(tmp_path: Path) -> None:
         Store.open(root).init()
     (root / "ca/ca.crt.real").replace(root / "ca/ca.crt")
 
-    ca_key.unlink()
-    with pytest.raises(PKIError, match="kha never replaces half a CA"):
-        Store.open(root).init()
-    assert not ca_key.exists()
     ca_key.write_bytes(original)  # written with the umask's mode: init only puts 0600 back
+    ca_key.chmod(0o644)
     assert [(c.path, c.action) for c in Store.open(root).init()] == [("ca/ca.key", "chmod")]
 
 
-def test_a_ca_moved_away_on_purpose_is_replaced_and_its_leaves_reissued(tmp_path: Path) -> None:
+def test_half_a_ca_is_completed_from_the_node_copies_or_its_own_key(tmp_path: Path) -> None:
+    _, root = init(tmp_path, cert_key_type="ecdsa")
+    before = snapshot(root)
+    (root / "ca/ca.key").unlink()  # masters hold a copy of the key
+    (root / "ca/etcd/ca.crt").unlink()  # etcd members and masters hold a copy of the certificate
+    changes = Store.open(root).init()
+    assert sorted((c.path, c.action) for c in changes) == [("ca/ca.key", "restored"), ("ca/etcd/ca.crt", "restored")]
+    assert changed(before, snapshot(root)) == set()
+
+    (root / "ca/front-proxy-ca.crt").unlink()
+    for copy in root.glob("nodes/*/pki/front-proxy-ca.crt"):
+        copy.unlink()
+    old_key = (root / "ca/front-proxy-ca.key").read_bytes()
+    changes = Store.open(root).init()
+    assert ("ca/front-proxy-ca.crt", "reissued") in [(c.path, c.action) for c in changes]
+    assert not [c for c in changes if c.action == "reissued" and c.path != "ca/front-proxy-ca.crt"], \
+        "same key: nothing it signed is re-issued"
+    assert (root / "ca/front-proxy-ca.key").read_bytes() == old_key
+    assert Store.open(root).check().ok
+
+
+def test_a_ca_key_with_no_copy_anywhere_is_refused_naming_replace_ca(tmp_path: Path) -> None:
+    _, root = init(tmp_path, cert_key_type="ecdsa")
+    (root / "ca/etcd/ca.key").unlink()  # no node gets the etcd CA key: nothing to restore it from
+    with pytest.raises(PKIError, match=r"etcd/ca.key is missing \(no node tree holds a copy of the key\)"):
+        Store.open(root).init()
+    report = Store.open(root).check()
+    assert any("--replace-ca" in p for r in report.rows for p in r.problems)
+
+
+def test_a_lost_ca_is_never_silently_made_anew(tmp_path: Path) -> None:
     _, root = init(tmp_path, cert_key_type="ecdsa")
     (root / "ca/etcd/ca.crt").unlink()
     (root / "ca/etcd/ca.key").unlink()
+    for copy in root.glob("nodes/*/pki/etcd/ca.crt"):
+        copy.unlink()
     before = snapshot(root)
-    changes = Store.open(root).init()
+    with pytest.raises(PKIError) as caught:
+        Store.open(root).init()
+    said = str(caught.value)
+    assert "are both missing, but the etcd/ca CA existed" in said
+    assert "identity.json records it (sha256:" in said and "certificates it signed" in said
+    assert f"kha pki init -i {root / 'inventory.ini'} --dir {root} --replace-ca" in said
+    assert snapshot(root) == before, "a refusal changes nothing"
+
+    # Without identity.json the leaves it signed still show it existed.
+    (root / "identity.json").unlink()
+    with pytest.raises(PKIError, match="certificates it signed"):
+        Store.open(root).init()
+
+
+def test_replace_ca_makes_a_new_ca_on_purpose_and_reissues_what_it_signs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inv, root = init(tmp_path, cert_key_type="ecdsa")
+    old = crypto.key_fingerprint(cert(root / "ca/etcd/ca.crt"))
+    (root / "ca/etcd/ca.crt").unlink()
+    (root / "ca/etcd/ca.key").unlink()
+    before = snapshot(root)
+    assert main(["pki", "init", "-i", str(inv), "--dir", str(root)]) == 1
+    assert "--replace-ca" in capsys.readouterr().err
+    assert main(["pki", "init", "-i", str(inv), "--dir", str(root), "--replace-ca"]) == 0
     touched = changed(before, snapshot(root))
-    assert {"ca/etcd/ca.crt", "ca/etcd/ca.key"} <= touched
-    assert not [p for p in touched if "etcd" not in p], "only the etcd CA and what it signs move"
-    reissued = {c.path for c in changes if c.action == "reissued" and c.path.endswith(".crt")}
-    assert reissued == {"cluster/pki/apiserver-etcd-client.crt", "cluster/pki/etcd/healthcheck-client.crt",
-                        *(f"nodes/node{i}/pki/etcd/{k}.crt" for i in (1, 2, 3) for k in ("server", "peer"))}
+    assert {"ca/etcd/ca.crt", "ca/etcd/ca.key", "identity.json"} <= touched
+    assert not [p for p in touched if "etcd" not in p and p != "identity.json"], "only the etcd CA and what it signs"
+    assert crypto.key_fingerprint(cert(root / "ca/etcd/ca.crt")) != old
+    out = capsys.readouterr().out.splitlines()
+    reissued = {ln.split()[1].rstrip(":") for ln in out if ln.strip().startswith("reissued")}
+    assert {p for p in reissued if p.endswith(".crt")} == {
+        "cluster/pki/apiserver-etcd-client.crt", "cluster/pki/etcd/healthcheck-client.crt",
+        *(f"nodes/node{i}/pki/etcd/{k}.crt" for i in (1, 2, 3) for k in ("server", "peer"))}
+    assert Store.open(root).check().ok
+
+
+def test_a_swapped_ca_is_refused_against_the_recorded_identity(tmp_path: Path) -> None:
+    _, root = init(tmp_path, cert_key_type="ecdsa")
+    other = tmp_path / "other"
+    other.mkdir()
+    init(other, cert_key_type="ecdsa")
+    for f in ("ca/front-proxy-ca.crt", "ca/front-proxy-ca.key"):
+        (root / f).write_bytes((other / "store" / f).read_bytes())
+    with pytest.raises(PKIError, match=r"front-proxy-ca.crt has key sha256:\w+, but this store recorded sha256:"):
+        Store.open(root).init()
+    assert any("the CA was swapped" in p for p in Store.open(root).check().problems)
+
+
+def test_a_store_of_another_cluster_is_refused_and_nothing_deleted(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, prod = init(tmp_path, cert_key_type="ecdsa")
+    before = snapshot(prod)
+    # Staging names its nodes as production does (node1 …), at other addresses.
+    staging = variants.write(tmp_path / "staging.ini", "allinone.hostname", cert_key_type="ecdsa")
+    staging.write_text(staging.read_text().replace("10.56.56.", "10.57.56."))
+    assert main(["pki", "init", "-i", str(staging), "--dir", str(prod)]) == 2
+    err = capsys.readouterr().err
+    assert f"{prod}: is the PKI store of another cluster: its nodes (node1 (10.56.56.11), node2 (10.56.56.12), " \
+           "node3 (10.56.56.13) and 1 more) share none with the inventory's (node1 (10.57.56.11))" in err
+    assert "nothing was changed" in err
+    assert snapshot(prod) == before
+    renamed = variants.write(tmp_path / "renamed.ini", "m-master.hostname", cert_key_type="ecdsa",
+                             cluster_name="staging")
+    assert main(["pki", "init", "-i", str(renamed), "--dir", str(prod)]) == 2
+    assert "it belongs to cluster 'kubernetes'" in capsys.readouterr().err
+    assert snapshot(prod) == before
+
+
+def test_the_stores_inventory_copy_keeps_no_password(tmp_path: Path) -> None:
+    text = variants.write(tmp_path / "src.ini", "m-master.hostname", cert_key_type="ecdsa").read_text()
+    text = text.replace("node1 ansible_host=10.56.56.11", 'node1 ansible_ssh_pass="s3cr3t 1" ansible_host=10.56.56.11')
+    text = text.replace("[all:vars]\n", "[all:vars]\nansible_ssh_pass=hunter2\n")
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(text)
+    assert topology.load(inv).host("node1").password == "s3cr3t 1"
+    root = tmp_path / "store"
+    Store(root, topology.load(inv)).init(inv.read_bytes())
+    copy = (root / "inventory.ini").read_text()
+    assert "s3cr3t" not in copy and "hunter2" not in copy and "ansible_ssh_pass" not in copy
+    assert len(copy.splitlines()) == len(text.splitlines()), "line numbers stay those of the original"
+    kept = topology.load(root / "inventory.ini")
+    assert kept.host("node1").password is None
+    assert kept.host("node1").address == topology.load(inv).host("node1").address
     assert Store.open(root).check().ok
 
 
@@ -349,3 +454,15 @@ def test_renew_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "'bogus' is not a certificate of this cluster" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="is a CA"):
         Store.open(root).renew(["etcd/ca"])
+
+
+def test_check_names_the_command_that_repairs_a_half_pair(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, root = init(tmp_path, cert_key_type="ecdsa")
+    (root / "nodes/node2/pki/apiserver.crt").unlink()
+    assert main(["pki", "check", "--dir", str(root)]) == 1
+    out = capsys.readouterr().out
+    command = f"kha pki renew --dir {root} nodes/node2/apiserver"
+    assert f"its certificate is missing; `{command}` issues a new pair" in out
+    assert main(command.split()[1:]) == 0
+    assert main(["pki", "check", "--dir", str(root)]) == 0
