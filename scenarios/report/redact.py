@@ -66,9 +66,18 @@ def _pem(m: re.Match[str]) -> str:
     return f"-----BEGIN {kind}-----{MASK}-----END {kind}-----"
 
 
+#: Values that say a secret is not set (JSON ``null``, YAML ``~``): kept, so a JSON file stays JSON.
+_NOT_SET = frozenset({"null", "none", "~", "true", "false"})
+#: Keys that sound secret and are not: etcd's initial cluster token only tells clusters apart (etcd docs,
+#: "Clustering Guide": "unique initial cluster token"), and a mismatch is a classic failure to debug.
+_NOT_SECRET_KEYS = ("initial-cluster-token", "initial_cluster_token")
+
+
 def _keep_key(m: re.Match[str]) -> str:
-    value = m.group("value")
-    return m.group(0) if value == MASK or value.startswith("[REDACTED") else m.group("key") + MASK
+    key, value = m.group("key"), m.group("value")
+    if value.startswith("[REDACTED") or value.lower() in _NOT_SET or any(k in key.lower() for k in _NOT_SECRET_KEYS):
+        return m.group(0)
+    return key + MASK
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Secrets never leave the nodes: each form a secret takes in what a report collects is redacted, the values a
-cluster's state folder knows are redacted whatever surrounds them, and what is not a secret is left alone."""
+cluster's state folder knows are redacted whatever surrounds them, what is not a secret is left alone, and
+every file ``collect`` writes goes through the redactor (with the parsers of what it collects, which need
+no node either)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from installer.settings import Settings
+from scenarios.report.collect import Folder, parse_crictl_images, parse_versions, settings_json, split_head
 from scenarios.report.redact import MASK, PATTERNS, Redactor, redact_tree, state_secrets, variants
 
 CANARY = "canary0secret0value"
@@ -48,6 +52,12 @@ def test_pem_private_keys_whole_cut_short_and_json_escaped(kind: str) -> None:
         out = forms.text(text)
         assert body[10:40] not in out, text
         assert "PRIVATE KEY-----" in out and MASK in out
+
+
+def test_json_stays_json() -> None:
+    doc = {"kubeadm_token": CANARY, "lb_keepalived_password": None, "nested": {"client-key-data": CANARY}}
+    out = json.loads(forms.text(json.dumps(doc, indent=2)))
+    assert out == {"kubeadm_token": MASK, "lb_keepalived_password": None, "nested": {"client-key-data": MASK}}
 
 
 def test_a_certificate_is_not_a_secret() -> None:
@@ -100,6 +110,9 @@ def test_bootstrap_tokens_anywhere(token: str) -> None:
     "Dec 04 20:00:01 node1 sshd[1]: Failed password for root from 10.0.0.1\n",
     "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://10.56.56.10:8443\n",
     "image: k8s.gcr.io/kube-apiserver:v1.20.2\n",
+    '{"kubeadm_token": null, "lb_keepalived_password": null}',
+    'ETCD_INITIAL_CLUSTER_TOKEN="kha-cluster-1"\n',
+    "recognized and used environment variable ETCD_INITIAL_CLUSTER_TOKEN=kha-cluster-1",
 ])
 def test_what_is_not_a_secret_stays(text: str) -> None:
     assert forms.text(text) == text
@@ -170,3 +183,47 @@ def test_redact_tree_rewrites_only_what_holds_secrets(tmp_path: Path) -> None:
     assert redact_tree(tmp_path, Redactor()) == 1
     assert CANARY not in (tmp_path / "a" / "leak.txt").read_text()
     assert (tmp_path / "clean.txt").read_text() == "nothing here\n"
+
+
+# -- the report folder and collect's parsers (no node needed) ------------------------------------
+def test_every_file_written_into_a_report_is_redacted(tmp_path: Path) -> None:
+    folder = Folder(tmp_path, Redactor([CANARY]))
+    folder.write("nodes/n1/a.txt", f"odd |{CANARY}|")
+    folder.write("nodes/n1/b.bin", b"\x00" + CANARY.encode())
+    folder.json("cluster/c.json", {"token": "abcdef.0123456789abcdef", "x": CANARY})
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()] == []
+    assert "abcdef.0123456789abcdef" not in (tmp_path / "cluster" / "c.json").read_text()
+    assert folder.artefacts == 3
+    for bad in ("../escape", "/etc/passwd", ""):
+        with pytest.raises(ValueError, match="not a path inside the report"):
+            folder.write(bad, "x")
+    folder.missing("n1", "x", f"exit 1: {CANARY}")
+    assert CANARY not in folder.missed[0].reason
+
+
+def test_head_output_is_split_per_file() -> None:
+    out = "==> /etc/a <==\nline a\n\n==> /etc/b <==\nline b\n"
+    assert split_head(out, ["/etc/a", "/etc/missing", "/etc/b"]) == {
+        "/etc/a": "line a\n", "/etc/missing": None, "/etc/b": "line b\n"}
+
+
+def test_versions_and_image_tables_are_parsed() -> None:
+    said = ("kubernetes\tKubernetes v1.20.2\netcd\tetcd Version: 3.4.23\nhaproxy\tHAProxy version 2.6.12-1+deb12u4 "
+            "2026/10/17\nkeepalived\tKeepalived v2.2.7 (01/16,2022)\ncontainerd\tcontainerd github.com/containerd/"
+            "containerd 1.6.20~ds1 1.6.20~ds1-1\nnginx\t-\n")
+    assert parse_versions(said) == {"kubernetes": "1.20.2", "etcd": "3.4.23", "haproxy": "2.6.12-1+deb12u4",
+                                    "keepalived": "2.2.7", "containerd": "1.6.20~ds1"}
+    crictl = ("IMAGE                      TAG     DIGEST         IMAGE ID       SIZE\n"
+              "k8s.gcr.io/pause           3.2     sha256:80d28   80d28bedfe5d   301kB\n")
+    assert parse_crictl_images(crictl) == [{"image": "k8s.gcr.io/pause", "tag": "3.2", "digest": "sha256:80d28",
+                                            "image id": "80d28bedfe5d", "size": "301kB"}]
+    ctr = ("REF                TYPE     DIGEST        SIZE      PLATFORMS   LABELS\n"
+           "k8s.gcr.io/p:3.2   app/x    sha256:61     105.0 MiB linux/amd64 io.cri-containerd.image=managed\n")
+    assert parse_crictl_images(ctr)[0]["digest"] == "sha256:61"
+    assert parse_crictl_images("") == []
+
+
+def test_settings_are_plain_json() -> None:
+    doc = settings_json(Settings(kubeadm_token="abcdef.0123456789abcdef"))
+    assert json.loads(json.dumps(doc))["kube_version"] == "1.20.2"
+    assert doc["kube_pod_subnet"] == "10.244.0.0/18" and doc["lb_mode"] == "nginx"
