@@ -59,3 +59,17 @@ def test_rendered_configs_pass_daemon_checks(tmp_path: Path, scenario: str, vari
             checked += 1
     expected = {"allinone": 1, "s-master": 4, "m-master": 4}[scenario]
     assert checked == expected
+
+
+def test_unicast_keepalived_passes_its_check(tmp_path: Path) -> None:
+    inv = tmp_path / "unicast.ini"
+    inv.write_text(Path(catalog.get("m-master").inventory).read_text() + "lb_keepalived_unicast=true\n")
+    topo = topology.load(inv)
+    files = {f.path: f for f in node_files(topo, SECRETS)[topo.lb[0].name]}
+    script = tmp_path / "kha-check-lb.sh"
+    script.write_bytes(files[lb_render.CHECK_SCRIPT].content)
+    script.chmod(0o755)
+    conf = files[lb_render.KEEPALIVED_CONF].content.decode()
+    assert "unicast_peer" in conf
+    (tmp_path / "keepalived.conf").write_text(conf.replace(lb_render.CHECK_SCRIPT, str(script)))
+    check([need("keepalived"), "-t", "-l", "-f", str(tmp_path / "keepalived.conf")])
