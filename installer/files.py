@@ -51,13 +51,27 @@ def render(env: jinja2.Environment, template: str, **context: Any) -> bytes:
     return env.get_template(template).render(**context).encode()
 
 
+class _Dumper(yaml.SafeDumper):
+    """yaml's safe dumper; a string of several lines is written as a literal block (``|``), for readers."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # The emitter falls back to a quoted scalar by itself when a block cannot hold the value exactly.
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def dump_yaml(docs: list[dict[str, Any]], header: str = "") -> bytes:
     """YAML documents from data: the dumper quotes every value, so no value can add a key or a document.
     ``header``: fixed comment lines to put first (never data)."""
     if any(line and not line.startswith("#") for line in header.splitlines()):
         raise ValueError("a YAML header is comment lines only")
-    body = yaml.safe_dump_all(docs, explicit_start=True, sort_keys=False, default_flow_style=False,
-                              allow_unicode=True, width=1 << 16)
+    # No "---" before the first document: kubeadm 1.20 reads the header comments before it as a document of
+    # their own and refuses it ("kind and apiVersion is mandatory"). Not allow_unicode: with it, yaml writes
+    # a NEL (U+0085) raw inside quotes, where a reader folds it into a space.
+    body = yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1 << 16)
     return (header + body).encode()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import variants
 import yaml
 
 from installer.errors import ConfigError
+from installer.files import dump_yaml
 from installer.kubernetes import render as k8s
 from installer.pki.store import Store
 from installer.render import node_files
@@ -129,3 +131,23 @@ def test_a_value_with_newlines_or_colons_cannot_add_a_kubeadm_key(tmp_path: Path
     assert cfg["ClusterConfiguration"]["clusterName"] == 'x" : y'
     for kind, doc in cfg.items():
         assert set(doc) == set(clean[kind]), kind
+
+
+@pytest.mark.parametrize("value", ["a\n  b: c", "x\n---\nkind: Evil", "|", "- x", "key: value", "# c", "...",
+                                   " lead\n", "trail \n", "tab\tx\n", "nel\x85x", "ls\u2028x", "a\n\n", "\n",
+                                   "'q'\n\"d\"", "yes", "0o17", "1e3", "~", ""])
+def test_the_yaml_dumper_round_trips_any_string(value: str) -> None:
+    doc = {"kind": "Test", "value": value, "list": [value], "nested": {value: value}}
+    assert list(yaml.safe_load_all(dump_yaml([doc, doc], "# header\n"))) == [doc, doc]
+
+
+def test_every_kubeadm_document_has_a_kind_as_kubeadm_splits_them(tmp_path: Path) -> None:
+    """kubeadm cuts its config at each ``---`` line and needs apiVersion and kind in every piece; a piece of
+    only comments (the header before a leading ``---``) made kubeadm 1.20 refuse the file on a real node."""
+    t = variants.topo(tmp_path, "m-master")
+    text = k8s.init_config(t, t.first_master, SECRETS, k8s.Release.upstream(t)).content.decode()
+    pieces = re.split(r"^---$", text, flags=re.M)
+    assert len(pieces) == 4
+    for piece in pieces:
+        doc = yaml.safe_load(piece)
+        assert isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind"), piece
