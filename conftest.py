@@ -8,8 +8,9 @@ from collections.abc import Callable, Generator
 
 import pytest
 
-# Fixtures that give a test a running topology (harness/pytest_plugin.py).
-pytest_plugins = ["harness.pytest_plugin"]
+# Fixtures that give a test a running topology (harness/pytest_plugin.py); a bug report for every failing
+# test that had an installed topology (scenarios/report/pytest_plugin.py).
+pytest_plugins = ["harness.pytest_plugin", "scenarios.report.pytest_plugin"]
 
 
 # tox and scripts/test.sh set KHA_NO_SKIP=1 for the tiers they run: there a skip would hide a missing

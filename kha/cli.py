@@ -26,6 +26,7 @@ from installer.pki import cli as pki_cli
 from installer.state import StateDir
 from kha import harness_cli
 from scenarios.failover import cli as fault_cli
+from scenarios.report import cli as report_cli
 
 EXIT_OK = 0
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "build_parser", "main"]
@@ -73,6 +74,7 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
         bundle_cli.add_parser,
         harness_cli.register,
         fault_cli.register,
+        report_cli.register,
     ]
     return found
 

@@ -4,6 +4,7 @@
     └── ScenarioError
         ├── FaultError         a fault could not be injected or healed, or its target is not where it must be
         │   └── CaseRefused    a case that does not exist or cannot apply here (an InputError: exit 2)
+        ├── ClusterNotUp       the cluster named on the command line is not up (an InputError: exit 2)
         └── ClientError        a client's request to one endpoint did not succeed (recorded, not fatal)
 
 Faults, clients and checkers raise these; the CLI and the pytest plugins catch ``KhaError``.
@@ -25,6 +26,10 @@ class FaultError(ScenarioError):
 class CaseRefused(FaultError, InputError):
     """A failover case that does not exist, or cannot apply to this topology or machine: refused before
     anything is injected."""
+
+
+class ClusterNotUp(ScenarioError, InputError):
+    """The cluster a command names is not up (``kha status`` lists those that are)."""
 
 
 class ClientError(ScenarioError):

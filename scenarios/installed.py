@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from core import waiting
+from harness import paths
+from harness.errors import HarnessError
 from harness.provider import Cluster
 from installer import install, topology
 from installer.connect import Connector
@@ -27,8 +29,9 @@ from installer.kubernetes.phases import ADMIN_CONF
 from installer.loadbalancer import vip
 from installer.phases import RunResult
 from installer.remote import Result, Transport
+from installer.state import StateDir
 from installer.topology import Host, Role, Topology
-from scenarios.errors import ScenarioError
+from scenarios.errors import ClusterNotUp, ScenarioError
 
 
 @dataclass
@@ -42,7 +45,23 @@ class Installed:
     #: the offline bundle it was installed from (None: no Kubernetes phase ran, or from packages).
     bundle: Path | None = None
     install_log: str = ""
+    #: the install phases run onto it (``--only``; empty: every phase), as a report records them
+    only: tuple[str, ...] = ()
+    _installs: int = field(default=0, repr=False)
     _ssh: Connector | None = field(default=None, repr=False)
+
+    @classmethod
+    def attach(cls, name: str, inventory: str | Path, state: str | Path | None = None,
+               bundle: str | Path | None = None) -> Installed:
+        """A cluster someone kept (``kha status`` lists it), with the inventory it was installed from and
+        its state folder (default: beside the inventory); ``ClusterNotUp`` (exit 2) when it is not up."""
+        try:
+            cluster = Cluster.load(paths.cluster_dir(name))
+        except HarnessError as exc:
+            raise ClusterNotUp(f"cluster {name} is not up: {exc}") from exc
+        inventory = Path(inventory)
+        return cls(cluster, topology.load(inventory), inventory, StateDir.for_inventory(inventory, state).root,
+                   Path(bundle) if bundle else None)
 
     def connector(self) -> Connector:
         """New SSH transports to the nodes, as the installer reaches them (close it when done)."""
@@ -128,6 +147,10 @@ class Installed:
                              known_hosts=self.cluster.known_hosts, bundle=self.bundle, only=list(only) or None,
                              out=out)
         self.install_log += out.getvalue()
+        # The phases that ran here, as a replay must run them: every phase (empty) once any call ran them all.
+        first, self._installs = self._installs == 0, self._installs + 1
+        if first or self.only:
+            self.only = tuple(dict.fromkeys([*self.only, *only])) if only else ()
         return result
 
 

@@ -13,6 +13,14 @@ bash "$ROOT/scripts/setup.sh"
 VENV=${KHA_VENV:-$ROOT/.venv}
 cd "$ROOT"
 export KHA_NO_SKIP=1
+# Every failing test that had an installed topology leaves a bug report here (kha report show / kha replay).
+export KHA_REPORT_DIR=${KHA_REPORT_DIR:-$ROOT/kha-reports}
+reports() {
+  if compgen -G "$KHA_REPORT_DIR/*.tar.gz" >/dev/null; then
+    echo "kha bug reports of failed tests in $KHA_REPORT_DIR:"; ls -l "$KHA_REPORT_DIR"
+  fi
+}
+trap reports EXIT
 # One tox call per group so the first failing group stops the run (tox itself goes on to the next env).
 "$VENV/bin/tox" run -e lint,type -- "$@"
 "$VENV/bin/tox" run -e unit,integration -- "$@"

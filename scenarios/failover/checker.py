@@ -13,8 +13,10 @@ count as one window, never as several short ones.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from scenarios.failover.catalogue import Bound, Case
 from scenarios.failover.model import CaseHistory, CaseResult, Check, Op, Outcome, Sample
@@ -44,6 +46,35 @@ class WriteCount:
     unknown: int
     rv_problems: int
     summary: str
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything ``check`` is given besides the history and the case, as the runner measured it: written
+    beside the history as ``inputs.json`` so ``kha report check`` can decide a case again, offline."""
+
+    bound: Bound
+    writes: WriteCount
+    recovery: Recovery
+    #: how the bound was scaled from the case's formula (``--bound-scale``; 1 for the promise itself)
+    bound_scale: float = 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": 1, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Inputs:
+        if data.get("format") != 1:
+            raise ValueError(f"checker inputs format {data.get('format')!r}, this kha reads 1")
+        return cls(Bound(**data["bound"]), WriteCount(**data["writes"]), Recovery(**data["recovery"]),
+                   float(data.get("bound_scale", 1.0)))
+
+
+def scaled(bound: Bound, factor: float) -> Bound:
+    """``bound`` × ``factor`` (a deliberately tight or loose bound; the formula says so)."""
+    if factor == 1.0:
+        return bound
+    return Bound(bound.seconds * factor, f"{factor:g} × ({bound.formula})", f"{bound.source}; scaled ×{factor:g}")
 
 
 def outage(ops: Sequence[Op], t0: float) -> tuple[float, Op | None, Op | None]:

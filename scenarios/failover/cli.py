@@ -14,11 +14,7 @@ import argparse
 from pathlib import Path
 
 from core import progress
-from harness import paths
-from harness.errors import HarnessError
-from harness.provider import Cluster
 from installer import topology
-from installer.state import StateDir
 from scenarios.errors import CaseRefused
 from scenarios.failover import catalogue, run
 from scenarios.installed import Installed
@@ -48,22 +44,19 @@ def _run(args: argparse.Namespace) -> int:
     why = run.problem(case, topo, "any")
     if why is not None:
         raise CaseRefused(why)
-    try:
-        cluster = Cluster.load(paths.cluster_dir(args.name))
-    except HarnessError as exc:
-        raise CaseRefused(f"cluster {args.name} is not up: {exc}") from exc
+    inst = Installed.attach(args.name, inventory, args.state, args.bundle)
+    cluster = inst.cluster
     why = run.problem(case, topo, cluster.state.spec.driver)
     if why is not None:
         raise CaseRefused(why)
-    state = StateDir.for_inventory(inventory, args.state).root
-    inst = Installed(cluster, topo, inventory, state, Path(args.bundle) if args.bundle else None)
     if args.snapshot:
         cluster.snapshot(run.SNAPSHOT)
     elif not args.no_revert and run.SNAPSHOT not in cluster.snapshots():
         raise CaseRefused(f"cluster {args.name} has no snapshot {run.SNAPSHOT!r} to revert to: take it once with "
                           "--snapshot (of the installed, whole cluster) or run with --no-revert")
     try:
-        done = run.run_case(case, inst, Path(args.out), revert=not args.no_revert, seed=args.seed)
+        done = run.run_case(case, inst, Path(args.out), revert=not args.no_revert, seed=args.seed,
+                            bound_scale=args.bound_scale)
     finally:
         inst.close()
     r = done.result
@@ -90,4 +83,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--no-revert", action="store_true", help="run on the cluster as it is")
     r.add_argument("--snapshot", action="store_true", help=f"take snapshot {run.SNAPSHOT!r} now, then run")
     r.add_argument("--seed", type=int, default=0, help="for faults with a random part (power-on order)")
+    r.add_argument("--bound-scale", type=float, default=1.0, metavar="X",
+                   help="hold the outage to X × the case's bound (a failure made on purpose: 0.1)")
     r.set_defaults(handler=_run)

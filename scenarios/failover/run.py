@@ -127,12 +127,16 @@ class CaseRun:
     folder: Path
 
 
-def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, seed: int = 0) -> CaseRun:
-    """Run ``case`` on ``inst`` and write its history, result and timeline under ``out/<case>/``."""
+def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, seed: int = 0,
+             bound_scale: float = 1.0) -> CaseRun:
+    """Run ``case`` on ``inst`` and write its history, result, the checker's inputs and the timeline under
+    ``out/<case>/``. ``bound_scale`` tightens or loosens the outage bound (a failure made on purpose)."""
     why = problem(case, inst.topo, inst.cluster.state.spec.driver)
     if why is not None:
         raise CaseRefused(why)
-    bound = case.bound(inst.topo)
+    if not 0 < bound_scale <= 100:
+        raise CaseRefused(f"bound scale {bound_scale:g} must be in (0, 100]")
+    bound = checker.scaled(case.bound(inst.topo), bound_scale)
     since = None
     if revert:
         since = time.time()
@@ -199,10 +203,13 @@ def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, see
     recovery = checker.Recovery(None if recovered is None or healed is None else recovered, said, equal, detail)
     written = checker.WriteCount(report.acked, report.lost, len(report.failed_present), report.unknown,
                                  len(report.mismatched) + len(report.unchecked), report.summary())
-    result = checker.check(case, bound, history, written, recovery)
+    inputs = checker.Inputs(bound, written, recovery, bound_scale)
+    result = checker.check(case, inputs.bound, history, inputs.writes, inputs.recovery)
     folder = out / case.name
     write_json(folder / "history.json", history.to_json())
+    write_json(folder / "inputs.json", inputs.to_json())
     write_json(folder / "result.json", {**result.to_json(), "bound_source": bound.source, "targets": targets,
-                                        "ledger": report.summary(), "recovery": said})
+                                        "ledger": report.summary(), "recovery": said, "seed": seed,
+                                        "bound_scale": bound_scale, "selector": case.selector})
     timeline.render(history, result, folder, "timeline")
     return CaseRun(history, result, folder)

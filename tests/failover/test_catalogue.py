@@ -18,6 +18,9 @@ import pytest
 from kha import cli
 from scenarios.failover import catalogue, run
 from scenarios.installed import Installed
+from scenarios.report.make import Ran
+from scenarios.report.model import CaseRef
+from scenarios.report.pytest_plugin import note
 
 pytestmark = pytest.mark.failover
 
@@ -34,7 +37,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("case", cases, ids=[c.name for c in cases])
 
 
-def test_case(case: catalogue.Case, kubernetes_m_master: Installed, results: Path, measured: Measured) -> None:
+def test_case(case: catalogue.Case, kubernetes_m_master: Installed, results: Path, measured: Measured,
+              request: pytest.FixtureRequest) -> None:
+    note(request.node, Ran(CaseRef(case.name), results / case.name))  # a failure's report holds the records
     done = run.run_case(case, kubernetes_m_master, results)
     r = done.result
     measured(f"{case.name}: outage {r.outage_s:.2f}s (bound {r.bound_s:.2f}s × {case.margin:g}), writes acked "

@@ -1,0 +1,86 @@
+"""pytest hookup: a bug report for every failing test that had an installed topology in hand.
+
+Any test whose fixtures include a ``scenarios.installed.Installed`` (the e2e, failover and day-2 tiers)
+gets, when it fails, ``<report dir>/<test>.tar.gz`` made right after its call — while the topology is
+still as the failure left it. The failure's output names the file (a "kha report" section, and a JUnit
+property ``kha_report``). A test that ran fault cases says so with ``note(request.node, Ran(...))`` so
+the report holds their records and a replay re-runs them.
+
+    --kha-report on-failure|always|never   (env KHA_REPORT; default on-failure)
+    --kha-report-dir DIR                    (env KHA_REPORT_DIR; default: kha-reports under pytest's base temp)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from scenarios.installed import Installed
+from scenarios.report.make import Ran, make
+
+RAN = pytest.StashKey[list[Ran]]()
+MADE = pytest.StashKey[list[Path]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kha-report", "kha bug reports")
+    group.addoption("--kha-report", choices=("on-failure", "always", "never"),
+                    default=os.environ.get("KHA_REPORT", "on-failure"),
+                    help="when a test with an installed topology leaves a report (default on-failure; env KHA_REPORT)")
+    group.addoption("--kha-report-dir", default=os.environ.get("KHA_REPORT_DIR") or None,
+                    help="where the reports go (default: kha-reports under pytest's base temp; env KHA_REPORT_DIR)")
+
+
+def note(node: pytest.Item, ran: Ran) -> None:
+    """Record that ``node`` ran a fault case (its records' folder once it has one)."""
+    node.stash.setdefault(RAN, []).append(ran)
+
+
+def report_dir(config: pytest.Config) -> Path:
+    given = config.getoption("kha_report_dir")
+    folder = Path(given) if given else config._tmp_path_factory.getbasetemp() / "kha-reports"  # type: ignore[attr-defined]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _file_name(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid.split("::", 1)[-1]).strip("_")[:120] + ".tar.gz"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    outcome = yield
+    rep: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if rep.when != "call":
+        return None
+    mode = item.config.getoption("kha_report")
+    if mode == "never" or (mode == "on-failure" and not rep.failed):
+        return None
+    funcargs = getattr(item, "funcargs", {})
+    inst = next((v for v in funcargs.values() if isinstance(v, Installed)), None)
+    if inst is None:
+        return None
+    out = report_dir(item.config) / _file_name(item.nodeid)
+    ran: list[Ran] = item.stash.get(RAN, [])
+    try:
+        made = make(inst, out, ran=ran, outcome="failed" if rep.failed else "passed",
+                    made_by=f"pytest {item.nodeid}", install_only=inst.only)
+    except Exception as exc:  # noqa: BLE001 - said in the test's output; never hides the test's own failure
+        rep.sections.append(("kha report", f"no report: {type(exc).__name__}: {exc}"))
+        return None
+    item.config.stash.setdefault(MADE, []).append(made.path)
+    item.user_properties.append(("kha_report", str(made.path)))
+    rep.sections.append(("kha report", f"{made.path}\n  kha report show {made.path}\n  kha replay {made.path} "
+                                       "--repeat 3"))
+    return None
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    made = config.stash.get(MADE, [])
+    if made:
+        terminalreporter.write_sep("-", f"kha reports: {len(made)} in {made[0].parent}")
+        for path in made:
+            terminalreporter.write_line(str(path))
