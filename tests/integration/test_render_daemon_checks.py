@@ -1,4 +1,5 @@
-"""Every rendered load-balancer config passes its own daemon's check (haproxy -c, keepalived -t, nginx -t)."""
+"""Every rendered load-balancer config passes its own daemon's check (haproxy -c, keepalived -t, nginx -t), and
+every kubeadm init configuration is read by the bundle's own kubeadm."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from images import bundle
 from installer import topology
+from installer.kubernetes import render as k8s_render
 from installer.loadbalancer import render as lb_render
 from installer.render import node_files
 from installer.secrets import ClusterSecrets
@@ -73,3 +76,17 @@ def test_unicast_keepalived_passes_its_check(tmp_path: Path) -> None:
     assert "unicast_peer" in conf
     (tmp_path / "keepalived.conf").write_text(conf.replace(lb_render.CHECK_SCRIPT, str(script)))
     check([need("keepalived"), "-t", "-l", "-f", str(tmp_path / "keepalived.conf")])
+
+
+@pytest.mark.parametrize("scenario", catalog.names())
+def test_kubeadm_reads_the_rendered_init_configuration(tmp_path: Path, scenario: str) -> None:
+    """``kubeadm config images list --config`` parses every document (init, cluster, kubelet, kube-proxy) as
+    ``kubeadm init`` would, touching nothing."""
+    cached = bundle.get()
+    if cached is None:
+        pytest.fail("no cached Kubernetes bundle: build it (tests/integration/test_bundle_build.py or kha bundle)")
+    topo = topology.load(catalog.get(scenario).inventory)
+    (config,) = [f for f in node_files(topo, SECRETS)[topo.first_master.name] if f.path == k8s_render.KUBEADM_CONFIG]
+    path = tmp_path / "kubeadm.yaml"
+    path.write_bytes(config.content)
+    check([str(cached.binary("kubeadm")), "config", "images", "list", "--config", str(path)])
