@@ -7,9 +7,10 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from scenarios.installed import Installed
 from scenarios.report import collect, redact
@@ -52,8 +53,10 @@ def scenario_of(inst: Installed) -> str | None:
 
 
 def make(inst: Installed, out: Path, *, ran: Sequence[Ran] = (), outcome: str = "collected",
-         made_by: str = "kha report collect", install_only: Sequence[str] = ()) -> Made:
-    """Collect from ``inst`` and pack it, with the records of ``ran``, as ``out`` (a ``.tar.gz``)."""
+         made_by: str = "kha report collect", install_only: Sequence[str] = (),
+         extra: Mapping[str, str] = MappingProxyType({})) -> Made:
+    """Collect from ``inst`` and pack it, with the records of ``ran`` and the ``extra`` files (relative path →
+    text: the test's JUnit record), as ``out`` (a ``.tar.gz``)."""
     failed = tuple(c for r in ran for c in r.failed_checks())
     origin = Origin(cluster=inst.cluster.name, scenario=scenario_of(inst), driver=inst.cluster.spec.driver,
                     provenance=provenance(inst), install_only=tuple(install_only),
@@ -68,6 +71,9 @@ def make(inst: Installed, out: Path, *, ran: Sequence[Ran] = (), outcome: str = 
         for r in ran:
             if r.folder.is_dir():
                 shutil.copytree(r.folder, folder / RESULTS / r.ref.name, dirs_exist_ok=True)
+        for rel, text in extra.items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_text(text)
         redact.redact_tree(folder, inst)
         path = pack(folder, out)
     log.info("report %s: %d artefacts, %d missing", path, collected.artefacts, len(collected.missing))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,20 @@ def report_dir(config: pytest.Config) -> Path:
     return folder
 
 
+def junit(rep: pytest.TestReport) -> str:
+    """The test's JUnit record, as ``--junitxml`` writes one test case."""
+    suite = ET.Element("testsuite", name="kha", tests="1", failures=str(int(rep.failed)))
+    path, _, name = rep.nodeid.rpartition("::")
+    case = ET.SubElement(suite, "testcase", classname=path.replace("/", ".").removesuffix(".py"), name=name,
+                         time=f"{rep.duration:.3f}")
+    if rep.failed:
+        ET.SubElement(case, "failure", message=rep.longreprtext.strip().splitlines()[-1][:500]
+                      if rep.longreprtext.strip() else "failed").text = rep.longreprtext
+    for title, text in rep.sections:
+        ET.SubElement(case, "system-out" if "stdout" in title or "log" in title else "system-err").text = text
+    return ET.tostring(suite, encoding="unicode") + "\n"
+
+
 def _file_name(nodeid: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid.split("::", 1)[-1]).strip("_")[:120] + ".tar.gz"
 
@@ -67,7 +82,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     ran: list[Ran] = item.stash.get(RAN, [])
     try:
         made = make(inst, out, ran=ran, outcome="failed" if rep.failed else "passed",
-                    made_by=f"pytest {item.nodeid}", install_only=inst.only)
+                    made_by=f"pytest {item.nodeid}", install_only=inst.only, extra={"test/junit.xml": junit(rep)})
     except Exception as exc:  # noqa: BLE001 - said in the test's output; never hides the test's own failure
         rep.sections.append(("kha report", f"no report: {type(exc).__name__}: {exc}"))
         return None

@@ -9,6 +9,7 @@ import io
 import json
 import re
 import tarfile
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from scenarios.report.model import (
     pack,
     write_origin,
 )
+from scenarios.report.pytest_plugin import junit
 from tests.unit.test_failover_checker import GOOD_RECOVERY, GOOD_WRITES, history, probes, vip
 
 CASE = "stop-haproxy-on-vrrp-master"
@@ -202,3 +204,15 @@ def test_reproduced_counts_runs_not_cases(tmp_path: Path) -> None:
     for run, hit in ((1, True), (2, False), (3, True)):
         done.verdicts.append(replay.Verdict(report.path, CASE, run, False, (), hit, tmp_path))
     assert done.reproduced == 2 and not done.matches
+
+
+def test_the_report_keeps_the_failing_tests_junit_record() -> None:
+    rep = pytest.TestReport("tests/failover/test_x.py::test_case[kill-apiserver]", ("tests/failover/test_x.py", 1, ""),
+                            {}, "failed", "AssertionError: kill-apiserver broke 1 promise(s)", "call",
+                            sections=[("Captured stdout call", "hello")], duration=12.5)
+    case = ET.fromstring(junit(rep)).find("testcase")
+    assert case is not None and case.get("name") == "test_case[kill-apiserver]"
+    assert case.get("classname") == "tests.failover.test_x" and case.get("time") == "12.500"
+    failure = case.find("failure")
+    assert failure is not None and "broke 1 promise" in (failure.get("message") or "")
+    assert case.findtext("system-out") == "hello"
