@@ -23,6 +23,7 @@ from installer.facts import NodeFacts
 from installer.kubernetes.bundle import Bundle
 from installer.nodeops import gather_facts
 from installer.phases import Context
+from installer.pki import trust
 from installer.remote import Transport
 from installer.secrets import ClusterSecrets
 from installer.state import StateDir
@@ -45,6 +46,10 @@ class InstallContext(Context):
     etcd_changed: dict[str, bool] = field(default_factory=dict)
     #: LB nodes whose configs the loadbalancer phases changed (node name → daemons to restart).
     lb_changed: dict[str, list[str]] = field(default_factory=dict)
+    #: ``--replace-ca``: push the store's CAs over nodes that trust other ones (on purpose, never by default).
+    replace_ca: bool = False
+    #: nodes whose CAs were found to be the store's (or new) in this run: ``ensure_same_ca`` reads each once.
+    same_ca: set[str] = field(default_factory=set)
 
     @property
     def pki(self) -> Path:
@@ -70,6 +75,17 @@ class InstallContext(Context):
             raise PKIError(f"{tree} does not exist: run `kha pki init` for this inventory first "
                            "(kha install runs it as its pki phase)")
         return tree
+
+    def ensure_same_ca(self, host: Host) -> None:
+        """Refuse to go on with ``host`` when it trusts another CA than the store (``installer.pki.trust``).
+
+        Every phase that writes a CA-signed file or starts etcd on a node calls this first.
+        """
+        if host.name in self.same_ca:
+            return
+        with self.node(host.name):
+            trust.check_node(self.transport(host), self.pki, replace_ca=self.replace_ca)
+        self.same_ca.add(host.name)
 
     def close(self) -> None:
         """Log out of every node and drop a dry run's scratch store."""

@@ -38,7 +38,7 @@ def _pki(ctx: InstallContext) -> None:
         ctx.scratch_pki = Path(tempfile.mkdtemp(prefix="kha-dry-run-")) / "pki"
         if ctx.state.pki.is_dir():
             shutil.copytree(ctx.state.pki, ctx.scratch_pki)
-        changes = Store(ctx.scratch_pki, ctx.topo).init(ctx.inventory.read_bytes())
+        changes = Store(ctx.scratch_pki, ctx.topo, replace_ca=ctx.replace_ca).init(ctx.inventory.read_bytes())
         if len(changes) <= 10:
             for change in changes:
                 ctx.would(f"PKI store {ctx.state.pki}: {change}")
@@ -46,7 +46,7 @@ def _pki(ctx: InstallContext) -> None:
             counts = Counter(c.action for c in changes)
             ctx.would(f"PKI store {ctx.state.pki}: " + ", ".join(f"{a} {n} files" for a, n in sorted(counts.items())))
         return
-    for change in Store(ctx.state.pki, ctx.topo).init(ctx.inventory.read_bytes()):
+    for change in Store(ctx.state.pki, ctx.topo, replace_ca=ctx.replace_ca).init(ctx.inventory.read_bytes()):
         log.info("pki: %s", change)
 
 
@@ -56,6 +56,7 @@ def _connect(ctx: InstallContext) -> None:
             continue
         # Dry-run reads facts too: that changes nothing and makes the "would" lines exact.
         ctx.node_facts(host)
+        ctx.ensure_same_ca(host)  # a node of another store's cluster stops the run before anything is written
 
 
 def phases() -> list[Phase[InstallContext]]:
@@ -79,6 +80,7 @@ def run(
     skip: list[str] | None = None,
     bundle: str | Path | None = None,
     dry_run: bool = False,
+    replace_ca: bool = False,
     out: TextIO | None = None,
 ) -> RunResult:
     """Install (or bring up to date) the inventory's cluster; the result lists each phase and its seconds.
@@ -95,7 +97,8 @@ def run(
         if refused:
             raise ConfigError(refused)
     ctx = open_context(InstallContext, inventory, topo=topo, state=state, known_hosts=known_hosts,
-                       ssh_config=ssh_config, trust_unknown=trust_unknown, dry_run=dry_run, bundle=loaded)
+                       ssh_config=ssh_config, trust_unknown=trust_unknown, dry_run=dry_run, bundle=loaded,
+                       replace_ca=replace_ca)
     try:
         return runner.run(ctx)
     finally:
@@ -105,7 +108,7 @@ def run(
 def _cmd_install(args: argparse.Namespace) -> int:
     run(args.inventory, state=args.state, known_hosts=args.known_hosts, ssh_config=args.ssh_config,
         trust_unknown=args.trust_unknown_hosts, only=args.only, skip=args.skip, bundle=args.bundle,
-        dry_run=args.dry_run)
+        dry_run=args.dry_run, replace_ca=args.replace_ca)
     return 0
 
 
@@ -121,4 +124,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--skip", action="append", help="skip these phase paths (comma-separated, repeatable)")
     p.add_argument("--bundle", help="offline Kubernetes bundle folder (kha bundle build); its manifest is checked")
     p.add_argument("--dry-run", action="store_true", help="say what each phase would change; change nothing")
+    p.add_argument("--replace-ca", action="store_true",
+                   help="make a new CA where the state folder shows one existed, and push it over nodes that trust "
+                        "another (moves the cluster onto a new CA; without it kha refuses both)")
     p.set_defaults(handler=_cmd_install)

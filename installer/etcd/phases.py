@@ -38,6 +38,7 @@ def _packages(ctx: InstallContext) -> None:
 
 
 def cert_files(ctx: InstallContext, host: Host) -> list[NodeFile]:
+    ctx.ensure_same_ca(host)
     src = ctx.pki_tree(host) / "pki" / "etcd"
     out = []
     for name, (owner, mode) in CERTS.items():
@@ -81,6 +82,8 @@ def _config(ctx: InstallContext) -> None:
 def _start(ctx: InstallContext) -> None:
     hosts = ctx.topo.etcd
     changed = ctx.etcd_changed
+    for host in hosts:
+        ctx.ensure_same_ca(host)
     fresh = [h for h in hosts if not ctl.has_data(ctx.transport(h), ctx.topo.settings.etcd_data_dir)]
     if fresh:
         # Bootstrap: no member can be healthy alone, so start every new one without waiting

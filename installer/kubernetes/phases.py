@@ -195,6 +195,7 @@ def _kubelet(ctx: InstallContext) -> None:
 # -- PKI -----------------------------------------------------------------------------------------
 def pki_files(ctx: InstallContext, host: Host) -> list[NodeFile]:
     """The node's tree from the PKI store, as /etc/kubernetes files (the etcd member's own certs excluded)."""
+    ctx.ensure_same_ca(host)
     tree = ctx.pki_tree(host)
     out = []
     for path in sorted(p for p in tree.rglob("*") if p.is_file()):
