@@ -110,7 +110,13 @@ def _roll_forward(root: Path, staging: Path, mkdir: Callable[[Path], None]) -> i
             continue  # moved before the crash
         mkdir(dest.parent)
         os.replace(src, dest)
-        folders[dest.parent] = None
+        # The folder's new entry, and every folder up to the root (one may be new: its entry is in its parent).
+        folder = dest.parent
+        while folder not in folders:
+            folders[folder] = None
+            if folder == root:
+                break
+            folder = folder.parent
         moved += 1
         _durable_step()
     for folder in folders:

@@ -420,8 +420,6 @@ class Store:
             mode = CA_DIR_MODE if self._under_ca(d) else DIR_MODE
             d.mkdir(mode=mode)
             os.chmod(d, mode)  # mkdir's mode is filtered by the umask
-        if missing:
-            durable.fsync_dir(missing[-1].parent)  # the new folders' entries are durable
 
     def _under_ca(self, path: Path) -> bool:
         try:
@@ -834,18 +832,27 @@ class Store:
         if not nodes_dir.is_dir():
             return
         known = {nf.node for nf in self.plan.node_files}
-        for path in sorted(nodes_dir.rglob("*"), reverse=True):
-            rel = path.relative_to(self.root).as_posix()
-            if path.is_dir():
-                with contextlib.suppress(OSError):
-                    path.rmdir()  # only when empty
-                continue
-            if rel in wanted:
-                continue
-            node = path.relative_to(nodes_dir).parts[0]
-            why = f"not part of {node}'s tree for its roles" if node in known else f"{node} has no role any more"
-            path.unlink()
-            self._record(rel, "removed", why, logging.WARNING)
+        emptied: set[Path] = set()
+        for dirpath, dirs, names in os.walk(nodes_dir):
+            if not dirs and not names:
+                emptied.add(Path(dirpath))  # left empty by an earlier run
+            for name in names:
+                path = Path(dirpath) / name
+                rel = path.relative_to(self.root).as_posix()
+                if rel in wanted:
+                    continue
+                node = path.relative_to(nodes_dir).parts[0]
+                why = f"not part of {node}'s tree for its roles" if node in known else f"{node} has no role any more"
+                path.unlink()
+                self._record(rel, "removed", why, logging.WARNING)
+                emptied.add(path.parent)
+        # Folders that may have become empty, deepest first (rmdir only removes an empty one).
+        for folder in sorted({p for d in emptied for p in (d, *d.parents) if nodes_dir in p.parents},
+                             key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if emptied:
+            durable.fsync_dir(nodes_dir)
 
     # -- check -----------------------------------------------------------------------------------
     def _expiry(self, cert: x509.Certificate, warn_days: int) -> tuple[int, list[str]]:
