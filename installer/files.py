@@ -35,9 +35,18 @@ class NodeFile:
         return hashlib.sha256(self.content).hexdigest()
 
 
+def _one_line(value: Any) -> Any:
+    """Every ``{{ value }}`` a template prints: a line break in it could add a directive to the config."""
+    if isinstance(value, str) and ("\n" in value or "\r" in value):
+        raise ValueError(f"a template value spans lines: {value!r}")
+    return value
+
+
 def environment(package: str) -> jinja2.Environment:
-    """A strict jinja2 environment over ``<package>/templates``: an unset variable is an error."""
+    """A strict jinja2 environment over ``<package>/templates``: an unset variable is an error, and so is a
+    printed value with a line break (templates are for line-oriented configs: haproxy, keepalived, nginx)."""
     return jinja2.Environment(
+        finalize=_one_line,
         loader=jinja2.PackageLoader(package, "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

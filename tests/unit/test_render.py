@@ -157,3 +157,11 @@ def test_render_cli_is_deterministic_and_keeps_secrets(tmp_path: Path, scenario:
 
 def test_default_state_dir_sits_beside_the_inventory(tmp_path: Path) -> None:
     assert StateDir.for_inventory(tmp_path / "hosts.x.ini").root == tmp_path / "hosts.x.kha"
+
+
+def test_a_template_value_cannot_add_a_line_to_a_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    topo = load("m-master")
+    evil = lb_render.Backend("node1\n    server evil 10.0.0.66", "10.56.56.11", 6443)
+    monkeypatch.setattr(lb_render, "backends", lambda _topo: [evil])
+    with pytest.raises(ValueError, match="spans lines"):
+        lb_render.files(topo, topo.hosts[0], SECRETS)
