@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from installer import topology
+from installer.context import InstallContext, open_context
 from installer.errors import InventoryError
+from installer.remote import LocalTransport
 from installer.settings import KubeVersion, LBMode, NetworkPlugin
 from installer.topology import LBKind, Operation, Role
 from kha import cli
@@ -72,6 +74,11 @@ def write(tmp_path: Path, text: str, name: str = "hosts.ini") -> Path:
     p = tmp_path / name
     p.write_text(textwrap.dedent(text))
     return p
+
+
+def with_real_key(tmp_path: Path, text: str) -> str:
+    """``text`` with node2's key file made real (commands that log in refuse a key file that is not there)."""
+    return text.replace("/keys/id", str(write(tmp_path, "a key\n", "id")))
 
 
 def line_of(text: str, needle: str, nth: int = 1) -> int:
@@ -143,10 +150,7 @@ def test_settings_are_typed_with_defaults(tmp_path: Path) -> None:
 
 
 def test_unknown_variables_are_kept_and_listed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    key = tmp_path / "id"
-    key.write_text("a key\n")  # `inventory check` refuses a key file that is not there
-    text = BASE.replace("/keys/id", str(key)) + 'lb_kube_apiserver_Ip="10.0.0.99"\nmy_custom_knob=1  ; note\n'
-    p = write(tmp_path, text)
+    p = write(tmp_path, with_real_key(tmp_path, BASE) + 'lb_kube_apiserver_Ip="10.0.0.99"\nmy_custom_knob=1  ; note\n')
     t = topology.load(p)
     assert t.unknown_vars["my_custom_knob"].text == "1"
     assert "lb_kube_apiserver_Ip" in t.unknown_vars
@@ -307,3 +311,24 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--help"])
     assert info.value.code == 0
     assert "inventory" in capsys.readouterr().out
+
+
+def test_the_ssh_password_never_shows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = with_real_key(tmp_path, BASE).replace(
+        "node3 ansible_host=10.0.0.13", "node3 ansible_host=10.0.0.13 ansible_become_pass=sudo-secret")
+    p = write(tmp_path, text)
+    t = topology.load(p)
+    assert t.host("node1").password == "secret pass"
+    assert "secret pass" not in repr(t) and "sudo-secret" not in repr(t)
+    assert cli.main(["inventory", "check", str(p)]) == 0
+    out, err = capsys.readouterr()
+    assert "secret" not in out + err and "(password)" in out
+
+
+def test_lb_keepalived_interface_is_the_interface_install_uses(tmp_path: Path) -> None:
+    """Render shows lb_keepalived_interface; install must put the same on the node, not what it read there."""
+    inv = write(tmp_path, with_real_key(tmp_path, BASE) + 'lb_keepalived_interface="bond0.12"\n')
+    ctx = open_context(InstallContext, inv, state=tmp_path / "state", known_hosts=tmp_path / "kh", write_secrets=False)
+    ctx.connector = lambda host: LocalTransport(host.name)  # type: ignore[assignment,misc]
+    assert ctx.node_facts(ctx.topo.host("node1")).interface == "bond0.12"
+    assert not (tmp_path / "state").exists()
