@@ -7,14 +7,15 @@ them, so a re-run renders identical configs. Values set in the inventory win.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import secrets
 import string
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from installer.errors import ConfigError, Problem
+from installer.pki import durable
 from installer.settings import Settings
 
 _ALNUM = string.ascii_lowercase + string.digits
@@ -48,6 +49,12 @@ def load_or_create(path: Path, *, write: bool = True) -> ClusterSecrets:
 
     ``write=False`` (dry-run) generates fresh secrets in memory when there is no file yet.
     """
+    if write and path.parent.is_dir():
+        # Written as the PKI store writes (staged 0600, fsynced, renamed): the next run finishes or drops a
+        # write a crash interrupted, and no secret is left in a temporary file (``secrets.tmp``: kha before that).
+        durable.recover(path.parent, _mkdir)
+        with contextlib.suppress(FileNotFoundError):
+            path.with_suffix(".tmp").unlink()
     if path.exists():
         try:
             data = json.loads(path.read_text())
@@ -59,9 +66,9 @@ def load_or_create(path: Path, *, write: bool = True) -> ClusterSecrets:
     if not write:
         return fresh
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(asdict(fresh), fh, indent=2)
-    os.replace(tmp, path)
+    durable.commit(path.parent, {path.name: (json.dumps(asdict(fresh), indent=2).encode(), 0o600)}, _mkdir)
     return fresh
+
+
+def _mkdir(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)

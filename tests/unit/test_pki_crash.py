@@ -21,13 +21,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 import variants
 
-from installer import topology
+from installer import secrets, topology
 from installer.pki import crypto, durable
 from installer.pki.store import Store
 from kha.cli import main
@@ -50,8 +50,8 @@ def cas(root: Path) -> dict[str, str]:
     return out
 
 
-def killed_at(k: int, argv: Sequence[str]) -> int:
-    """Run ``kha ARGV`` in a forked child that SIGKILLs itself after its K-th durable write.
+def killed_at(k: int, argv: Sequence[str] | Callable[[], int]) -> int:
+    """Run ``kha ARGV`` (or a function) in a forked child that SIGKILLs itself after its K-th durable write.
 
     Returns the child's exit code, or minus the signal that ended it.
     """
@@ -63,7 +63,7 @@ def killed_at(k: int, argv: Sequence[str]) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
-            code = main(list(argv))
+            code = argv() if callable(argv) else main(list(argv))
         finally:
             os._exit(code)
     deadline = time.monotonic() + 60
@@ -185,3 +185,21 @@ def test_a_kill_through_the_real_command_line_between_commit_and_rename(tmp_path
     assert "recovered .staging: completed a write a crash interrupted" in second.stdout
     assert files(root) == files(clean)
     assert {ca: cas(root)[ca] for ca in staged_cas} == staged_cas
+
+
+def test_the_secrets_file_is_written_the_same_way(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "secrets.json"
+
+    def create() -> int:
+        secrets.load_or_create(path)
+        return 0
+
+    for k, expect in ((1, "dropped"), (2, "completed")):  # staged / decided, not yet renamed
+        shutil.rmtree(path.parent, ignore_errors=True)
+        assert killed_at(k, create) == -signal.SIGKILL
+        assert not path.exists() and (path.parent / durable.STAGING).is_dir()
+        staged = (path.parent / durable.STAGING / "0").read_bytes()
+        kept = secrets.load_or_create(path)
+        assert sorted(os.listdir(path.parent)) == ["secrets.json"], f"{expect}: {os.listdir(path.parent)}"
+        assert (path.read_bytes() == staged) is (expect == "completed")
+        assert secrets.load_or_create(path) == kept
