@@ -185,6 +185,8 @@ CASES: list[Case] = [
     Case("install-unknown-phase", r"etcd/bootstrapp", argv=(*INSTALL_PKI[:-1], "etcd/bootstrapp")),
     Case("pki-init-dir-is-a-file", r"kha: --dir .*/store: is a file; expected a folder",
          argv=("pki", "init", "-i", "{inv}", "--dir", "{tmp}/store"), setup=_file("store")),
+    Case("pki-store-node-folder-is-a-file", r"kha: --dir .*/store: .*/store/nodes/node2 is a file",
+         argv=("pki", "init", "-i", "{inv}", "--dir", "{tmp}/store"), setup=_file("store/nodes/node2")),
     Case("inventory-is-a-folder", r"cannot read inventory", argv=("inventory", "check", "{tmp}/inv.d"),
          setup=_folder("inv.d")),
     Case("inventory-missing", r"no such inventory file", argv=("render", "-i", "{tmp}/nope.ini", "--dir", "{tmp}/o")),
