@@ -366,6 +366,23 @@ class Store:
     def renew_command(self, leaf: Leaf) -> str:
         return f"kha pki renew --dir {shlex.quote(str(self.root))} {shlex.quote(leaf.label)}"
 
+    def record_etcd_cluster_id(self, cluster_id: int) -> list[Change]:
+        """Record etcd's cluster ID once etcd runs; a different one than recorded is refused (``PKIError``):
+        the members this store's certificates went to form another etcd cluster than the one it was built for."""
+        self._begin()
+        have = f"{cluster_id:x}"
+        identity = self._identity()
+        recorded = identity.get("etcd_cluster_id")
+        if recorded not in (None, have):
+            raise PKIError(f"etcd reports cluster ID {have}, but {self.where(IDENTITY)} recorded {recorded}: "
+                           "these etcd members are another cluster than the one this store was built for")
+        if recorded is None:
+            data = json.dumps({**identity, "etcd_cluster_id": have}, indent=2, sort_keys=True).encode() + b"\n"
+            self._put(IDENTITY, data, CERT_MODE, f"etcd cluster ID {have}")
+            durable.commit(self.root, self._pending, self._mkdir)
+            self._pending = {}
+        return list(self.changes)
+
     def select(self, names: Sequence[str]) -> frozenset[Leaf]:
         """The leaves ``names`` designate: a table name (on every node), ``nodes/<node>/<name>``, ``cluster/<name>``."""
         if not names or list(names) == ["all"]:

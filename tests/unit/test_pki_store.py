@@ -466,3 +466,13 @@ def test_check_names_the_command_that_repairs_a_half_pair(
     assert f"its certificate is missing; `{command}` issues a new pair" in out
     assert main(command.split()[1:]) == 0
     assert main(["pki", "check", "--dir", str(root)]) == 0
+
+
+def test_the_etcd_cluster_id_is_recorded_once_and_a_different_one_refused(tmp_path: Path) -> None:
+    _, root = init(tmp_path, cert_key_type="ecdsa")
+    assert [c.path for c in Store.open(root).record_etcd_cluster_id(0x8E9E05C52164694D)] == ["identity.json"]
+    assert '"etcd_cluster_id": "8e9e05c52164694d"' in (root / "identity.json").read_text()
+    assert Store.open(root).record_etcd_cluster_id(0x8E9E05C52164694D) == []
+    assert Store.open(root).init() == [], "init keeps the recorded ID"
+    with pytest.raises(PKIError, match=r"etcd reports cluster ID 1f, but .*identity.json recorded 8e9e05c52164694d"):
+        Store.open(root).record_etcd_cluster_id(0x1F)
