@@ -10,6 +10,7 @@
         │   └── CommandError       a command ran and exited non-zero (also core's CommandFailed)
         │       └── CommandTimeout a command did not finish in time
         ├── PKIError               a certificate or key on disk is unusable (wrong CA, not a CA, key mismatch)
+        ├── StateBusy              another kha process is writing the same state folder or PKI store
         ├── EtcdError              the etcd cluster did not become healthy, or a membership change failed
         │   └── QuorumError        a membership change refused: the cluster would lose its healthy majority
         ├── LoadBalancerError      the VIP is on no node or on several, or the local proxy does not answer
@@ -117,6 +118,10 @@ class CommandTimeout(CommandError):
 
 class PKIError(InstallerError):
     """A certificate or key on disk cannot be used as it is."""
+
+
+class StateBusy(InstallerError):
+    """Another kha process is writing the same state folder or PKI store (its lock is held)."""
 
 
 class EtcdError(InstallerError):

@@ -20,19 +20,23 @@ real ``kha pki init`` at every point (tests/unit/test_pki_crash.py). Never set i
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import signal
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-__all__ = ["CRASH_AFTER_WRITES", "STAGING", "commit", "fsync_dir", "recover"]
+from installer.errors import StateBusy
+
+__all__ = ["CRASH_AFTER_WRITES", "LOCK", "STAGING", "commit", "exclusive", "fsync_dir", "recover"]
 
 log = logging.getLogger(__name__)
 
 STAGING = ".staging"
+LOCK = ".lock"
 _COMMIT = "COMMIT"
 #: The test-only crash hook (see the module docstring).
 CRASH_AFTER_WRITES = "KHA_TEST_CRASH_AFTER_WRITES"
@@ -49,6 +53,25 @@ def _durable_step() -> None:
     limit = os.environ.get(CRASH_AFTER_WRITES)
     if limit and _steps[pid] == int(limit):
         os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def exclusive(root: Path) -> Iterator[None]:
+    """One writer at a time: ``root/.lock`` is held with flock(2) while the block runs.
+
+    The kernel drops the lock when the holder dies, so a crash never leaves a folder locked; without
+    it a second run's ``recover`` would finish or drop a write the first one is still making.
+    """
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateBusy(f"{root} is being written by another kha process right now ({root / LOCK} is locked); "
+                       "run again once it has finished") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:

@@ -53,7 +53,7 @@ import os
 import re
 import shlex
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -323,33 +323,37 @@ class Store:
     # -- verbs -----------------------------------------------------------------------------------
     def init(self, inventory_text: bytes | None = None) -> list[Change]:
         """Bring the store to what the topology needs; returns every change made (none on a re-run)."""
-        self._begin()
-        if inventory_text is not None:
-            self._put(INVENTORY, redact_inventory(inventory_text), KEY_MODE, "the inventory this store was built "
-                      "from (without passwords)")
-        self._load_authorities(create=True)
-        self._sync_leaves(force=frozenset())
-        self._finish()
+        with self._writing():
+            if inventory_text is not None:
+                self._put(INVENTORY, redact_inventory(inventory_text), KEY_MODE, "the inventory this store was "
+                          "built from (without passwords)")
+            self._load_authorities(create=True)
+            self._sync_leaves(force=frozenset())
+            self._finish()
         return list(self.changes)
 
     def renew(self, names: Sequence[str] = ()) -> list[Change]:
         """Re-issue the named leaves (all when none are named) from the same CAs with the same CN/O/SANs."""
         chosen = self.select(names)
-        self._begin()
-        self._load_authorities(create=False)
-        self._sync_leaves(force=chosen)
-        self._finish()
+        with self._writing():
+            self._load_authorities(create=False)
+            self._sync_leaves(force=chosen)
+            self._finish()
         return list(self.changes)
 
-    def _begin(self) -> None:
-        """Finish or drop what a crash interrupted, then refuse a store of another cluster (nothing changed)."""
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The store to this run alone; what a crash interrupted finished or dropped; a store of another
+        cluster refused before anything changed."""
         self.changes = []
         self._pending = {}
         self._mkdir(self.root)
-        said = durable.recover(self.root, self._mkdir)
-        if said:
-            self._record(durable.STAGING, "recovered", said, logging.WARNING)
-        self._refuse_another_cluster()
+        with durable.exclusive(self.root):
+            said = durable.recover(self.root, self._mkdir)
+            if said:
+                self._record(durable.STAGING, "recovered", said, logging.WARNING)
+            self._refuse_another_cluster()
+            yield
 
     def _finish(self) -> None:
         """Node trees, identity, then every write of this run at once; prune what no node needs after that."""
@@ -369,18 +373,18 @@ class Store:
     def record_etcd_cluster_id(self, cluster_id: int) -> list[Change]:
         """Record etcd's cluster ID once etcd runs; a different one than recorded is refused (``PKIError``):
         the members this store's certificates went to form another etcd cluster than the one it was built for."""
-        self._begin()
         have = f"{cluster_id:x}"
-        identity = self._identity()
-        recorded = identity.get("etcd_cluster_id")
-        if recorded not in (None, have):
-            raise PKIError(f"etcd reports cluster ID {have}, but {self.where(IDENTITY)} recorded {recorded}: "
-                           "these etcd members are another cluster than the one this store was built for")
-        if recorded is None:
-            data = json.dumps({**identity, "etcd_cluster_id": have}, indent=2, sort_keys=True).encode() + b"\n"
-            self._put(IDENTITY, data, CERT_MODE, f"etcd cluster ID {have}")
-            durable.commit(self.root, self._pending, self._mkdir)
-            self._pending = {}
+        with self._writing():
+            identity = self._identity()
+            recorded = identity.get("etcd_cluster_id")
+            if recorded not in (None, have):
+                raise PKIError(f"etcd reports cluster ID {have}, but {self.where(IDENTITY)} recorded {recorded}: "
+                               "these etcd members are another cluster than the one this store was built for")
+            if recorded is None:
+                data = json.dumps({**identity, "etcd_cluster_id": have}, indent=2, sort_keys=True).encode() + b"\n"
+                self._put(IDENTITY, data, CERT_MODE, f"etcd cluster ID {have}")
+                durable.commit(self.root, self._pending, self._mkdir)
+                self._pending = {}
         return list(self.changes)
 
     def select(self, names: Sequence[str]) -> frozenset[Leaf]:

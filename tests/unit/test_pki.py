@@ -448,7 +448,7 @@ def test_file_modes(built: Built) -> None:
         rel = p.relative_to(built.root).as_posix()
         if p.is_dir():
             assert mode == (0o700 if rel == "ca" or rel.startswith("ca/") else 0o755), rel
-        elif p.suffix in (".key", ".conf") or p.name == "inventory.ini":
+        elif p.suffix in (".key", ".conf") or p.name in ("inventory.ini", ".lock"):
             assert mode == 0o600, rel
         else:
             assert p.suffix in (".crt", ".pub") or p.name == "identity.json", rel

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import fcntl
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from installer import topology
-from installer.errors import ConfigError, PKIError
+from installer.errors import ConfigError, PKIError, StateBusy
 from installer.pki import crypto, kubeconfig
 from installer.pki.store import Store
 from installer.settings import KeyType
@@ -476,3 +478,17 @@ def test_the_etcd_cluster_id_is_recorded_once_and_a_different_one_refused(tmp_pa
     assert Store.open(root).init() == [], "init keeps the recorded ID"
     with pytest.raises(PKIError, match=r"etcd reports cluster ID 1f, but .*identity.json recorded 8e9e05c52164694d"):
         Store.open(root).record_etcd_cluster_id(0x1F)
+
+
+def test_one_writer_at_a_time(tmp_path: Path) -> None:
+    _, root = init(tmp_path, cert_key_type="ecdsa")
+    (root / "nodes/node1/pki/apiserver.crt").unlink()
+    fd = os.open(root / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another kha, half-way through its run
+        with pytest.raises(StateBusy, match=re.escape(f"{root} is being written by another kha process right now")):
+            Store.open(root).init()
+        assert not (root / "nodes/node1/pki/apiserver.crt").exists()
+    finally:
+        os.close(fd)
+    assert Store.open(root).init(), "the lock went with its holder"
