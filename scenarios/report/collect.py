@@ -223,7 +223,7 @@ class Folder:
 def _why(exc: BaseException) -> str:
     """A one-line reason: the error's first line, and the last line a failed command printed to stderr."""
     if isinstance(exc, CommandTimeout):
-        return f"timed out after {exc.timeout:.0f}s" if hasattr(exc, "timeout") else "timed out"
+        return f"timed out after {exc.timeout or 0:.0f}s"
     if isinstance(exc, CommandError):
         said = (exc.stderr or exc.stdout or "").strip().splitlines()
         return f"exit {exc.exit_code}: {said[-1] if said else 'no output'}"

@@ -14,6 +14,11 @@ Two nets, both applied to every file:
    identity, the inventory's passwords — and the base64 of each, replaced wherever they appear, whatever
    the form around them. A form the first net misses is caught here when the value is one kha knows.
 
+What neither net catches: a private key kha does not know (planted by hand) that a log prints line by line
+*and* cuts before its END line — each body line then stands after a timestamp, and the cut block's body is
+only redacted up to the first "-" (a date). Collect never reads key files, so such a key can only come from
+a component logging it.
+
 Values shorter than ``MIN_LITERAL`` are left to the first net: replacing a three-letter password
 everywhere would shred every log without protecting anything the forms do not already cover.
 """
