@@ -965,6 +965,9 @@ class Store:
         if spec.kind is Kind.KUBECONFIG:
             problems += self._kubeconfig_problems(leaf, ca_cert)
         problems += self._mode_problems(zip(leaf.files, (m for _, m in leaf.node_paths), strict=True))
+        # Each problem names its repair: a date wants a renewal, a stale subject/SAN/server or a mode an init.
+        fixes = {p: self.renew_command(leaf) if p in expiry else self.init_command() for p in problems}
+        problems = [p if "`kha pki " in p else f"{p}; `{fixes[p]}`" for p in problems]
         return CheckRow(spec.name, node, leaf.main, crypto.subject_of(cert)[0], cert.not_valid_after_utc, days,
                         spec.ca, san_ok, chain, tuple(problems))
 
@@ -988,7 +991,7 @@ class Store:
             except FileNotFoundError:
                 continue
             if have != mode:
-                out.append(f"{rel} has mode {have:o}, should be {mode:o}")
+                out.append(f"{rel} has mode {have:o}, should be {mode:o} (`{self.init_command()}` sets it)")
         return out
 
     def _check_sa(self) -> list[str]:
@@ -1030,7 +1033,7 @@ class Store:
             for path in sorted(nodes_dir.rglob("*")):
                 rel = path.relative_to(self.root).as_posix()
                 if path.is_file() and rel not in wanted:
-                    out.append(f"{rel} should not be there for this topology (`kha pki init` removes it)")
+                    out.append(f"{rel} should not be there for this topology (`{self.init_command()}` removes it)")
         return out
 
 
