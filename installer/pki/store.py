@@ -502,7 +502,8 @@ class Store:
         recorded = self._identity().get("cluster_name")
         why = ""
         if recorded is not None and recorded != name:
-            why = f"it belongs to cluster {recorded!r} ({self.where(IDENTITY)}), the inventory is cluster {name!r}"
+            why = (f"it belongs to cluster {recorded!r} ({self.where(IDENTITY)}), the inventory is cluster {name!r} "
+                   f"(the same cluster renamed? then remove {IDENTITY} and run again)")
         else:
             # The same machine is the same name at the same address; staging and production often share
             # names (node1, node2 …), never addresses. A store from before identity.json: its node trees.
