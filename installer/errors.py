@@ -44,6 +44,13 @@ class Problem:
     field: str | None = None
     warning: bool = False
 
+    def __post_init__(self) -> None:
+        # A line read from another file than the one named (a value from ``-e @variables.yaml`` checked
+        # against the inventory) carries that file (``installer.inventory.FileLine``): name it.
+        other = getattr(self.line, "file", None)
+        if isinstance(other, str):
+            object.__setattr__(self, "file", other)
+
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
         level = "warning: " if self.warning else ""

@@ -13,10 +13,11 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from installer import topology
+from installer import topology, varsfile
 from installer.context import InstallContext, open_context
 from installer.errors import ConfigError
 from installer.etcd.phases import PHASE as ETCD
@@ -82,13 +83,14 @@ def run(
     dry_run: bool = False,
     replace_ca: bool = False,
     out: TextIO | None = None,
+    extra_vars: Sequence[str | Path] = (),
 ) -> RunResult:
     """Install (or bring up to date) the inventory's cluster; the result lists each phase and its seconds.
 
     Everything checkable without a node is checked first (inventory, --only/--skip, the bundle's files,
     what the chosen Kubernetes source allows): bad input fails before any side effect.
     """
-    topo = topology.load(inventory)
+    topo = topology.load(inventory, extra_vars)
     # The runner checks --only/--skip first: a typo must not leave anything behind.
     runner = Runner(phases(), only=only or (), skip=skip or (), dry_run=dry_run, out=out or sys.stdout)
     loaded = Bundle.load(bundle) if bundle else None
@@ -108,7 +110,7 @@ def run(
 def _cmd_install(args: argparse.Namespace) -> int:
     run(args.inventory, state=args.state, known_hosts=args.known_hosts, ssh_config=args.ssh_config,
         trust_unknown=args.trust_unknown_hosts, only=args.only, skip=args.skip, bundle=args.bundle,
-        dry_run=args.dry_run, replace_ca=args.replace_ca)
+        dry_run=args.dry_run, replace_ca=args.replace_ca, extra_vars=varsfile.files_from_args(args))
     return 0
 
 
@@ -127,4 +129,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--replace-ca", action="store_true",
                    help="make a new CA where the state folder shows one existed, and push it over nodes that trust "
                         "another (moves the cluster onto a new CA; without it kha refuses both)")
+    varsfile.add_arguments(p)
     p.set_defaults(handler=_cmd_install)

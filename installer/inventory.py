@@ -40,9 +40,26 @@ _SECTION = re.compile(r"^\[(?P<name>[^\]:]+)(?::(?P<kind>[^\]]+))?\]\s*$")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+class FileLine(int):
+    """A line number that remembers the file it is in: a variable from ``-e @variables.yaml`` keeps its
+    YAML line, and every ``Problem`` built from it names that file, not the inventory."""
+
+    file: str
+
+    def __new__(cls, line: int, file: str) -> FileLine:
+        obj = super().__new__(cls, line)
+        obj.file = file
+        return obj
+
+
+def file_of(line: int | None, default: str) -> str:
+    """The file a line number belongs to: its own for a ``FileLine``, else ``default`` (the inventory)."""
+    return line.file if isinstance(line, FileLine) else default
+
+
 @dataclass(frozen=True)
 class Value:
-    """A value as written, with the line it sits on."""
+    """A value as written, with the line it sits on (a ``FileLine`` when it came from another file)."""
 
     text: str
     line: int

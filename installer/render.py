@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
-from installer import topology
+from installer import topology, varsfile
 from installer.etcd import render as etcd_render
 from installer.facts import NodeFacts
 from installer.files import NodeFile, mirror
@@ -54,7 +54,7 @@ def node_files(
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    topo = topology.load(args.inventory)
+    topo = topology.load(args.inventory, varsfile.files_from_args(args))
     state = StateDir.for_inventory(args.inventory, args.state)
     bundle = Bundle.load(args.bundle) if args.bundle else None
     files = node_files(topo, state.secrets(topo), release=source.release(topo, bundle),
@@ -74,4 +74,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--dir", required=True, help="output folder; files land in DIR/nodes/<node>/<path>")
     p.add_argument("--state", help="cluster state folder (default: beside the inventory, <name>.kha/)")
     p.add_argument("--bundle", help="render for an install from this offline bundle (default: upstream's packages)")
+    varsfile.add_arguments(p)
     p.set_defaults(handler=_cmd_render)

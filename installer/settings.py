@@ -1,9 +1,13 @@
 """Typed cluster settings from an inventory's ``[all:vars]``.
 
-One table (``KNOBS``) names every variable kha understands, its type, its default and what it is for;
-``Settings`` is the frozen, typed result. Values that do not parse become ``Problem``s naming the
-line and the variable. Variables kha does not know are kept (``Settings.unknown``) and listed by
-``kha inventory check``, never silently dropped: a typo such as ``lb_kube_apiserver_Ip`` must show.
+One table (``KNOBS``) names every variable kubeadm-ha knows (its example/variables.yaml and example
+inventories) and kha's own, each with its type, kha's default, kubeadm-ha's stock value and its *fate*:
+``honoured`` (kha acts on it), ``refused`` (a FILE:LINE error saying why and what to use instead, unless
+it holds kubeadm-ha's stock value) or ``no-op`` (accepted with a warning saying it changes nothing).
+Nothing is silently dropped. ``Settings`` is the frozen, typed result of the honoured ones. Values that
+do not parse become ``Problem``s naming the line and the variable. Variables in no row are kept
+(``Settings.unknown``) and listed by ``kha inventory check``: a typo such as ``lb_kube_apiserver_Ip``
+must show. ``kha inventory vars`` prints the table; README.md holds its output.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from installer import varsfile
 from installer.errors import Problem
 from installer.inventory import Value
 
@@ -28,8 +33,8 @@ class LBMode(StrEnum):
 
 
 class ContainerManager(StrEnum):
+    #: the only one kha installs; ``docker`` is refused when the inventory is read.
     CONTAINERD = "containerd"
-    DOCKER = "docker"
 
 
 class NetworkPlugin(StrEnum):
@@ -268,62 +273,370 @@ def _vrrp_password(text: str) -> str:
     return text
 
 
+def _text(text: str) -> str:
+    return text
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+
+
+def _json(kind: type) -> Callable[[str], Any]:
+    """A list or mapping, written as YAML in the variables file or as JSON on an [all:vars] line."""
+    what = "list" if kind is list else "mapping"
+
+    def parse(text: str) -> Any:
+        t = text.strip()
+        if not t:
+            return kind()
+        try:
+            value = json.loads(t)
+        except json.JSONDecodeError:
+            raise ValueError(f"{text!r} is not a {what} (write it in the variables file as YAML, or as JSON)") from None
+        if not isinstance(value, kind):
+            raise ValueError(f"{text!r} is not a {what}")
+        return value
+
+    return parse
+
+
+def _container_manager(text: str) -> ContainerManager:
+    if text.strip().lower() == "docker":
+        raise ValueError("docker is refused: kha installs containerd (dockershim left Kubernetes in 1.24); "
+                         "set container_manager=containerd or leave it out")
+    return ContainerManager(_enum(ContainerManager)(text))
+
+
+def _lb_mode(text: str) -> LBMode:
+    if text.strip().lower() in ("openresty", "envoy"):
+        raise ValueError(f"{text.strip()} is refused: kha installs nginx or haproxy (from the distribution or "
+                         "its bundle, not as images); use lb_mode=nginx or lb_mode=haproxy")
+    return LBMode(_enum(LBMode)(text))
+
+
+def _kube_version(text: str) -> KubeVersion:
+    return KubeVersion.parse(text)
+
+
+class Fate(StrEnum):
+    """What kha does with a kubeadm-ha variable."""
+
+    #: read and acted on (the doc says how).
+    HONOURED = "honoured"
+    #: any value but kubeadm-ha's stock one is a FILE:LINE error saying why and what to use instead; the
+    #: stock value (what copying example/variables.yaml gives) asks for nothing special and is accepted
+    #: with a warning, so the stock file runs unchanged.
+    REFUSED = "refused"
+    #: accepted (its type checked) with a warning that says it changes nothing and what kha does instead.
+    NOOP = "no-op"
+
+
+#: No stock value: a variable kubeadm-ha does not have (kha's own) or sets in its inventories only.
+NO_STOCK: Any = object()
+
+
 @dataclass(frozen=True)
 class Knob:
+    """One variable: its type (``parse`` raises ValueError), kha's default, its fate and what it does."""
+
     name: str
     parse: Callable[[str], Any]
     default: Any
     doc: str
+    fate: Fate = Fate.HONOURED
+    #: kubeadm-ha's value in example/variables.yaml, as YAML loads it.
+    stock: Any = NO_STOCK
+    #: the stock value is a secret kubeadm-ha publishes (kubeadm_token "abcdef.0123456789abcdef"): it is
+    #: ignored with a warning and kha generates one per cluster (installer.secrets).
+    public_secret: bool = False
+
+    def is_stock(self, text: str) -> bool:
+        """Whether ``text`` is kubeadm-ha's stock value (``true``/``yes`` alike for booleans)."""
+        if self.stock is NO_STOCK:
+            return False
+        if isinstance(self.stock, bool):
+            try:
+                return _bool(text) is self.stock
+            except ValueError:
+                return False
+        return text.strip() == varsfile.as_text(self.stock).strip()
+
+
+def _refused(name: str, parse: Callable[[str], Any], stock: Any, why: str) -> Knob:
+    return Knob(name, parse, None, why, Fate.REFUSED, stock)
+
+
+def _noop(name: str, parse: Callable[[str], Any], stock: Any, why: str) -> Knob:
+    return Knob(name, parse, None, why, Fate.NOOP, stock)
 
 
 DEFAULT_POD_SUBNET = ipaddress.IPv4Network("10.244.0.0/18")
 DEFAULT_SERVICE_SUBNET = ipaddress.IPv4Network("10.244.64.0/18")
 
-#: Every [all:vars] variable kha understands. Defaults follow kubeadm-ha where it has one, and
-#: kubeadm's own defaults for certificate lifetimes (leaves 1 year, CAs 10 years).
+_IMAGES = ("kha picks every image itself (upstream's registries or its offline bundle) and runs haproxy, nginx, "
+           "keepalived and etcd from packages, not images: remove it")
+_ADDON = ("kha installs no add-ons (ingress, dashboard, metrics-server, cert-manager): install them once the "
+          "cluster is up")
+_DOCKER = "kha installs containerd, not docker: nothing reads it"
+_CONTAINERD = ("kha writes containerd's config itself (systemd cgroups, overlayfs, runc, /etc/containerd/certs.d); "
+               "remove it (a registry mirror goes in /etc/containerd/certs.d on the nodes)")
+_REPOS = ("kha installs from pkgs.k8s.io and the distribution's own repositories, or from an offline bundle "
+          "(kha bundle build): remove it")
+_KUBELET = "kha keeps kubelet's own eviction thresholds and reservations: remove it"
+_CONTROLLER = "kha keeps kube-controller-manager's defaults: remove it"
+_EXTRA = "kha does not pass extra flags or volumes to the control plane: remove it"
+_AUDIT = "kha writes its own audit policy (metadata only) and log rotation: use kubernetes_audit to turn it off"
+_CALICO = "kha installs calico with its defaults (IP-in-IP with BGP, MTU detected): remove it"
+_LB_EXTRAS = "kha's load balancer carries the apiserver only, and haproxy has no stats page: remove it"
+
+#: Every variable kubeadm-ha's example/variables.yaml and example inventories know, and kha's own, with
+#: its fate. Defaults follow kubeadm-ha where it has one, and kubeadm's for certificate lifetimes
+#: (leaves 1 year, CAs 10 years). kubeadm-ha's file is
+#: https://github.com/TimeBye/kubeadm-ha/blob/master/example/variables.yaml; ``stock`` is its value there.
 KNOBS: tuple[Knob, ...] = (
-    Knob("kube_version", KubeVersion.parse, KubeVersion(1, 20, 2), "Kubernetes version to install"),
-    Knob("container_manager", _enum(ContainerManager), ContainerManager.CONTAINERD, "container runtime"),
-    Knob("lb_mode", _enum(LBMode), LBMode.NGINX, "apiserver load balancer: nginx, haproxy or slb"),
-    Knob("lb_kube_apiserver_ip", _ip, None, "the VIP (keepalived) or the slb address"),
-    Knob("lb_kube_apiserver_port", _port, 8443, "port of the apiserver load balancer"),
+    # -- honoured: the cluster ----------------------------------------------------------------
+    Knob("kube_version", _kube_version, KubeVersion(1, 20, 2), "Kubernetes version to install (1.20 and newer)",
+         stock="1.26.7"),
+    Knob("container_manager", _container_manager, ContainerManager.CONTAINERD,
+         "container runtime: containerd (docker is refused: kha installs containerd)", stock="containerd"),
+    Knob("lb_mode", _lb_mode, LBMode.NGINX,
+         "apiserver load balancer: nginx, haproxy or slb (openresty and envoy are refused)", stock="nginx"),
+    Knob("lb_kube_apiserver_ip", _ip, None, "the VIP (keepalived) or the slb address; unset: a node-local LB",
+         stock="192.168.56.15"),
+    Knob("lb_kube_apiserver_port", _port, 8443, "port of the apiserver load balancer", stock=8443),
     Knob("lb_keepalived_router_id", _int_range(1, 255), None,
-         "VRRP virtual_router_id; derived from the cluster name when unset"),
-    Knob("lb_keepalived_password", _vrrp_password, None, "VRRP auth password; generated per cluster when unset"),
+         "VRRP virtual_router_id; derived from the cluster name when unset", stock=51),
+    Knob("lb_keepalived_password", _vrrp_password, None,
+         "VRRP auth password; generated per cluster when unset (kubeadm-ha's public \"d0cker\" is ignored)",
+         stock="d0cker", public_secret=True),
     Knob("lb_keepalived_unicast", _bool, False, "send VRRP adverts to the other [lb] nodes instead of multicast"),
     Knob("lb_keepalived_interface", _interface, None, "interface that carries the VIP (default: the route to it)"),
     Knob("node_subnet", _net, None, "the nodes' network; the VIP must be inside it (default: the [lb] nodes' /24)"),
-    Knob("kube_pod_subnet", _net, DEFAULT_POD_SUBNET, "pod network"),
-    Knob("kube_service_subnet", _net, DEFAULT_SERVICE_SUBNET, "service network"),
-    Knob("kube_network_node_prefix", _int_range(8, 30), 24, "prefix length of each node's pod range"),
-    Knob("kube_max_pods", _int_range(1, 10000), 110, "pods per node"),
-    Knob("network_plugin", _enum(NetworkPlugin), NetworkPlugin.CALICO, "CNI: flannel, calico or bridge"),
-    Knob("kube_proxy_mode", _enum(ProxyMode), ProxyMode.IPTABLES, "kube-proxy mode"),
-    Knob("kube_dns_domain", _dns_name, "cluster.local", "cluster DNS domain"),
-    Knob("kube_service_node_port_range", _port_range, "30000-32767", "NodePort range"),
-    Knob("kube_master_external_ip", _ip_list, (), "extra apiserver certificate IP SANs"),
-    Knob("kube_master_external_domain", _dns_list, (), "extra apiserver certificate DNS SANs"),
-    Knob("kubelet_root_dir", _data_dir("/var/lib/kubelet"), "/var/lib/kubelet", "kubelet root directory"),
-    Knob("etcd_data_dir", _data_dir("/var/lib/etcd"), "/var/lib/etcd", "etcd data directory"),
-    Knob("containerd_storage_dir", _data_dir("/var/lib/containerd"), "/var/lib/containerd", "containerd root"),
-    Knob("docker_storage_dir", _data_dir("/var/lib/docker"), "/var/lib/docker", "docker root"),
-    Knob("kube_ca_certs_expired", _int_range(1, 36500), 3650, "CA lifetime in days (cluster, front proxy)"),
-    Knob("kube_certs_expired", _int_range(1, 36500), 365, "leaf certificate lifetime in days"),
-    Knob("etcd_ca_certs_expired", _int_range(1, 36500), 3650, "etcd CA lifetime in days"),
-    Knob("etcd_certs_expired", _int_range(1, 36500), 365, "etcd leaf certificate lifetime in days"),
+    Knob("kube_pod_subnet", _net, DEFAULT_POD_SUBNET, "pod network", stock="10.244.0.0/18"),
+    Knob("kube_service_subnet", _net, DEFAULT_SERVICE_SUBNET, "service network", stock="10.244.64.0/18"),
+    Knob("kube_network_node_prefix", _int_range(8, 30), 24, "prefix length of each node's pod range", stock=24),
+    Knob("kube_max_pods", _int_range(1, 10000), 110, "pods per node (kubelet maxPods)", stock=110),
+    Knob("network_plugin", _enum(NetworkPlugin), NetworkPlugin.CALICO, "CNI: flannel, calico or bridge",
+         stock="calico"),
+    Knob("kube_proxy_mode", _enum(ProxyMode), ProxyMode.IPTABLES, "kube-proxy mode: iptables or ipvs",
+         stock="iptables"),
+    Knob("kube_dns_domain", _dns_name, "cluster.local", "cluster DNS domain", stock="cluster.local"),
+    Knob("kube_service_node_port_range", _port_range, "30000-32767", "NodePort range", stock="30000-32767"),
+    Knob("kube_master_external_ip", _ip_list, (), "extra apiserver certificate IP SANs", stock=["8.8.8.8"]),
+    Knob("kube_master_external_domain", _dns_list, (), "extra apiserver certificate DNS SANs",
+         stock=["kubernetes.io"]),
+    Knob("kubelet_root_dir", _data_dir("/var/lib/kubelet"), "/var/lib/kubelet", "kubelet root directory",
+         stock="/var/lib/kubelet"),
+    Knob("etcd_data_dir", _data_dir("/var/lib/etcd"), "/var/lib/etcd", "etcd data directory", stock="/var/lib/etcd"),
+    Knob("containerd_storage_dir", _data_dir("/var/lib/containerd"), "/var/lib/containerd", "containerd root",
+         stock="/var/lib/containerd"),
+    Knob("kube_ca_certs_expired", _int_range(1, 36500), 3650, "CA lifetime in days (cluster, front proxy)",
+         stock=36500),
+    Knob("kube_certs_expired", _int_range(1, 36500), 365, "leaf certificate lifetime in days", stock=3650),
+    Knob("etcd_ca_certs_expired", _int_range(1, 36500), 3650, "etcd CA lifetime in days", stock=36500),
+    Knob("etcd_certs_expired", _int_range(1, 36500), 365, "etcd leaf certificate lifetime in days", stock=3650),
     Knob("cert_key_type", _enum(KeyType), KeyType.RSA, "key type for every certificate: rsa (2048) or ecdsa (P-256)"),
     Knob("cluster_name", _dns_name, "kubernetes", "cluster name (kubeconfigs, VRRP router id)"),
-    Knob("kubeadm_token", _token, None, "bootstrap token; generated per cluster when unset"),
-    Knob("skip_verify_node", _bool, False, "skip the CPU/memory check of nodes"),
+    Knob("kubeadm_token", _token, None, "bootstrap token; generated per cluster when unset (kubeadm-ha's public "
+         "abcdef.0123456789abcdef is ignored)", stock="abcdef.0123456789abcdef", public_secret=True),
+    Knob("kube_encryption_at_rest", _bool, True, "Secrets stored aescbc-encrypted in etcd, one key per cluster"),
+    Knob("kubernetes_audit", _bool, True, "audit log, metadata only (on by default; kubeadm-ha's is off)",
+         stock=False),
+    Knob("kube_profiling", _bool, False, "/debug/pprof on apiserver, controller-manager and scheduler"),
+    Knob("kubelet_protect_kernel_defaults", _bool, False, "kubelet refuses kernel sysctls other than it expects"),
+    Knob("lb_haproxy_chroot", _bool, True, "haproxy runs as user haproxy in a chroot"),
+    # -- no-op: accepted with a warning -------------------------------------------------------
+    _noop("skip_verify_node", _bool, False, "kha runs no CPU/memory check on nodes, so there is nothing to skip"),
+    _noop("firewalld_disabled", _bool, True, "kha leaves the firewall as it is: open the ports in the README's "
+          "list or disable it yourself"),
+    _noop("timezone", _text, "Asia/Shanghai", "kha leaves the nodes' time zone as it is"),
+    _noop("chrony_enabled", _bool, False, "kha installs no time sync: keep the nodes' clocks in sync yourself "
+          "(certificates and etcd need it)"),
+    _noop("nftables_to_iptables", _bool, False, "kha leaves the iptables backend as the distribution set it"),
+    _noop("wait_plugins_ready", _bool, True, "kha always waits for each phase's readiness conditions"),
+    _noop("docker_version", _text, "20.10.24", _DOCKER),
+    _noop("docker_mirror", _str_list, ["https://reg-mirror.qiniu.com", "https://hub-mirror.c.163.com",
+                                       "https://docker.mirrors.ustc.edu.cn"], _DOCKER),
+    _noop("docker_insecure_registries", _str_list, ["{{ kube_pod_subnet }}", "{{ kube_service_subnet }}"], _DOCKER),
+    _noop("docker_log_driver", _text, "json-file", _DOCKER),
+    _noop("docker_log_level", _text, "warn", _DOCKER),
+    _noop("docker_log_max_size", _text, "10m", _DOCKER),
+    _noop("docker_log_max_file", _int, 3, _DOCKER),
+    _noop("docker_storage_dir", _data_dir("/var/lib/docker"), "/var/lib/docker", _DOCKER),
+    _noop("docker_bip", _text, "172.17.0.1/16", _DOCKER),
+    _noop("docker_max_concurrent_downloads", _int, 10, _DOCKER),
+    _noop("ingress_controller_enabled", _bool, True, _ADDON),
+    _noop("ingress_controller_tpye", _text, "nginx", _ADDON),
+    _noop("nginx_ingress_image", _text, "{{ kube_image_repository }}/ingress-nginx_controller:v1.5.1", _ADDON),
+    _noop("nginx_ingress_webhook_certgen_image", _text,
+          "{{ kube_image_repository }}/ingress-nginx_kube-webhook-certgen:v20220916-gd32f8c343", _ADDON),
+    _noop("traefik_certs_expired", _int, 3650, _ADDON),
+    _noop("traefik_ingress_image", _text, "{{ kube_image_repository }}/traefik:v2.9.6", _ADDON),
+    _noop("kubernetesui_dashboard_enabled", _bool, True, _ADDON),
+    _noop("kubernetesui_dashboard_certs_expired", _int, 3650, _ADDON),
+    _noop("kubernetesui_dashboard_image", _text, "{{ kube_image_repository }}/kubernetesui_dashboard:v2.5.1", _ADDON),
+    _noop("kubernetesui_metrics_scraper_image", _text,
+          "{{ kube_image_repository }}/kubernetesui_metrics-scraper:v1.0.7", _ADDON),
+    _noop("metrics_server_enabled", _bool, True, _ADDON),
+    _noop("metrics_server_image", _text, "{{ kube_image_repository }}/metrics-server_metrics-server:v0.6.4", _ADDON),
+    _noop("cert_manager_enabled", _bool, False, _ADDON),
+    _noop("acme_email", _text, "yourname@gmail.com", _ADDON),
+    _noop("acme_server", _text, "https://acme-v02.api.letsencrypt.org/directory", _ADDON),
+    _noop("cert_manager_cainjector_image", _text,
+          "{{ kube_image_repository }}/jetstack_cert-manager-cainjector:v1.10.1", _ADDON),
+    _noop("cert_manager_webhook_image", _text, "{{ kube_image_repository }}/jetstack_cert-manager-webhook:v1.10.1",
+          _ADDON),
+    _noop("cert_manager_controller_image", _text,
+          "{{ kube_image_repository }}/jetstack_cert-manager-controller:v1.10.1", _ADDON),
+    # -- refused unless kubeadm-ha's stock value ----------------------------------------------
+    _refused("http_proxy", _text, "", "kha configures no proxy for package managers or containerd: set the "
+             "nodes' proxy yourself, or install offline from a bundle (kha bundle build)"),
+    _refused("https_proxy", _text, "", "kha configures no proxy for package managers or containerd: set the "
+             "nodes' proxy yourself, or install offline from a bundle (kha bundle build)"),
+    _refused("no_proxy", _text, "192.168.0.0/16,10.0.0.0/8,172.16.0.0/12,127.0.0.1,localhost",
+             "kha configures no proxy: set the nodes' proxy yourself, or install offline from a bundle"),
+    _refused("ntp_server", _text, "ntp.aliyun.com", "kha installs no time sync: configure the nodes' NTP yourself"),
+    _refused("chrony_image", _text, "{{ kube_image_repository }}/setzero_chrony:3.5", _IMAGES),
+    _refused("base_yum_repo", _text, "http://mirrors.aliyun.com/centos/$releasever/os/$basearch/", _REPOS),
+    _refused("epel_yum_repo", _text, "http://mirrors.aliyun.com/epel/$releasever/$basearch", _REPOS),
+    _refused("docker_yum_repo", _text, "https://mirrors.aliyun.com/docker-ce/linux/centos/"
+             "{{ ansible_distribution_major_version }}/$basearch/stable", _REPOS),
+    _refused("kubernetes_yum_repo", _text, "https://mirrors.aliyun.com/kubernetes/yum/repos/"
+             "kubernetes-el7-{{ ansible_architecture }}/", _REPOS),
+    _refused("base_apt_repo", _text, "deb http://mirrors.aliyun.com/{{ host_distribution | lower }}/ "
+             "{{ host_distribution_release }} main restricted universe multiverse", _REPOS),
+    _refused("docker_apt_repo", _text, "deb [arch={{ host_architecture }}] https://mirrors.aliyun.com/docker-ce/"
+             "linux/{{ host_distribution | lower }} {{ host_distribution_release }} stable", _REPOS),
+    _refused("kubernetes_apt_repo", _text, "deb https://mirrors.aliyun.com/kubernetes/apt kubernetes-xenial main",
+             _REPOS),
+    _refused("custom_hosts", _json(dict), {}, "kha does not edit /etc/hosts: node names resolve through "
+             "ansible_host, add other names to the nodes' DNS yourself"),
+    _refused("containerd_version", _text, "1.6.20-1", "kha installs the containerd of the distribution or its "
+             "bundle: remove it"),
+    _refused("containerd_state_dir", _text, "/run/containerd", _CONTAINERD),
+    _refused("containerd_oom_score", _int, -999, _CONTAINERD),
+    _refused("containerd_grpc_max_recv_message_size", _int, 16777216, _CONTAINERD),
+    _refused("containerd_grpc_max_send_message_size", _int, 16777216, _CONTAINERD),
+    _refused("containerd_debug_level", _text, "info", _CONTAINERD),
+    _refused("containerd_metrics_address", _text, "", _CONTAINERD),
+    _refused("containerd_metrics_grpc_histogram", _bool, False, _CONTAINERD),
+    _refused("containerd_max_container_log_line_size", _int, -1, _CONTAINERD),
+    _refused("containerd_default_runtime", _text, "runc", _CONTAINERD),
+    _refused("containerd_snapshotter", _text, "overlayfs", _CONTAINERD),
+    _refused("containerd_runtimes", _json(list), [{"name": "runc", "type": "io.containerd.runc.v2", "engine": "",
+                                                   "root": "", "options": {"SystemdCgroup": "true"}}], _CONTAINERD),
+    _refused("containerd_use_systemd_cgroup", _text, "true", _CONTAINERD),
+    _refused("containerd_registries_config_dir", _text, "/etc/containerd/certs.d", _CONTAINERD),
+    _refused("containerd_registries", _json(dict), {"docker.io": "https://registry-1.docker.io"}, _CONTAINERD),
+    _refused("containerd_extra_args", _text, "", _CONTAINERD),
+    _refused("lb_kube_apiserver_healthcheck_port", _port, 8081, "kha's load balancers check each apiserver's "
+             "/readyz directly and keepalived checks the local load balancer: there is no health-check port"),
+    _refused("enabel_ingress_nodeport_lb", _bool, False, _LB_EXTRAS),
+    _refused("enabel_ingress_tls_nodeport_lb", _bool, False, _LB_EXTRAS),
+    _refused("kube_image_repository", _text, "registry.aliyuncs.com/kubeadm-ha",
+             "kha pulls Kubernetes images from registry.k8s.io (k8s.gcr.io before 1.25) or loads them from its "
+             "offline bundle; another registry is not supported yet: remove it, or use a bundle (kha bundle build)"),
+    _refused("lb_openresty_image", _text, "{{ kube_image_repository }}/openresty_openresty:1.19.3.1-alpine", _IMAGES),
+    _refused("lb_nginx_image", _text, "{{ kube_image_repository }}/nginx:1.23-alpine", _IMAGES),
+    _refused("lb_haproxy_image", _text, "{{ kube_image_repository }}/haproxy:2.3-alpine", _IMAGES),
+    _refused("lb_haproxy_stats_bind_address", _int, 9090, _LB_EXTRAS),
+    _refused("lb_haproxy_stats_uri", _text, "/stats", _LB_EXTRAS),
+    _refused("lb_haproxy_stats_refresh", _int, 10, _LB_EXTRAS),
+    _refused("lb_haproxy_stats_user", _text, "admin", _LB_EXTRAS),
+    _refused("lb_haproxy_stats_password", _text, "admin", _LB_EXTRAS),
+    _refused("lb_haproxy_balance_alg", _text, "leastconn", "kha's haproxy balances roundrobin over apiservers "
+             "checked by /readyz: remove it"),
+    _refused("lb_envoy_image", _text, "{{ kube_image_repository }}/envoyproxy_envoy:v1.16.2", _IMAGES),
+    _refused("lb_envoy_admin_address_port", _int, 9090, "kha does not install envoy: use lb_mode=nginx or haproxy"),
+    _refused("lb_keepalived_image", _text, "{{ kube_image_repository }}/osixia_keepalived:2.0.20", _IMAGES),
+    _refused("etcd_image", _text, "{{ kube_image_repository }}/etcd:3.5.6-0", _IMAGES),
+    _refused("etcd_backup_hour", _int_range(0, 23), 3, "kha installs no backup timer: take snapshots with "
+             "`kha etcd snapshot save`"),
+    _refused("etcd_backup_expiry", _int, 7, "kha installs no backup timer: take snapshots with "
+             "`kha etcd snapshot save`"),
+    _refused("pod_infra_container_image", _text, "{{ kube_image_repository }}/pause:3.9", _IMAGES),
+    _refused("kube_cni_version", _text, "1.1.1", "kha installs the CNI plugins pkgs.k8s.io or its bundle carries "
+             "for kube_version: remove it"),
+    _refused("eviction_hard_imagefs_available", _text, "15%", _KUBELET),
+    _refused("eviction_hard_memory_available", _text, "100Mi", _KUBELET),
+    _refused("eviction_hard_nodefs_available", _text, "10%", _KUBELET),
+    _refused("eviction_hard_nodefs_inodes_free", _text, "5%", _KUBELET),
+    _refused("kube_cpu_reserved", _text, "100m", _KUBELET),
+    _refused("kube_memory_reserved", _text, "256M", _KUBELET),
+    _refused("kube_ephemeral_storage_reserved", _text, "1G", _KUBELET),
+    _refused("system_reserved_enabled", _bool, True, _KUBELET),
+    _refused("system_cpu_reserved", _text, "500m", _KUBELET),
+    _refused("system_memory_reserved", _text, "512M", _KUBELET),
+    _refused("system_ephemeral_storage_reserved", _text, "10G", _KUBELET),
+    _refused("kube_encryption_algorithm", _text, "aescbc", "kha encrypts Secrets with aescbc only: remove it "
+             "(kube_encryption_at_rest=false turns encryption off)"),
+    _refused("kube_encrypt_token", _text, "GPG4RC0Vyk7+Mz/niQPttxLIeL4HF96oRCcBRyKNpfM=",
+             "kha generates the Secrets encryption key per cluster and keeps it in the state folder "
+             "(kubeadm-ha's published key is ignored): remove it"),
+    _refused("audit_log_maxage", _int, 30, _AUDIT),
+    _refused("audit_log_maxbackups", _int, 10, _AUDIT),
+    _refused("audit_log_maxsize", _int, 100, _AUDIT),
+    _refused("audit_log_hostpath", _text, "/var/log/kubernetes/audit", _AUDIT),
+    _refused("audit_policy_file", _text, "/etc/kubernetes/config/apiserver-audit-policy.yaml", _AUDIT),
+    _refused("audit_policy_custom_rules", _text, "- level: None\n  users: []\n  verbs: []\n  resources: []\n",
+             _AUDIT),
+    _refused("kube_apiserver_enable_admission_plugins", _str_list, ["NodeRestriction"],
+             "kha keeps kube-apiserver's default admission plugins (NodeRestriction among them): remove it"),
+    _refused("kube_apiserver_disable_admission_plugins", _str_list, [],
+             "kha keeps kube-apiserver's default admission plugins: remove it"),
+    _refused("kube_controller_node_monitor_grace_period", _text, "40s", _CONTROLLER),
+    _refused("kube_controller_node_monitor_period", _text, "5s", _CONTROLLER),
+    _refused("kube_controller_pod_eviction_timeout", _text, "2m0s", _CONTROLLER),
+    _refused("kube_controller_terminated_pod_gc_threshold", _int, 10, _CONTROLLER),
+    _refused("kube_kubeadm_apiserver_extra_args", _json(dict), {}, _EXTRA),
+    _refused("kube_kubeadm_controller_extra_args", _json(dict), {}, _EXTRA),
+    _refused("kube_kubeadm_scheduler_extra_args", _json(dict), {}, _EXTRA),
+    _refused("apiserver_extra_volumes", _json(dict), {}, _EXTRA),
+    _refused("controller_manager_extra_volumes", _json(dict), {}, _EXTRA),
+    _refused("scheduler_extra_volumes", _json(dict), {}, _EXTRA),
+    _refused("network_plugins_enabled", _bool, True, "kha always installs the CNI named by network_plugin"),
+    _refused("calico_backend", _text, "bird", _CALICO),
+    _refused("calico_veth_mtu", _int, 0, _CALICO),
+    _refused("calico_felix_log_level", _text, "warning", _CALICO),
+    _refused("calico_typha_image", _text, "{{ kube_image_repository }}/calico_typha:v3.24.5", _IMAGES),
+    _refused("calico_cni_image", _text, "{{ kube_image_repository }}/calico_cni:v3.24.5", _IMAGES),
+    _refused("calico_node_image", _text, "{{ kube_image_repository }}/calico_node:v3.24.5", _IMAGES),
+    _refused("calico_kube_controllers_image", _text, "{{ kube_image_repository }}/calico_kube-controllers:v3.24.5",
+             _IMAGES),
+    _refused("calicoctl_image", _text, "{{ kube_image_repository }}/calico_ctl:v3.24.5", _IMAGES),
+    _refused("flannel_backend", _text, "vxlan", "kha installs flannel with the vxlan backend: remove it"),
+    _refused("flannel_image", _text, "{{ kube_image_repository }}/flannelcni_flannel:v0.20.2", _IMAGES),
+    _refused("flannel_cni_plugin_image", _text, "{{ kube_image_repository }}/flannelcni_flannel-cni-plugin:v1.1.0",
+             _IMAGES),
+    _refused("kube_upgrade", _bool, False, "kha does not upgrade a running cluster yet: install the version you "
+             "want on new nodes, or upgrade with kubeadm by hand"),
 )
 
-#: Variables kubeadm-ha documents that kha reads but does not act on; listed as known, not as typos.
-ACCEPTED_UNUSED: frozenset[str] = frozenset({"kube_image_repository", "kube_upgrade"})
+KNOBS_BY_NAME: Mapping[str, Knob] = {k.name: k for k in KNOBS}
+assert len(KNOBS_BY_NAME) == len(KNOBS), "a variable is in KNOBS twice"
+
+
+def markdown_table() -> str:
+    """The table as Markdown: ``kha inventory vars`` prints it and README.md holds it."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    counts = {f: sum(1 for k in KNOBS if k.fate is f) for f in Fate}
+    out = [f"{len(KNOBS)} variables: " + ", ".join(f"{n} {f.value}" for f, n in counts.items()) + ".", "",
+           "| variable | fate | kubeadm-ha's value | in kha |", "|---|---|---|---|"]
+    for k in KNOBS:
+        stock = "—" if k.stock is NO_STOCK else f"`{cell(varsfile.as_text(k.stock)) or '(empty)'}`"
+        out.append(f"| `{k.name}` | {k.fate.value} | {stock} | {cell(k.doc)} |")
+    return "\n".join(out) + "\n"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The typed view of ``[all:vars]``. Defaults match ``KNOBS``."""
+    """The typed view of ``[all:vars]`` (and ``-e @FILE``): one field per honoured knob, defaults as ``KNOBS``."""
 
     kube_version: KubeVersion = KubeVersion(1, 20, 2)
     container_manager: ContainerManager = ContainerManager.CONTAINERD
@@ -348,7 +661,6 @@ class Settings:
     kubelet_root_dir: str = "/var/lib/kubelet"
     etcd_data_dir: str = "/var/lib/etcd"
     containerd_storage_dir: str = "/var/lib/containerd"
-    docker_storage_dir: str = "/var/lib/docker"
     kube_ca_certs_expired: int = 3650
     kube_certs_expired: int = 365
     etcd_ca_certs_expired: int = 3650
@@ -356,7 +668,11 @@ class Settings:
     cert_key_type: KeyType = KeyType.RSA
     cluster_name: str = "kubernetes"
     kubeadm_token: str | None = None
-    skip_verify_node: bool = False
+    kube_encryption_at_rest: bool = True
+    kubernetes_audit: bool = True
+    kube_profiling: bool = False
+    kubelet_protect_kernel_defaults: bool = False
+    lb_haproxy_chroot: bool = True
     #: which line each explicitly set variable came from (for messages).
     lines: Mapping[str, int] = field(default_factory=dict, compare=False)
     #: variables kha does not know: name → value as written, with its line.
@@ -367,27 +683,54 @@ class Settings:
 
 
 _FIELD_NAMES = {f.name for f in fields(Settings)} - {"lines", "unknown"}
-assert {k.name for k in KNOBS} == _FIELD_NAMES, "KNOBS and Settings disagree"
+assert {k.name for k in KNOBS if k.fate is Fate.HONOURED} == _FIELD_NAMES, "KNOBS and Settings disagree"
 
 
 def from_vars(path: str, raw: Mapping[str, Value]) -> tuple[Settings, list[Problem]]:
-    """Build typed settings; returns every problem instead of stopping at the first."""
+    """Build typed settings; returns every problem (warnings among them) instead of stopping at the first.
+
+    A value from another file (``-e @variables.yaml``) carries a ``FileLine``: its ``Problem`` names that file.
+    """
     values: dict[str, Any] = {}
     lines: dict[str, int] = {}
     unknown: dict[str, Value] = {}
     problems: list[Problem] = []
-    by_name = {k.name: k for k in KNOBS}
     for name, val in raw.items():
-        knob = by_name.get(name)
+        knob = KNOBS_BY_NAME.get(name)
         if knob is None:
-            if name not in ACCEPTED_UNUSED:
-                unknown[name] = val
+            unknown[name] = val
             continue
         lines[name] = val.line
-        if val.text.strip() == "" and knob.default is None:
+
+        def warn(message: str, *, knob: Knob = knob, val: Value = val) -> None:
+            problems.append(Problem(path, val.line, message, knob.name, warning=True))
+
+        if knob.fate is Fate.HONOURED and val.text.strip() == "" and knob.default is None:
             continue  # an empty optional value means "unset", as in kubeadm-ha's examples
         try:
-            values[name] = knob.parse(val.text)
+            parsed = knob.parse(val.text)
         except ValueError as exc:
             problems.append(Problem(path, val.line, str(exc), name))
+            continue
+        if knob.fate is Fate.HONOURED:
+            if knob.public_secret and knob.is_stock(val.text):
+                warn(f"{val.text.strip()} is kubeadm-ha's published example, ignored: {knob.doc}")
+            else:
+                values[name] = parsed
+        elif knob.fate is Fate.NOOP:
+            warn(f"no-op: {knob.doc}")
+        elif knob.is_stock(val.text):
+            warn(f"kubeadm-ha's stock value, accepted and not used: {knob.doc}")
+        else:
+            problems.append(Problem(path, val.line, f"refused: {knob.doc}", name))
     return Settings(**values, lines=lines, unknown=unknown), problems
+
+
+def fate_of(s: Settings, name: str) -> str:
+    """What became of one variable the inventory set, as ``kha inventory check`` prints it."""
+    knob = KNOBS_BY_NAME[name]
+    if knob.fate is Fate.HONOURED and knob.public_secret and getattr(s, name) is None:
+        return "honoured (kubeadm-ha's published value ignored: generated per cluster)"
+    if knob.fate is Fate.REFUSED:
+        return "refused (kubeadm-ha's stock value: accepted, not used)"
+    return knob.fate.value

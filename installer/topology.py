@@ -12,12 +12,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
-from installer import inventory, settings
+from installer import inventory, settings, varsfile
 from installer.errors import InventoryError, Problem
 from installer.settings import LBMode, Settings
 
@@ -185,9 +186,15 @@ class Topology:
         return dict(self.settings.unknown)
 
 
-def load(path: str | Path) -> Topology:
-    """Read, type and validate an inventory. Raises InventoryError listing every problem."""
+def load(path: str | Path, extra_vars: Sequence[str | Path] = ()) -> Topology:
+    """Read, type and validate an inventory. Raises InventoryError listing every problem.
+
+    ``extra_vars``: kubeadm-ha variables files (``-e @variables.yaml``), which override ``[all:vars]``
+    as Ansible's extra vars do; their values' problems name the variables file and its line.
+    """
     raw = inventory.read(path)
+    if extra_vars:
+        raw.vars = varsfile.merge(raw.vars, extra_vars)
     return resolve(raw)
 
 
@@ -221,7 +228,8 @@ class _Checker:
 
     def run(self) -> Topology | None:
         sett, problems = settings.from_vars(self.path, self.raw.vars)
-        self.problems.extend(problems)
+        self.problems.extend(p for p in problems if not p.warning)
+        self.warnings.extend(p for p in problems if p.warning)
         for name, val in sett.unknown.items():
             self.warn(val.line, f"unknown variable {name} (kept, not used by kha); check the spelling", name)
         hosts = self._hosts()
@@ -462,9 +470,6 @@ class _Checker:
         if not v.at_least(1, 20) or v.major != 1:
             self.error(s.line("kube_version"), f"kube_version {v} is not supported; kha installs 1.20 and newer",
                        "kube_version")
-        if s.container_manager is settings.ContainerManager.DOCKER and v.at_least(1, 24):
-            self.error(s.line("container_manager"), f"container_manager=docker does not work with Kubernetes {v} "
-                       "(dockershim was removed in 1.24); use containerd", "container_manager")
 
 
     # -- certificate lifetimes and data folders ------------------------------------------------
@@ -481,7 +486,7 @@ class _Checker:
 
     def _data_dirs(self, s: Settings) -> None:
         # Each daemon owns its folder (kha creates it and etcd's replace wipes it): none inside another.
-        knobs = ("etcd_data_dir", "kubelet_root_dir", "containerd_storage_dir", "docker_storage_dir")
+        knobs = ("etcd_data_dir", "kubelet_root_dir", "containerd_storage_dir")
         for i, a in enumerate(knobs):
             for b in knobs[i + 1:]:
                 pa, pb = getattr(s, a), getattr(s, b)
@@ -537,6 +542,12 @@ def describe(t: Topology) -> list[str]:
     out.append("etcd members: " + (", ".join(f"{h.name}=https://{h.address}:2380" for h in t.etcd) or "(none)"))
     out.append(f"pod subnet: {s.kube_pod_subnet}  service subnet: {s.kube_service_subnet}  "
                f"node prefix: /{s.kube_network_node_prefix}")
+    if s.lines:
+        out.append("variables (what kha does with each; `kha inventory vars` lists them all):")
+        width = max(len(n) for n in s.lines)
+        for name in sorted(s.lines, key=lambda n: (inventory.file_of(s.lines[n], t.source), s.lines[n])):
+            line = s.lines[name]
+            out.append(f"  {name:<{width}}  {settings.fate_of(s, name)}  ({inventory.file_of(line, t.source)}:{line})")
     if s.unknown:
         out.append("unknown variables (kept, unused): " + ", ".join(sorted(s.unknown)))
     return out

@@ -19,7 +19,7 @@ from core.errors import EXIT_BAD_INPUT, EXIT_FAILED, InputError, KhaError
 from harness.errors import SpecError
 from images import cli as images_cli
 from images.bundle import cli as bundle_cli
-from installer import install, render, topology
+from installer import install, render, settings, topology, varsfile
 from installer.errors import ConfigError
 from installer.etcd import cli as etcd_cli
 from installer.pki import cli as pki_cli
@@ -35,12 +35,17 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _inventory_check(args: argparse.Namespace) -> int:
-    topo = topology.load(args.file)
+    topo = topology.load(args.file, varsfile.files_from_args(args))
     topology.check_credentials(topo)
     for w in topo.warnings:
         print(w, file=sys.stderr)
     for line in topology.describe(topo):
         print(line)
+    return EXIT_OK
+
+
+def _inventory_vars(args: argparse.Namespace) -> int:
+    print(settings.markdown_table(), end="")
     return EXIT_OK
 
 
@@ -56,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     inv_sub = inv.add_subparsers(dest="inventory_command", metavar="ACTION", required=True)
     check = inv_sub.add_parser("check", help="validate an inventory and print the resolved topology")
     check.add_argument("file", help="inventory file (kubeadm-ha INI format)")
+    varsfile.add_arguments(check)
     check.set_defaults(handler=_inventory_check)
+    knobs = inv_sub.add_parser("vars", help="every kubeadm-ha variable and its fate in kha, as Markdown")
+    knobs.set_defaults(handler=_inventory_vars)
 
     for register in _plugins():
         register(sub)

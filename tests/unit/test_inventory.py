@@ -102,7 +102,8 @@ def test_shipped_inventories_resolve_and_variants_agree(scenario: str) -> None:
     assert by_ip.lb_kind == by_name.lb_kind
     assert by_ip.apiserver_endpoint == by_name.apiserver_endpoint
     assert by_ip.settings == by_name.settings
-    assert not by_ip.warnings and not by_name.warnings
+    # kubeadm-ha's examples set skip_verify_node, a no-op in kha: that warning and no other.
+    assert [w.field for w in by_ip.warnings] == [w.field for w in by_name.warnings] == ["skip_verify_node"]
     assert [h.name for h in by_name.hosts] == [f"node{i}" for i in range(1, len(by_name.hosts) + 1)]
     assert [h.name for h in by_ip.hosts] == [str(h.address) for h in by_ip.hosts]
 
@@ -223,7 +224,8 @@ BAD: list[tuple[str, str, str, str]] = [
     ("unknown-group", "[kube-worker]\n", "[kube-workers]\n", "did you mean [kube-worker]"),
     ("group-vars", "[all:vars]\n", "[etcd:vars]\nx=1\n[all:vars]\n", "not supported"),
     ("vars-twice", 'lb_mode="haproxy"\n', 'lb_mode="haproxy"\nlb_mode="nginx"\n', "set twice"),
-    ("bad-lb-mode", 'lb_mode="haproxy"', 'lb_mode="envoy"', "not one of nginx, haproxy, slb"),
+    ("bad-lb-mode", 'lb_mode="haproxy"', 'lb_mode="traefik"', "not one of nginx, haproxy, slb"),
+    ("envoy-refused", 'lb_mode="haproxy"', 'lb_mode="envoy"', "envoy is refused: kha installs nginx or haproxy"),
     ("bad-bool", "skip_verify_node=false", "skip_verify_node=maybe", "not a boolean"),
     ("bad-version", 'kube_version="1.20.2"', 'kube_version="latest"', "not a Kubernetes version"),
     ("old-version", 'kube_version="1.20.2"', 'kube_version="1.18.3"', "not supported"),
