@@ -19,7 +19,7 @@ from core.errors import EXIT_BAD_INPUT, EXIT_FAILED, InputError, KhaError
 from harness.errors import SpecError
 from images import cli as images_cli
 from images.bundle import cli as bundle_cli
-from installer import install, render, settings, topology, varsfile
+from installer import install, operator_kubeconfig, render, settings, topology, varsfile
 from installer.errors import ConfigError
 from installer.etcd import cli as etcd_cli
 from installer.pki import cli as pki_cli
@@ -77,6 +77,7 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
         render.register,
         pki_cli.register,
         install.register,
+        operator_kubeconfig.register,
         etcd_cli.register,
         images_cli.add_parser,
         bundle_cli.add_parser,
