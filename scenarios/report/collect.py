@@ -162,6 +162,9 @@ def node_commands(crictl: str) -> tuple[NodeCommand, ...]:
                                              "warning", "-n", str(JOURNAL_LINES))),
         NodeCommand("dmesg.txt", ("dmesg", "--ctime")),
         NodeCommand("crictl-ps.txt", (*cri, "ps", "-a")),
+        # What the CRI shim's ``ps`` leaves out (image, state, PID of each container), from containerd itself.
+        NodeCommand("ctr-containers.txt", ("ctr", "-n", "k8s.io", "containers", "ls")),
+        NodeCommand("ctr-tasks.txt", ("ctr", "-n", "k8s.io", "tasks", "ls")),
         NodeCommand("crictl-images.txt", (*cri, "images", "--digests"),
                     fallback=("ctr", "-n", "k8s.io", "images", "ls")),
         NodeCommand("pod-logs.txt", ("sh", "-c", _POD_LOGS)),
