@@ -95,14 +95,16 @@ def reports(kubernetes_m_master: Installed, tmp_path_factory: pytest.TempPathFac
     return {"failing": made[0], "passing": made2}
 
 
-def test_a_failing_case_leaves_a_report_that_holds_its_records(reports: dict[str, Path], tmp_path: Path) -> None:
+def test_a_failing_case_leaves_a_report_that_holds_its_records(reports: dict[str, Path], tmp_path: Path,
+                                                               kubernetes_m_master: Installed) -> None:
     report = open_report(reports["failing"], tmp_path)
     assert report.origin.outcome == "failed" and FAILED_CHECK in report.origin.failed_checks
     assert [c.name for c in report.origin.cases] == [CASE] and report.origin.cases[0].bound_scale == 0.1
     for name in ("history.json", "inputs.json", "result.json", "timeline.png"):
         assert (report.results(CASE) / name).is_file(), name
     nodes = sorted(p.name for p in (report.folder / "nodes").iterdir())
-    assert nodes == ["node1", "node2", "node3", "node4"]
+    assert nodes == sorted(h.name for h in kubernetes_m_master.topo.hosts)
+    assert all(len(list((report.folder / "nodes" / n).iterdir())) >= 10 for n in nodes)
     key = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----\s+[A-Za-z0-9+/=]{40}")
     leaked = [p for p in report.folder.rglob("*") if p.is_file() and key.search(p.read_bytes())]
     assert not leaked, f"private keys in the report: {leaked}"
