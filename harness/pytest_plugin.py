@@ -76,6 +76,7 @@ class Topologies:
     factory: SpecFactory
     keep: bool = False
     clusters: dict[tuple[str, str | None], Cluster] = field(default_factory=dict)
+    owned: list[Cluster] = field(default_factory=list)
     dirty: set[str] = field(default_factory=set)
     boot_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -85,11 +86,19 @@ class Topologies:
             self.clusters[key] = self._boot(scenario, driver)
         return self.clusters[key]
 
-    def _boot(self, scenario: str, driver: str | None) -> Cluster:
+    def own(self, scenario: str, driver: str | None = None) -> Cluster:
+        """A topology booted for one test alone (a test of ``down`` destroys it): never handed to another
+        fixture, so no session fixture built on the shared one loses its cluster; destroyed at the end if
+        the test did not."""
+        cluster = self._boot(scenario, driver, tag=f"-own{len(self.owned) + 1}")
+        self.owned.append(cluster)
+        return cluster
+
+    def _boot(self, scenario: str, driver: str | None, tag: str = "") -> Cluster:
         spec = self.factory(scenario, driver, None)
         # Unique per test process: xdist workers and concurrent sessions on one machine each boot their
         # own topology, and nothing (domain names, namespaces, state) may be shared or mistaken.
-        spec = dataclasses.replace(spec, cluster=f"{scenario}-{spec.driver}-{os.getpid()}")
+        spec = dataclasses.replace(spec, cluster=f"{scenario}-{spec.driver}-{os.getpid()}{tag}")
         lines: list[str] = []
         provider = Provider(isolated=True, emit=lines.append)
         try:
@@ -109,17 +118,17 @@ class Topologies:
         return cluster
 
     def discard(self, cluster: Cluster) -> list[str]:
-        """Destroy ``cluster`` now (a test of ``down`` itself); later ``get`` calls boot a new one."""
-        for key, known in list(self.clusters.items()):
-            if known is cluster:
-                del self.clusters[key]
+        """Destroy ``cluster`` (one of :meth:`own`'s) now: a test of ``down`` itself."""
+        if not any(c is cluster for c in self.owned):
+            raise ValueError(f"{cluster.name} is shared with other tests: destroy a topology of your own (own())")
+        self.owned = [c for c in self.owned if c is not cluster]
         self.dirty.discard(cluster.name)
         close_hosts(cluster)
         return cluster.destroy()
 
     def close(self) -> None:
         errors = []
-        for cluster in self.clusters.values():
+        for cluster in [*self.clusters.values(), *self.owned]:
             if self.keep:
                 log.warning("keeping %s (state in %s; `kha down --name %s` removes it)", cluster.name,
                             cluster.state.state_dir, cluster.name)
@@ -130,6 +139,7 @@ class Topologies:
             except HarnessError as exc:
                 errors.append(f"{cluster.name}: {exc}")
         self.clusters.clear()
+        self.owned.clear()
         if errors:
             pytest.fail("kha harness teardown failed: " + "; ".join(errors), pytrace=False)
 

@@ -154,7 +154,9 @@ def test_revert_restores_changed_and_deleted_files(fresh_topology: Cluster,
     measured(f"revert to {PRISTINE}: {took:.1f}s", revert_seconds=round(took, 1))
 
 
-def test_down_leaves_nothing_behind(kha_topologies: Topologies, kha_topology: Cluster) -> None:
+def test_down_leaves_nothing_behind(kha_topologies: Topologies) -> None:
+    # A topology of its own: the shared m-master carries session fixtures (the installed etcd and LBs).
+    kha_topology = kha_topologies.own("m-master", "lxc")
     state_dir = kha_topology.state.state_dir
     netns_name = kha_topology.state.netns
     assert isinstance(kha_topology.libvirt, PrivateLibvirt)

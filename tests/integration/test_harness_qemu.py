@@ -41,8 +41,8 @@ def test_revert_restores_a_changed_file(fresh_topology: Cluster) -> None:
     assert status == 0
 
 
-def test_down_leaves_nothing_behind(kha_topologies: Topologies, kha_topology: Cluster) -> None:
-    vm = kha_topology
+def test_down_leaves_nothing_behind(kha_topologies: Topologies) -> None:
+    vm = kha_topologies.own("allinone", "qemu")
     state_dir, netns_name = vm.state.state_dir, vm.state.netns
     assert isinstance(vm.libvirt, PrivateLibvirt)
     pids = list(vm.libvirt.pids.values())
