@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from installer.kubernetes import hardening
+from installer.secrets import ClusterSecrets
 from scenarios.installed import Installed
 
 #: What a redacted value reads as.
@@ -142,11 +144,7 @@ def state_secrets(state: Path, *, extra_files: Iterable[Path] = ()) -> list[str]
     values: list[str] = []
     secrets_file = state / "secrets.json"
     if secrets_file.is_file():
-        try:
-            data = json.loads(secrets_file.read_text())
-        except ValueError:
-            data = {}
-        values += [str(v) for v in data.values() if isinstance(v, str | int)] if isinstance(data, dict) else []
+        values += _secrets_file_values(secrets_file.read_text(errors="replace"))
     pki = state / "pki"
     if pki.is_dir():
         for path in sorted(pki.rglob("*")):
@@ -186,6 +184,25 @@ class Redactor:
         """Bytes as they are (latin-1 maps each byte to one character and back): a console log's control
         characters survive, every secret (ASCII) is redacted."""
         return self.text(data.decode("latin-1")).encode("latin-1")
+
+
+def _secrets_file_values(text: str) -> list[str]:
+    """The values of ``secrets.json``, and the Secrets encryption key kha derives from its certificate key
+    (base64, as it stands in encryption-config.yaml). A file that is not the JSON kha writes: every word of
+    it (redacting too much costs a reader a little; too little leaks a secret)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return re.findall(r"[^\s\"',:{}\[\]]{8,}", text)
+    values = [str(v) for v in data.values() if isinstance(v, str | int)]
+    try:
+        derived = hardening.encryption_key(ClusterSecrets(**{k: str(data[k]) for k in
+                                                             ("kubeadm_token", "vrrp_password", "certificate_key")}))
+    except (KeyError, ValueError):
+        return values  # no certificate key (an older state): no encryption key derives from it
+    return [*values, base64.b64encode(derived).decode()]
 
 
 def for_installed(inst: Installed) -> Redactor:

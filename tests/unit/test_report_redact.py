@@ -6,6 +6,7 @@ no node either)."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from installer import files
+from installer.kubernetes import hardening
+from installer.secrets import ClusterSecrets
 from installer.settings import Settings
 from scenarios.report.collect import Folder, parse_crictl_images, parse_versions, settings_json, split_head
 from scenarios.report.redact import MASK, PATTERNS, Redactor, redact_tree, state_secrets, variants
@@ -174,6 +178,20 @@ def test_state_secrets_reads_secrets_json_keys_and_kubeconfigs(tmp_path: Path) -
     assert {"abcdef.0123456789abcdef", "a1b2c3d4", "ef" * 32, pem, conf_key, ident.read_text()} <= set(values)
     r = Redactor(values, forms=())
     assert "a1b2c3d4" not in r.text("vrrp a1b2c3d4") and encoded[:30] not in r.text(encoded)
+
+
+def test_the_encryption_key_derived_from_the_state_is_redacted(tmp_path: Path) -> None:
+    secrets = ClusterSecrets("abcdef.0123456789abcdef", "a1b2c3d4", "ef" * 32)
+    (tmp_path / "secrets.json").write_text(json.dumps(dataclasses.asdict(secrets)))
+    config = files.dump_yaml([hardening.encryption_config(secrets)]).decode()  # what a control plane holds
+    key = base64.b64encode(hardening.encryption_key(secrets)).decode()
+    assert key in config
+    assert key not in Redactor(state_secrets(tmp_path), forms=()).text(config)
+
+
+def test_a_secrets_file_that_is_not_kha_json_is_redacted_word_by_word(tmp_path: Path) -> None:
+    (tmp_path / "secrets.json").write_text('{"kubeadm_token": "abcdef.0123456789abcdef", "vrrp_pass')
+    assert "abcdef.0123456789abcdef" in state_secrets(tmp_path)
 
 
 def test_redact_tree_rewrites_only_what_holds_secrets(tmp_path: Path) -> None:
