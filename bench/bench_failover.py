@@ -57,7 +57,7 @@ def main() -> int:
     try:
         start = time.monotonic()
         inst, _ = install_onto(cluster, inventory, root / "install", bundle=bundles.build().path)
-        cluster.snapshot(run.SNAPSHOT)
+        inst.snapshot(run.SNAPSHOT)
         print(f"    ✓ installed and snapshotted  {time.monotonic() - start:.1f}s")
         for case in cases:
             for i in range(args.runs):

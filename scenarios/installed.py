@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,29 @@ class Installed:
         if self.topo.vip is not None and len(holders := self.vip_holders()) != 1:
             return f"VIP on {holders or 'no node'}"
         return None if self.etcd_healthy() else "etcd not healthy"
+
+    def snapshot(self, name: str) -> None:
+        """Save the whole topology (``Cluster.snapshot``) and, with it, a copy of the state folder: what the
+        nodes hold and what the installer's state says about them (etcd's cluster ID, the PKI) go back together."""
+        self.cluster.snapshot(name)
+        copy = self._state_copy(name)
+        if copy.exists():
+            shutil.rmtree(copy)
+        shutil.copytree(self.state, copy, symlinks=True)
+
+    def revert(self, name: str) -> None:
+        """Back to snapshot ``name``: the nodes and the state folder as they were when it was taken (a state
+        folder a snapshot taken outside ``Installed``, e.g. ``kha snapshot``, has no copy of is left as it is)."""
+        self.cluster.revert(name)
+        self.close()
+        copy = self._state_copy(name)
+        if copy.is_dir():
+            shutil.rmtree(self.state)
+            shutil.copytree(copy, self.state, symlinks=True)
+
+    def _state_copy(self, name: str) -> Path:
+        # Inside the cluster's own folder: gone with ``kha down``, found again by a later ``kha fault run``.
+        return self.cluster.state.state_dir / "installed-state" / name
 
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Until ``unsettled`` says nothing; the seconds it took."""

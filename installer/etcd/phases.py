@@ -7,6 +7,8 @@ each waiting for the cluster to be healthy again, so quorum is never lost on a r
 
 from __future__ import annotations
 
+import logging
+
 from installer import nodeops
 from installer.context import InstallContext
 from installer.errors import EtcdError
@@ -14,8 +16,11 @@ from installer.etcd import ctl, render
 from installer.facts import OSFamily
 from installer.files import NodeFile
 from installer.phases import Phase
+from installer.pki.store import Store
 from installer.remote import Transport
 from installer.topology import Host
+
+log = logging.getLogger(__name__)
 
 PACKAGES = {OSFamily.DEBIAN: ["etcd-server", "etcd-client"], OSFamily.REDHAT: ["etcd"]}
 #: files from the PKI store's node tree (pki/etcd/…) and who must be able to read them.
@@ -105,7 +110,21 @@ def _wait(ctx: InstallContext) -> None:
     if ctx.would(f"wait until {len(ctx.topo.etcd)} etcd members are healthy"):
         return
     with ctx.node(ctx.topo.etcd[0].name):
-        ctl.wait_healthy(ctx, ctx.topo.etcd)
+        admin = ctl.Admin(ctx, ctx.topo.etcd)
+        admin.wait_healthy()
+        record_cluster_id(ctx, admin)
+
+
+def record_cluster_id(ctx: InstallContext, admin: ctl.Admin, *, restored: bool = False) -> None:
+    """Keep etcd's cluster ID in the PKI store (identity.json) from the first healthy install on: a later run
+    whose nodes form another etcd cluster is refused. ``restored``: a snapshot restore made a new cluster
+    on purpose (a fresh token, so a fresh ID), which the store records in place of the old one."""
+    ids = {s.cluster_id for s in admin.statuses(admin.endpoints())}
+    if len(ids) != 1:
+        raise EtcdError(f"the etcd members report {len(ids)} cluster IDs ({', '.join(f'{i:x}' for i in ids)}): "
+                        "they are not one cluster")
+    for change in Store(ctx.state.pki, ctx.topo).record_etcd_cluster_id(ids.pop(), restored=restored):
+        log.info("pki: %s", change)
 
 
 PHASE: Phase[InstallContext] = Phase(

@@ -27,6 +27,7 @@ from installer.etcd import ctl, render
 from installer.etcd.context import EtcdContext, run
 from installer.etcd.ctl import host_of, member_of
 from installer.etcd.membership import check_data_dir, stop_etcd
+from installer.etcd.phases import record_cluster_id
 from installer.phases import Phase
 from installer.remote import Transport
 
@@ -237,7 +238,9 @@ def _restore_start(ctx: EtcdContext) -> None:
 def _wait_topo(ctx: EtcdContext) -> None:
     if ctx.would(f"wait until the {len(ctx.topo.etcd)} [etcd] members are healthy"):
         return
-    ctx.admin().wait_healthy(ctl.client_urls(ctx.topo.etcd))
+    admin = ctx.admin()
+    admin.wait_healthy(ctl.client_urls(ctx.topo.etcd))
+    record_cluster_id(ctx, admin, restored=True)
 
 
 

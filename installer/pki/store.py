@@ -370,13 +370,16 @@ class Store:
     def renew_command(self, leaf: Leaf) -> str:
         return f"kha pki renew --dir {shlex.quote(str(self.root))} {shlex.quote(leaf.label)}"
 
-    def record_etcd_cluster_id(self, cluster_id: int) -> list[Change]:
+    def record_etcd_cluster_id(self, cluster_id: int, *, restored: bool = False) -> list[Change]:
         """Record etcd's cluster ID once etcd runs; a different one than recorded is refused (``PKIError``):
-        the members this store's certificates went to form another etcd cluster than the one it was built for."""
+        the members this store's certificates went to form another etcd cluster than the one it was built for.
+        ``restored``: the cluster was restored from a snapshot (a new ID on purpose), recorded in place of the old."""
         have = f"{cluster_id:x}"
         with self._writing():
             identity = self._identity()
             recorded = identity.get("etcd_cluster_id")
+            if restored and recorded not in (None, have):
+                recorded = None
             if recorded not in (None, have):
                 raise PKIError(f"etcd reports cluster ID {have}, but {self.where(IDENTITY)} recorded {recorded}: "
                                "these etcd members are another cluster than the one this store was built for")

@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     if why is not None:
         raise CaseRefused(why)
     if args.snapshot:
-        cluster.snapshot(run.SNAPSHOT)
+        inst.snapshot(run.SNAPSHOT)
     elif not args.no_revert and run.SNAPSHOT not in cluster.snapshots():
         raise CaseRefused(f"cluster {args.name} has no snapshot {run.SNAPSHOT!r} to revert to: take it once with "
                           "--snapshot (of the installed, whole cluster) or run with --no-revert")

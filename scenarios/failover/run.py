@@ -140,8 +140,7 @@ def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, see
     since = None
     if revert:
         since = time.time()
-        inst.cluster.revert(SNAPSHOT)
-        inst.close()
+        inst.revert(SNAPSHOT)
     took, said = wait_whole(inst, READY_TIMEOUT_S, since, settle=SETTLE_S)
     if took is None:
         raise ScenarioError(f"{inst.cluster.name} not whole {READY_TIMEOUT_S:.0f}s after the revert: {said}")

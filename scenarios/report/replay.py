@@ -143,7 +143,7 @@ def _replay_group(group: list[Report], number: int, *, repeat: int, out: Path, d
         state = Path(tempfile.mkdtemp(prefix="state-", dir=out))
         inst, result = install_onto(cluster, first.inventory, state, bundle=bundle, only=o.install_only)
         emit(f"replay: installed ({', '.join(s.path for s in result.steps if s.status is Status.OK) or 'nothing'})")
-        cluster.snapshot(run.SNAPSHOT)
+        inst.snapshot(run.SNAPSHOT)
         for i in range(1, repeat + 1):
             for r in group:
                 for ref in r.origin.cases:

@@ -43,7 +43,7 @@ def kubernetes_m_master(kha_topologies: Topologies, tmp_path_factory: pytest.Tem
     built = bundles.build()
     inst, _ = install_onto(cluster, catalog.get("m-master").inventory, tmp_path_factory.mktemp("failover-state"),
                            bundle=built.path)
-    cluster.snapshot(run.SNAPSHOT)
+    inst.snapshot(run.SNAPSHOT)
     try:
         yield inst
     finally:

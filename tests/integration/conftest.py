@@ -25,7 +25,7 @@ def m_master_installed(kha_topologies: Topologies, tmp_path_factory: pytest.Temp
     inventory = catalog.get("m-master").inventory
     state = tmp_path_factory.mktemp("m-master-state")
     installed, _ = install_onto(cluster, inventory, state, only=["pki", "connect", "etcd", "loadbalancer"])
-    cluster.snapshot(SNAPSHOT)
+    installed.snapshot(SNAPSHOT)
     # The harness's own tests may revert this cluster to its pristine state: mark it so they do.
     kha_topologies.dirty.add(cluster.name)
     return installed
@@ -34,7 +34,7 @@ def m_master_installed(kha_topologies: Topologies, tmp_path_factory: pytest.Temp
 @pytest.fixture
 def etcd_lb(m_master_installed: Installed, kha_topologies: Topologies) -> Iterator[Installed]:
     """The installed m-master, just as the installer left it; the test may break it."""
-    m_master_installed.cluster.revert(SNAPSHOT)
+    m_master_installed.revert(SNAPSHOT)
     m_master_installed.wait_ready()
     try:
         yield m_master_installed

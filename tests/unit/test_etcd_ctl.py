@@ -23,9 +23,13 @@ from installer.errors import CommandError, EtcdError
 from installer.etcd import ctl, membership, phases
 from installer.etcd.ctl import MemberInfo
 from installer.etcd.render import Member
+from installer.pki.store import Store
 from installer.remote import Result, Transport
+from installer.state import StateDir
 from installer.topology import Host
 from tests.unit import variants
+
+CLUSTER_ID = 0x8E9E05C52164694D
 
 #: What an admin might put into a member's /etc/environment so that a bare `etcdctl` just works.
 NODE_ENV = {"ETCDCTL_API": "3", "ETCDCTL_ENDPOINTS": "https://127.0.0.1:2379",
@@ -102,6 +106,10 @@ class EtcdNode(Transport):
                 if flags.get("write-out") == "json":
                     return 0, json.dumps([{"endpoint": e, "health": True} for e in endpoints])
                 return 0, "".join(f"{e} is healthy: successfully committed proposal\n" for e in endpoints)
+            case ["endpoint", "status"]:
+                header = {"cluster_id": CLUSTER_ID, "member_id": 1, "revision": 5}
+                return 0, json.dumps([{"Endpoint": e, "Status": {"header": header, "leader": 1, "version": "3.4.23"}}
+                                      for e in endpoints])
             case ["member", "list"]:
                 members = [{"ID": i + 1, "name": h.name, "peerURLs": [ctl.member_of(h).peer_url],
                             "clientURLs": [ctl.member_of(h).client_url]} for i, h in enumerate(self.hosts)]
@@ -132,8 +140,10 @@ class OnEtcdNodes(InstallContext):
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[OnEtcdNodes]:
     none = cast(Any, None)
-    yield OnEtcdNodes(topo=variants.topo(tmp_path), inventory=tmp_path / "hosts.ini", state=none, connector=none,
-                      secrets=none)
+    topo = variants.topo(tmp_path, cert_key_type="ecdsa")  # quick keys: the store is only a place to record in
+    state = StateDir(tmp_path / "state")
+    Store(state.pki, topo).init()
+    yield OnEtcdNodes(topo=topo, inventory=tmp_path / "hosts.ini", state=state, connector=none, secrets=none)
 
 
 def run_phase(name: str, ctx: InstallContext) -> None:
@@ -149,6 +159,11 @@ def test_install_waits_for_health_where_the_node_sets_etcdctl_variables(ctx: OnE
     run_phase("wait", ctx)
     asked = [c for n in ctx.nodes.values() for c in n.calls if c[0] == "etcdctl"]
     assert asked and all("--endpoints=" + ",".join(ctl.client_urls(ctx.topo.etcd)) in c for c in asked)
+
+
+def test_install_records_the_etcd_cluster_id_in_the_store(ctx: OnEtcdNodes) -> None:
+    run_phase("wait", ctx)
+    assert f'"etcd_cluster_id": "{CLUSTER_ID:x}"' in (ctx.state.pki / "identity.json").read_text()
 
 
 def test_day2_client_works_where_the_node_sets_etcdctl_variables(ctx: OnEtcdNodes) -> None:

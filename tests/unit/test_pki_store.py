@@ -478,6 +478,10 @@ def test_the_etcd_cluster_id_is_recorded_once_and_a_different_one_refused(tmp_pa
     assert Store.open(root).init() == [], "init keeps the recorded ID"
     with pytest.raises(PKIError, match=r"etcd reports cluster ID 1f, but .*identity.json recorded 8e9e05c52164694d"):
         Store.open(root).record_etcd_cluster_id(0x1F)
+    # A snapshot restore makes a new cluster on purpose (fresh token): its ID replaces the recorded one.
+    assert [c.path for c in Store.open(root).record_etcd_cluster_id(0x1F, restored=True)] == ["identity.json"]
+    assert '"etcd_cluster_id": "1f"' in (root / "identity.json").read_text()
+    assert Store.open(root).record_etcd_cluster_id(0x1F) == []
 
 
 def test_one_writer_at_a_time(tmp_path: Path) -> None:
