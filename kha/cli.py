@@ -26,6 +26,7 @@ from installer.pki import cli as pki_cli
 from installer.state import StateDir
 from kha import harness_cli
 from scenarios.failover import cli as fault_cli
+from scenarios.matrix import cli as matrix_cli
 from scenarios.report import cli as report_cli
 
 EXIT_OK = 0
@@ -84,6 +85,7 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
         harness_cli.register,
         fault_cli.register,
         report_cli.register,
+        matrix_cli.register,
     ]
     return found
 

@@ -1,0 +1,127 @@
+"""A cell as the pytest command CI already runs, and the Kubernetes version it installs.
+
+The matrix adds no test code of its own: a cell is one of the existing tiers, with the same arguments tox
+gives them (tox.ini): ``install`` is ``tox -e allinone|s-master|m-master`` / ``allinone-qemu`` (tests/e2e),
+``failover`` is ``tox -e failover-pr`` / ``failover`` (tests/failover), ``day2`` is the etcd day-2 module of
+the integration tier. What those fixtures cannot yet vary (they boot scenarios.toml's image, install the
+inventory's load balancer and the offline bundle) is a reason the cell does not run, said in words by
+``unsupported``.
+
+Relative Kubernetes versions are resolved when a cell runs, the way kinder does it: ``latest`` is
+upstream's ``stable.txt``, ``latest-N`` the newest patch of the minor N below it (``stable-1.M.txt``).
+Only ever asked for a cell that may download from dl.k8s.io (see ``probe``); the answer is recorded in the
+cell's results.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from installer import topology
+from installer.settings import LBMode
+from scenarios import catalog
+from scenarios.matrix.model import RELATIVE, Cell
+
+#: The offline bundle's Kubernetes (images/bundle/recipe.py builds v1.20.2 from Debian's source package).
+BUNDLE_VERSION = "1.20.2"
+RELEASES = "https://dl.k8s.io/release"
+TESTS = Path(__file__).resolve().parents[2] / "tests"
+
+Fetch = Callable[[str], str]
+
+
+def lb_of(scenario: str) -> str:
+    """The matrix's ``lb`` value for what a scenario's inventory installs."""
+    return _lb_of(scenario)
+
+
+@cache
+def _lb_of(scenario: str) -> str:
+    topo = topology.load(catalog.get(scenario).inventory)
+    mode = topo.settings.lb_mode
+    if mode is LBMode.SLB:
+        return "slb"
+    return f"{mode.value}-vip" if topo.vip is not None else f"local-{mode.value}"
+
+
+def unsupported(cell: Cell) -> str | None:
+    """Why no test fixture can run ``cell`` yet, or None when one can."""
+    if cell.suite == "day2" and (cell.topology != "m-master" or cell.driver != "lxc"):
+        return ("the day-2 tests run on the integration tier's installed m-master on LXC only "
+                "(tests/integration: etcd_lb)")
+    if cell.suite == "failover" and cell.topology != "m-master":
+        return "the failover fixture installs m-master only (tests/failover/conftest.py)"
+    image = catalog.get(cell.topology).image
+    if cell.os != image:
+        return (f"the test fixtures boot scenarios.toml's image for {cell.topology} ({image}); "
+                f"no fixture takes another OS yet (issue 14 item 5)")
+    native = lb_of(cell.topology)
+    if cell.lb != native:
+        return (f"{cell.topology}'s inventory installs {native}; no scenario installs {cell.lb} on "
+                f"{cell.topology} yet (issue 14 item 5)")
+    if cell.kubernetes != BUNDLE_VERSION:
+        return (f"the test fixtures install the offline bundle (Kubernetes {BUNDLE_VERSION}) only; "
+                f"{cell.kubernetes} has no fixture yet")
+    return None
+
+
+def argv(cell: Cell, failover_cases: str, out: Path) -> list[str]:
+    """The pytest command for ``cell`` (``unsupported(cell)`` must be None), writing into ``out``; test
+    paths are absolute so the command runs from any folder. ``failover_cases``: pr or full."""
+    why = unsupported(cell)
+    if why is not None:
+        raise ValueError(f"{cell.id}: {why}")
+    pytest = [sys.executable, "-m", "pytest", "--junitxml", str(out / "junit.xml")]
+    if cell.suite == "install":
+        return [*pytest, "-m", "e2e", "--kha-scenario", cell.topology, "--kha-driver", cell.driver,
+                str(TESTS / "e2e")]
+    if cell.suite == "failover":
+        return [*pytest, "-m", "failover", "--kha-tier", failover_cases, "--kha-driver", cell.driver,
+                "--kha-results", str(out / "failover"), str(TESTS / "failover")]
+    return [*pytest, "-m", "integration", str(TESTS / "integration" / "test_etcd_day2_cluster.py")]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a cell's ``kubernetes`` value meant when it ran."""
+
+    asked: str
+    version: str
+    source: str
+
+
+def resolve(value: str, fetch: Fetch | None = None) -> Resolved:
+    """``1.20.2`` as it is; ``latest`` / ``latest-N`` from upstream's release markers (``fetch``: url → text)."""
+    m = RELATIVE.match(value)
+    if m is None:
+        return Resolved(value, value, "the offline bundle" if value == BUNDLE_VERSION else "pinned in the matrix")
+    get = fetch or _fetch
+    url = f"{RELEASES}/stable.txt"
+    latest = _version(get(url), url)
+    back = int(m.group(1) or 0)
+    if back == 0:
+        return Resolved(value, latest, url)
+    major, minor, _patch = latest.split(".")
+    if int(minor) - back < 0:
+        raise ValueError(f"{value}: {latest} has no minor {back} below it")
+    url = f"{RELEASES}/stable-{major}.{int(minor) - back}.txt"
+    return Resolved(value, _version(get(url), url), url)
+
+
+def _version(text: str, url: str) -> str:
+    found = re.fullmatch(r"v?(\d+\.\d+\.\d+)", text.strip())
+    if found is None:
+        raise ValueError(f"{url} answered {text.strip()[:60]!r}, not a version")
+    return found.group(1)
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as resp:  # https, a fixed host (RELEASES)
+        body: bytes = resp.read(200)
+    return body.decode()
