@@ -58,8 +58,10 @@ def _generate(args: argparse.Namespace) -> int:
     files = ci.generate(m, args.target, args.tier)
     stale = ci.write(files, Path(args.root), check=args.check)
     for path in files:
-        state = "differs from the matrix" if path in stale else "up to date" if args.check else "written"
-        print(f"{'✗' if path in stale else '✓'} {path}: {state}")
+        if args.check:
+            print(f"✗ {path}: differs from the matrix" if path in stale else f"✓ {path}: up to date")
+        else:
+            print(f"✓ {path}: {'written' if path in stale else 'up to date'}")
     return 1 if args.check and stale else 0
 
 
