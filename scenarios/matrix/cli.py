@@ -1,7 +1,7 @@
 """``kha matrix list|run|generate|report``: the test matrix from the command line.
 
     kha matrix list [--tier T] [--cells GLOB...]           cells, what each needs, runs here or why not
-    kha matrix run --tier T [--cells GLOB...] [--jobs N] [--out DIR]
+    kha matrix run --tier T [--cells GLOB...] [--jobs N] [--out DIR] [-- PYTEST_ARGS...]
     kha matrix generate github|gitlab [--tier nightly] [--check]
     kha matrix report RUN... [--baseline FILE] [--save-baseline FILE] [--out DIR]
 
@@ -45,7 +45,7 @@ def _list(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     m = _matrix(args)
     out = Path(args.out)
-    p = runner.plan(m, args.tier, args.cells or (), out)
+    p = runner.plan(m, args.tier, args.cells or (), out, pytest_args=args.pytest_args)
     runner.check_jobs(p, args.jobs)
     for line in p.host.describe():
         print(f"# {line}")
@@ -97,6 +97,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--cells", nargs="+", metavar="GLOB", help="only cells whose id matches; each must run here")
     r.add_argument("--jobs", type=int, default=1, metavar="N", help="cells at a time (default 1: sequential)")
     r.add_argument("--out", default="matrix-results", help="where results go (default: %(default)s)")
+    r.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARG",
+                   help="after --: arguments for every cell's pytest (e.g. -- -x)")
     r.set_defaults(handler=_run)
 
     g = s.add_parser("generate", help="write the nightly CI files from the matrix")

@@ -49,8 +49,10 @@ class Plan:
     refused: list[Refused]
 
 
-def plan(matrix: Matrix, tier: str | None, patterns: Sequence[str], out: Path, host: Host | None = None) -> Plan:
-    """What would run and what is refused, before anything starts."""
+def plan(matrix: Matrix, tier: str | None, patterns: Sequence[str], out: Path, *, host: Host | None = None,
+         pytest_args: Sequence[str] = ()) -> Plan:
+    """What would run and what is refused, before anything starts. ``pytest_args`` go to every cell's pytest
+    (as scripts/test.sh passes its own arguments on)."""
     cells = matrix.select(tier, patterns)
     host = host or probe.probe(matrix, cells)
     cases = matrix.tier(tier).failover_cases if tier else "full"
@@ -63,7 +65,7 @@ def plan(matrix: Matrix, tier: str | None, patterns: Sequence[str], out: Path, h
             refused.append(Refused(cell.id, reasons))
             continue
         folder = out.resolve() / cell.slug
-        runnable.append(Planned(cell, need, invocation.argv(cell, cases, folder), folder))
+        runnable.append(Planned(cell, need, [*invocation.argv(cell, cases, folder), *pytest_args], folder))
     if patterns and refused:
         lines = [f"{r.cell}: {'; '.join(r.reasons)}" for r in refused]
         raise InputError(f"--cells {' '.join(patterns)}: {len(refused)} of the cells asked for cannot run here:\n"

@@ -320,6 +320,13 @@ def test_refused_cells_of_a_tier_are_recorded_not_skipped(tmp_path: Path) -> Non
     assert {r["cell"] for r in summary["refused"]} == {r.cell for r in tier_plan.refused}
 
 
+def test_pytest_arguments_reach_every_cell(tmp_path: Path) -> None:
+    plan = runner.plan(load(), "pr", ["*/qemu/*"], tmp_path, host=host(), pytest_args=["-x", "-k", "kubectl"])
+    assert plan.runnable[0].argv[-3:] == ["-x", "-k", "kubectl"]
+    args = cli.build_parser().parse_args(["matrix", "run", "--tier", "pr", "--", "-x", "-k", "kubectl"])
+    assert args.pytest_args == ["-x", "-k", "kubectl"]
+
+
 def test_jobs_must_fit_in_memory(tmp_path: Path) -> None:
     m = load()
     plan = runner.plan(m, "pr", (), tmp_path, host=host(mem_available_mib=12000))
