@@ -24,6 +24,11 @@ class NodeFacts:
     #: filesystem type under /var/lib (``stat -f``): containerd's overlayfs snapshotter cannot work on
     #: overlayfs itself (nodes that are containers on an overlay root, live systems).
     var_lib_fs: str = "ext2/ext3"
+    #: ``systemd-detect-virt --container`` found one (LXC, docker …): the clock and kernel are the host's.
+    container: bool = False
+    #: CPUs this node may use (``nproc``) and its memory (MemTotal): the resource check reads them.
+    cpus: int = 2
+    memory_mib: int = 4096
 
     @property
     def snapshotter(self) -> str:

@@ -25,6 +25,7 @@ from installer.kubernetes import source
 from installer.kubernetes.bundle import Bundle
 from installer.kubernetes.phases import PHASE as KUBERNETES
 from installer.loadbalancer.phases import PHASE as LB
+from installer.nodeprep.phases import PHASE as PREPARE
 from installer.phases import Phase, Runner, RunResult
 from installer.pki.store import Store
 from installer.topology import Role
@@ -64,6 +65,7 @@ def phases() -> list[Phase[InstallContext]]:
     return [
         Phase("pki", _pki, description="build or update the PKI store (local, no node touched)"),
         Phase("connect", _connect, description="log in to every node and read its facts"),
+        PREPARE,
         ETCD,
         LB,
         KUBERNETES,

@@ -26,7 +26,19 @@ def gather_facts(t: Transport, address: str) -> NodeFacts:
     # "2: eth0    inet 10.56.56.11/24 brd …" → the second field, minus an "@ifN" suffix (veth pairs).
     iface = out[1].split("@")[0] if len(out) > 1 else "eth0"
     fs = t.run(["stat", "-f", "-c", "%T", "/var/lib"], check=False).stdout.strip() or "unknown"
-    return NodeFacts(os_family=family, interface=iface, var_lib_fs=fs)
+    container = t.run(["systemd-detect-virt", "--container", "--quiet"], check=False).ok
+    cpus = int(t.run(["nproc"]).stdout.strip())
+    return NodeFacts(os_family=family, interface=iface, var_lib_fs=fs, container=container, cpus=cpus,
+                     memory_mib=memory_mib(t.run(["cat", "/proc/meminfo"]).stdout))
+
+
+def memory_mib(meminfo: str) -> int:
+    """MemTotal from /proc/meminfo, in MiB."""
+    for line in meminfo.splitlines():
+        key, _, value = line.partition(":")
+        if key == "MemTotal":
+            return int(value.split()[0]) // 1024
+    raise ValueError("/proc/meminfo has no MemTotal line")
 
 
 def remote_sha256(t: Transport, path: str) -> str | None:
@@ -68,6 +80,36 @@ def sync_files(ctx: Context, t: Transport, files: Iterable[NodeFile], *, restart
         if sync_file(ctx, t, f):
             changed.append(f.path)
     return changed
+
+
+def sync_block(ctx: Context, t: Transport, path: str, marker: str, block: bytes) -> bool:
+    """Make the lines between ``# BEGIN <marker>`` and ``# END <marker>`` in a file kha does not own (such as
+    /etc/hosts) equal ``block``, keeping every other line; the block is appended when missing. Returns
+    True when the file changed."""
+    text = t.get(path, sudo=True).decode()
+    want = merge_block(text, marker, block.decode())
+    if want == text or ctx.would(f"update the {marker!r} block of {path}"):
+        return want != text
+    mode, owner, group = remote_stat(t, path) or (0o644, "root", "root")
+    t.put(want.encode(), path, mode=mode, owner=owner, group=group, sudo=True)
+    log.info("%s: updated %s", t.node, path)
+    return True
+
+
+def merge_block(text: str, marker: str, block: str) -> str:
+    """``text`` with its marked block replaced by ``block`` (or ``block`` appended, marked)."""
+    begin, end = f"# BEGIN {marker}", f"# END {marker}"
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    marked = [begin + "\n", *block.splitlines(keepends=True), end + "\n"]
+    starts = [i for i, line in enumerate(lines) if line.rstrip("\n") == begin]
+    ends = [i for i, line in enumerate(lines) if line.rstrip("\n") == end]
+    if starts and ends and starts[0] < ends[-1]:
+        lines[starts[0]:ends[-1] + 1] = marked
+    else:
+        lines += marked
+    return "".join(lines)
 
 
 def _same(t: Transport, f: NodeFile) -> bool:
@@ -113,6 +155,22 @@ _POLICY_RC_D = (
     "[ -e /usr/sbin/policy-rc.d ] && exit 0; "
     "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && echo made"
 )
+
+
+#: How to see that a module's feature is there, loaded or built in, where /sys/module does not show it (a
+#: built-in module without parameters has no /sys/module entry; a loadable one always has).
+_MODULE_PROBES = {
+    "overlay": ["grep", "-qw", "overlay", "/proc/filesystems"],
+    "br_netfilter": ["test", "-e", "/proc/sys/net/bridge/bridge-nf-call-iptables"],
+    "ip_vs": ["test", "-e", "/proc/net/ip_vs"],
+    "nf_conntrack": ["test", "-e", "/proc/sys/net/netfilter/nf_conntrack_max"],
+}
+
+
+def module_present(t: Transport, module: str) -> bool:
+    """Whether the kernel has ``module``'s feature now (loaded, or built in)."""
+    probe = _MODULE_PROBES.get(module, ["test", "-d", f"/sys/module/{module}"])
+    return t.run(probe, check=False).ok
 
 
 def systemctl(t: Transport, *args: str, check: bool = True) -> bool:

@@ -18,6 +18,7 @@ from installer.kubernetes import cni, packages, source
 from installer.kubernetes import render as k8s_render
 from installer.kubernetes.bundle import Bundle
 from installer.loadbalancer import render as lb_render
+from installer.nodeprep import render as prep_render
 from installer.secrets import ClusterSecrets
 from installer.state import StateDir
 from installer.topology import Topology
@@ -40,7 +41,7 @@ def node_files(
     etcd_names = {h.name for h in topo.etcd}
     out: dict[str, list[NodeFile]] = {}
     for host in topo.hosts:
-        files: list[NodeFile] = []
+        files: list[NodeFile] = prep_render.files(topo, host, facts.get(host.name))
         if host.name in etcd_names:
             files += etcd_render.files(topo, host)
         files += lb_render.files(topo, host, secrets, facts.get(host.name))

@@ -303,6 +303,122 @@ def _json(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+def _host_name(text: str) -> str:
+    """A server for chrony: an IP address or an RFC 1123 name (chrony.conf(5) ``server``)."""
+    t = text.strip()
+    try:
+        return str(ipaddress.ip_address(t))
+    except ValueError:
+        return _dns_name(t)
+
+
+def _servers(text: str) -> tuple[str, ...]:
+    """kubeadm-ha's ``ntp_server``: one server, or a list of them (names or addresses)."""
+    return tuple(_host_name(s) for s in _str_list(text))
+
+
+#: tz database names (``Area/Location``, ``UTC``, ``Etc/GMT+8``): the characters tzfile paths use.
+_TIMEZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}")
+
+
+def _timezone(text: str) -> str:
+    t = text.strip()
+    if not _TIMEZONE.fullmatch(t) or ".." in t:
+        raise ValueError(f"{text!r} is not a time zone name like Asia/Shanghai or UTC (a file under "
+                         "/usr/share/zoneinfo)")
+    return t
+
+
+def _hosts_map(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """kubeadm-ha's ``custom_hosts``: a mapping of address to one name or a list of names (/etc/hosts lines)."""
+    raw = _json(dict)(text)
+    out = []
+    for addr, names in raw.items():
+        try:
+            ip = str(ipaddress.ip_address(str(addr).strip()))
+        except ValueError:
+            raise ValueError(f"{addr!r} is not an IP address (custom_hosts maps addresses to names)") from None
+        listed = [names] if isinstance(names, str) else names
+        if not isinstance(listed, list) or not listed or not all(isinstance(n, str) for n in listed):
+            raise ValueError(f"{addr}: give a name or a list of names, not {names!r}")
+        out.append((ip, tuple(_dns_name(n) for n in listed)))
+    return tuple(out)
+
+
+#: What a proxy URL may hold: it lands in a systemd Environment= line and an apt.conf string.
+_URL_CHARS = re.compile(r"[A-Za-z0-9._~:/@%+=-]+")
+
+
+def _proxy_url(text: str) -> str | None:
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    t = text.strip()
+    if not t:
+        return None  # kubeadm-ha's stock value: no proxy
+    if not _URL_CHARS.fullmatch(t):
+        raise ValueError(f"{text!r} is not a proxy URL like http://10.0.0.1:3128 (letters, digits and "
+                         "._~:/@%+=- only)")
+    try:
+        url = urlsplit(t)
+        port = url.port
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a proxy URL like http://10.0.0.1:3128 ({exc})") from None
+    if url.scheme not in ("http", "https") or not url.hostname or url.path not in ("", "/") or port == 0:
+        raise ValueError(f"{text!r} is not a proxy URL like http://10.0.0.1:3128 (http or https, a host, "
+                         "an optional port, no path)")
+    return t.rstrip("/")
+
+
+def _no_proxy(text: str) -> tuple[str, ...]:
+    """Hosts, domains (``.example.com``) and CIDR networks that bypass the proxy."""
+    out = []
+    for item in _str_list(text):
+        try:
+            net = ipaddress.ip_network(item, strict=False) if "/" in item else ipaddress.ip_address(item)
+            out.append(str(net))
+            continue
+        except ValueError:
+            pass
+        name = item[1:] if item.startswith(".") else item
+        if name == "localhost":
+            out.append(item)
+            continue
+        try:
+            _dns_name(name)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an address, network (CIDR) or domain name") from None
+        out.append(item.lower())
+    return tuple(out)
+
+
+#: A Kubernetes quantity as kubelet reads it (resource.Quantity): a number with an optional suffix.
+_QUANTITY = re.compile(r"(\d+(\.\d+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
+
+
+def _quantity(text: str) -> str:
+    t = text.strip()
+    if not _QUANTITY.fullmatch(t):
+        raise ValueError(f"{text!r} is not a Kubernetes quantity like 100m, 256Mi or 1G")
+    return t
+
+
+def _threshold(text: str) -> str:
+    """An eviction threshold: a percentage (``10%``) or a quantity (``100Mi``)."""
+    t = text.strip()
+    if t.endswith("%"):
+        try:
+            pct = float(t[:-1])
+        except ValueError:
+            raise ValueError(f"{text!r} is not a percentage like 10%") from None
+        if not 0 < pct < 100:
+            raise ValueError(f"{text!r} must be above 0% and below 100%")
+        return t
+    try:
+        return _quantity(t)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an eviction threshold like 10% or 100Mi") from None
+
+
 def _container_manager(text: str) -> ContainerManager:
     if text.strip().lower() == "docker":
         raise ValueError("docker is refused: kha installs containerd (dockershim left Kubernetes in 1.24); "
@@ -385,11 +501,12 @@ _CONTAINERD = ("kha writes containerd's config itself (systemd cgroups, overlayf
                "remove it (a registry mirror goes in /etc/containerd/certs.d on the nodes)")
 _REPOS = ("kha installs from pkgs.k8s.io and the distribution's own repositories, or from an offline bundle "
           "(kha bundle build): remove it")
-_KUBELET = "kha keeps kubelet's own eviction thresholds and reservations: remove it"
 _CONTROLLER = "kha keeps kube-controller-manager's defaults: remove it"
 _EXTRA = "kha does not pass extra flags or volumes to the control plane: remove it"
 _AUDIT = "kha writes its own audit policy (metadata only) and log rotation: use kubernetes_audit to turn it off"
 _CALICO = "kha installs calico with its defaults (IP-in-IP with BGP, MTU detected): remove it"
+_BACKUP = ("checked (hour 0-23, expiry 1-3650 days) and kept for the day-2 etcd backup timer, which "
+           "kha does not install yet: take snapshots with `kha etcd snapshot save`")
 _LB_EXTRAS = "kha's load balancer carries the apiserver only, and haproxy has no stats page: remove it"
 
 #: Every variable kubeadm-ha's example/variables.yaml and example inventories know, and kha's own, with
@@ -448,13 +565,45 @@ KNOBS: tuple[Knob, ...] = (
     Knob("kube_profiling", _bool, False, "/debug/pprof on apiserver, controller-manager and scheduler"),
     Knob("kubelet_protect_kernel_defaults", _bool, False, "kubelet refuses kernel sysctls other than it expects"),
     Knob("lb_haproxy_chroot", _bool, True, "haproxy runs as user haproxy in a chroot"),
+    # -- honoured: node preparation (installer.nodeprep, kubelet's config) -----------------------
+    Knob("skip_verify_node", _bool, False, "skip the resource check before anything is changed: every Kubernetes "
+         "node needs 2 CPUs and 2 GiB, a node that is master, etcd member and worker at once 2 CPUs and 4 GiB",
+         stock=False),
+    Knob("chrony_enabled", _bool, False, "chrony on every node: the first master serves time (from ntp_server, "
+         "or its own clock), the other nodes follow it; on nodes that are containers chronyd runs with -x "
+         "(tracks time, never sets the clock the host owns)", stock=False),
+    Knob("ntp_server", _servers, (), "the servers the first master's chrony follows (a name, an address or a "
+         "list); empty: its own clock at stratum 10", stock="ntp.aliyun.com"),
+    Knob("timezone", _timezone, None, "every node's time zone (/etc/localtime, /etc/timezone); unset: left as "
+         "it is", stock="Asia/Shanghai"),
+    Knob("custom_hosts", _hosts_map, (), "extra /etc/hosts lines (address: name or [names]) on every node, "
+         "beside one line per inventory node named by hostname", stock={}),
+    Knob("http_proxy", _proxy_url, None, "proxy for containerd's image pulls and the package manager (apt, dnf)",
+         stock=""),
+    Knob("https_proxy", _proxy_url, None, "as http_proxy, for https:// URLs", stock=""),
+    Knob("no_proxy", _no_proxy, (), "what bypasses the proxy; kha adds localhost, the nodes, the node, pod and "
+         "service networks and the cluster domain",
+         stock="192.168.0.0/16,10.0.0.0/8,172.16.0.0/12,127.0.0.1,localhost"),
+    Knob("kube_cpu_reserved", _quantity, None, "kubelet kubeReserved cpu", stock="100m"),
+    Knob("kube_memory_reserved", _quantity, None, "kubelet kubeReserved memory", stock="256M"),
+    Knob("kube_ephemeral_storage_reserved", _quantity, None, "kubelet kubeReserved ephemeral-storage", stock="1G"),
+    Knob("system_reserved_enabled", _bool, True, "whether the system_*_reserved values are applied", stock=True),
+    Knob("system_cpu_reserved", _quantity, None, "kubelet systemReserved cpu", stock="500m"),
+    Knob("system_memory_reserved", _quantity, None, "kubelet systemReserved memory", stock="512M"),
+    Knob("system_ephemeral_storage_reserved", _quantity, None, "kubelet systemReserved ephemeral-storage",
+         stock="10G"),
+    Knob("eviction_hard_imagefs_available", _threshold, None, "kubelet evictionHard imagefs.available",
+         stock="15%"),
+    Knob("eviction_hard_memory_available", _threshold, None, "kubelet evictionHard memory.available",
+         stock="100Mi"),
+    Knob("eviction_hard_nodefs_available", _threshold, None, "kubelet evictionHard nodefs.available", stock="10%"),
+    Knob("eviction_hard_nodefs_inodes_free", _threshold, None, "kubelet evictionHard nodefs.inodesFree",
+         stock="5%"),
     # -- no-op: accepted with a warning -------------------------------------------------------
-    _noop("skip_verify_node", _bool, False, "kha runs no CPU/memory check on nodes, so there is nothing to skip"),
+    _noop("etcd_backup_hour", _int_range(0, 23), "3", _BACKUP),
+    _noop("etcd_backup_expiry", _int_range(1, 3650), "7", _BACKUP),
     _noop("firewalld_disabled", _bool, True, "kha leaves the firewall as it is: open the ports in the README's "
           "list or disable it yourself"),
-    _noop("timezone", _text, "Asia/Shanghai", "kha leaves the nodes' time zone as it is"),
-    _noop("chrony_enabled", _bool, False, "kha installs no time sync: keep the nodes' clocks in sync yourself "
-          "(certificates and etcd need it)"),
     _noop("nftables_to_iptables", _bool, False, "kha leaves the iptables backend as the distribution set it"),
     _noop("wait_plugins_ready", _bool, True, "kha always waits for each phase's readiness conditions"),
     _noop("docker_version", _text, "20.10.24", _DOCKER),
@@ -492,13 +641,6 @@ KNOBS: tuple[Knob, ...] = (
     _noop("cert_manager_controller_image", _text,
           "{{ kube_image_repository }}/jetstack_cert-manager-controller:v1.10.1", _ADDON),
     # -- refused unless kubeadm-ha's stock value ----------------------------------------------
-    _refused("http_proxy", _text, "", "kha configures no proxy for package managers or containerd: set the "
-             "nodes' proxy yourself, or install offline from a bundle (kha bundle build)"),
-    _refused("https_proxy", _text, "", "kha configures no proxy for package managers or containerd: set the "
-             "nodes' proxy yourself, or install offline from a bundle (kha bundle build)"),
-    _refused("no_proxy", _text, "192.168.0.0/16,10.0.0.0/8,172.16.0.0/12,127.0.0.1,localhost",
-             "kha configures no proxy: set the nodes' proxy yourself, or install offline from a bundle"),
-    _refused("ntp_server", _text, "ntp.aliyun.com", "kha installs no time sync: configure the nodes' NTP yourself"),
     _refused("chrony_image", _text, "{{ kube_image_repository }}/setzero_chrony:3.5", _IMAGES),
     _refused("base_yum_repo", _text, "http://mirrors.aliyun.com/centos/$releasever/os/$basearch/", _REPOS),
     _refused("epel_yum_repo", _text, "http://mirrors.aliyun.com/epel/$releasever/$basearch", _REPOS),
@@ -512,8 +654,6 @@ KNOBS: tuple[Knob, ...] = (
              "linux/{{ host_distribution | lower }} {{ host_distribution_release }} stable", _REPOS),
     _refused("kubernetes_apt_repo", _text, "deb https://mirrors.aliyun.com/kubernetes/apt kubernetes-xenial main",
              _REPOS),
-    _refused("custom_hosts", _json(dict), {}, "kha does not edit /etc/hosts: node names resolve through "
-             "ansible_host, add other names to the nodes' DNS yourself"),
     _refused("containerd_version", _text, "1.6.20-1", "kha installs the containerd of the distribution or its "
              "bundle: remove it"),
     _refused("containerd_state_dir", _text, "/run/containerd", _CONTAINERD),
@@ -553,24 +693,9 @@ KNOBS: tuple[Knob, ...] = (
     _refused("lb_envoy_admin_address_port", _int, 9090, "kha does not install envoy: use lb_mode=nginx or haproxy"),
     _refused("lb_keepalived_image", _text, "{{ kube_image_repository }}/osixia_keepalived:2.0.20", _IMAGES),
     _refused("etcd_image", _text, "{{ kube_image_repository }}/etcd:3.5.6-0", _IMAGES),
-    _refused("etcd_backup_hour", _int_range(0, 23), 3, "kha installs no backup timer: take snapshots with "
-             "`kha etcd snapshot save`"),
-    _refused("etcd_backup_expiry", _int, 7, "kha installs no backup timer: take snapshots with "
-             "`kha etcd snapshot save`"),
     _refused("pod_infra_container_image", _text, "{{ kube_image_repository }}/pause:3.9", _IMAGES),
     _refused("kube_cni_version", _text, "1.1.1", "kha installs the CNI plugins pkgs.k8s.io or its bundle carries "
              "for kube_version: remove it"),
-    _refused("eviction_hard_imagefs_available", _text, "15%", _KUBELET),
-    _refused("eviction_hard_memory_available", _text, "100Mi", _KUBELET),
-    _refused("eviction_hard_nodefs_available", _text, "10%", _KUBELET),
-    _refused("eviction_hard_nodefs_inodes_free", _text, "5%", _KUBELET),
-    _refused("kube_cpu_reserved", _text, "100m", _KUBELET),
-    _refused("kube_memory_reserved", _text, "256M", _KUBELET),
-    _refused("kube_ephemeral_storage_reserved", _text, "1G", _KUBELET),
-    _refused("system_reserved_enabled", _bool, True, _KUBELET),
-    _refused("system_cpu_reserved", _text, "500m", _KUBELET),
-    _refused("system_memory_reserved", _text, "512M", _KUBELET),
-    _refused("system_ephemeral_storage_reserved", _text, "10G", _KUBELET),
     _refused("kube_encryption_algorithm", _text, "aescbc", "kha encrypts Secrets with aescbc only: remove it "
              "(kube_encryption_at_rest=false turns encryption off)"),
     _refused("kube_encrypt_token", _text, "GPG4RC0Vyk7+Mz/niQPttxLIeL4HF96oRCcBRyKNpfM=",
@@ -673,6 +798,25 @@ class Settings:
     kube_profiling: bool = False
     kubelet_protect_kernel_defaults: bool = False
     lb_haproxy_chroot: bool = True
+    skip_verify_node: bool = False
+    chrony_enabled: bool = False
+    ntp_server: tuple[str, ...] = ()
+    timezone: str | None = None
+    custom_hosts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    http_proxy: str | None = None
+    https_proxy: str | None = None
+    no_proxy: tuple[str, ...] = ()
+    kube_cpu_reserved: str | None = None
+    kube_memory_reserved: str | None = None
+    kube_ephemeral_storage_reserved: str | None = None
+    system_reserved_enabled: bool = True
+    system_cpu_reserved: str | None = None
+    system_memory_reserved: str | None = None
+    system_ephemeral_storage_reserved: str | None = None
+    eviction_hard_imagefs_available: str | None = None
+    eviction_hard_memory_available: str | None = None
+    eviction_hard_nodefs_available: str | None = None
+    eviction_hard_nodefs_inodes_free: str | None = None
     #: which line each explicitly set variable came from (for messages).
     lines: Mapping[str, int] = field(default_factory=dict, compare=False)
     #: variables kha does not know: name → value as written, with its line.

@@ -29,7 +29,7 @@ from installer.kubernetes import render as k8s
 from installer.kubernetes.bundle import NODE_BINARIES, Bundle
 from installer.phases import Phase
 from installer.remote import Transport
-from installer.settings import NetworkPlugin
+from installer.settings import NetworkPlugin, ProxyMode
 from installer.topology import Host, Role
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
@@ -53,11 +53,6 @@ RESUME_PREFLIGHT = (
     "Port-6443", "Port-10259", "Port-10257", "Port-10250",
 )
 READY_TIMEOUT_S = 300.0
-#: How to see that a module's feature is there, loaded or built in (/sys/module lists only some built-ins).
-MODULE_PRESENT = {
-    "overlay": ["grep", "-qw", "overlay", "/proc/filesystems"],
-    "br_netfilter": ["test", "-e", "/proc/sys/net/bridge/bridge-nf-call-iptables"],
-}
 #: What kubelet and kube-proxy need on the node (CNI plugins land in /usr/lib/cni on Debian).
 RUNTIME_PACKAGES = {
     OSFamily.DEBIAN: ["containerd", "runc", "containernetworking-plugins", "conntrack", "iptables", "socat"],
@@ -95,13 +90,14 @@ def _runtime(ctx: InstallContext) -> None:
 
     def one(host: Host, t: Transport) -> None:
         facts = ctx.node_facts(host)
-        nodeops.ensure_packages(ctx, t, facts, RUNTIME_PACKAGES[facts.os_family])
+        ipvs = k8s.IPVS_PACKAGES if ctx.topo.settings.kube_proxy_mode is ProxyMode.IPVS else ()
+        nodeops.ensure_packages(ctx, t, facts, [*RUNTIME_PACKAGES[facts.os_family], *ipvs])
         files = k8s.runtime_files(ctx.topo, release, facts.snapshotter)
         changed = nodeops.sync_files(ctx, t, files, restarts="containerd")
-        for module in k8s.MODULES:
+        for module in k8s.modules(ctx.topo):
             # Only load what is missing: built into the kernel, or a container on a host that has it,
             # the feature is there and modprobe would fail.
-            if not t.run(MODULE_PRESENT[module], check=False).ok and not ctx.would(f"load kernel module {module}"):
+            if not nodeops.module_present(t, module) and not ctx.would(f"load kernel module {module}"):
                 t.run(["modprobe", module], sudo=True)
         for key, want in k8s.SYSCTLS.items():
             # Set only what differs: some keys are host-global and read-only inside a container,

@@ -23,7 +23,7 @@ from installer.files import NodeFile, dump_yaml, environment, render
 from installer.kubernetes import hardening
 from installer.pki.table import apiserver_sans
 from installer.secrets import ClusterSecrets
-from installer.settings import KubeVersion
+from installer.settings import KubeVersion, ProxyMode, Settings
 from installer.topology import Host, Role, Topology
 
 KUBEADM_CONFIG = "/etc/kha/kubeadm.yaml"
@@ -38,6 +38,11 @@ CRI_SOCKET = "/run/containerd/containerd.sock"
 CONTROL_PLANE_TIMEOUT = "10m0s"
 #: Modules kubelet, kube-proxy and bridge CNI need (https://kubernetes.io/docs/setup/production-environment/container-runtimes/).
 MODULES = ("overlay", "br_netfilter")
+#: What kube-proxy's IPVS mode needs besides (https://kubernetes.io/docs/reference/networking/virtual-ips/#proxy-mode-ipvs,
+#: pkg/proxy/ipvs/README.md): IPVS with its round-robin, weighted and source-hash schedulers, and conntrack.
+IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
+#: The node's tools for IPVS mode: kube-proxy's ipset sets, and ipvsadm to look at the virtual servers.
+IPVS_PACKAGES = ("ipset", "ipvsadm")
 SYSCTLS = {
     "net.bridge.bridge-nf-call-iptables": "1",
     "net.bridge.bridge-nf-call-ip6tables": "1",
@@ -186,6 +191,7 @@ def init_config(topo: Topology, host: Host, secrets: ClusterSecrets, release: Re
         "maxPods": s.kube_max_pods,
         "clusterDomain": s.kube_dns_domain,
         **hardening.kubelet_config(h),
+        **kubelet_reservations(s),
     }
     proxy = {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
@@ -196,6 +202,31 @@ def init_config(topo: Topology, host: Host, secrets: ClusterSecrets, release: Re
         "conntrack": {"maxPerCore": 0},
     }
     return NodeFile(KUBEADM_CONFIG, dump_yaml([init, cluster, kubelet, proxy], _KUBEADM_HEADER), mode=0o600)
+
+
+def kubelet_reservations(s: Settings) -> dict[str, object]:
+    """kubeReserved, systemReserved and evictionHard from kubeadm-ha's knobs; only what the inventory set
+    (kubelet keeps its own defaults for the rest). Reservations lower the node's allocatable; kubelet
+    enforces them on pods (enforceNodeAllocatable: pods), not on the daemons themselves.
+    https://kubernetes.io/docs/tasks/administer-cluster/reserve-compute-resources/"""
+    def resources(cpu: str | None, memory: str | None, storage: str | None) -> dict[str, str]:
+        pairs = (("cpu", cpu), ("memory", memory), ("ephemeral-storage", storage))
+        return {k: v for k, v in pairs if v is not None}
+
+    out: dict[str, object] = {}
+    if kube := resources(s.kube_cpu_reserved, s.kube_memory_reserved, s.kube_ephemeral_storage_reserved):
+        out["kubeReserved"] = kube
+    system = resources(s.system_cpu_reserved, s.system_memory_reserved, s.system_ephemeral_storage_reserved)
+    if s.system_reserved_enabled and system:
+        out["systemReserved"] = system
+    eviction = {k: v for k, v in (("memory.available", s.eviction_hard_memory_available),
+                                  ("nodefs.available", s.eviction_hard_nodefs_available),
+                                  ("nodefs.inodesFree", s.eviction_hard_nodefs_inodes_free),
+                                  ("imagefs.available", s.eviction_hard_imagefs_available)) if v is not None}
+    if eviction:
+        # Setting evictionHard replaces kubelet's whole default map: thresholds left out are not enforced.
+        out["evictionHard"] = eviction
+    return out
 
 
 def join_config(topo: Topology, host: Host, secrets: ClusterSecrets, release: Release, ca_pem: bytes) -> NodeFile:
@@ -225,10 +256,16 @@ def control_plane_files(topo: Topology, secrets: ClusterSecrets) -> list[NodeFil
     return out
 
 
+def modules(topo: Topology) -> tuple[str, ...]:
+    """The kernel modules every Kubernetes node loads (and modules-load.d loads at boot)."""
+    ipvs = topo.settings.kube_proxy_mode is ProxyMode.IPVS
+    return MODULES + (IPVS_MODULES if ipvs else ())
+
+
 def runtime_files(topo: Topology, release: Release, snapshotter: str = "overlayfs") -> list[NodeFile]:
     """Kernel modules, sysctls, containerd and crictl config (``snapshotter`` from the node's facts)."""
     return [
-        NodeFile(MODULES_FILE, ("# Written by kha\n" + "\n".join(MODULES) + "\n").encode()),
+        NodeFile(MODULES_FILE, ("# Written by kha\n" + "\n".join(modules(topo)) + "\n").encode()),
         NodeFile(SYSCTL_FILE, ("# Written by kha\n" + "".join(f"{k} = {v}\n" for k, v in SYSCTLS.items())).encode()),
         NodeFile(CONTAINERD_CONFIG, render(
             _env, "containerd.toml.j2", root=topo.settings.containerd_storage_dir,

@@ -192,6 +192,25 @@ CASES: list[Case] = [
     Case("inventory-missing", r"no such inventory file", argv=("render", "-i", "{tmp}/nope.ini", "--dir", "{tmp}/o")),
     Case("bundle-missing", r"manifest.json: not a format-1 kha bundle manifest",
          argv=(*RENDER, "--bundle", "{tmp}/no-bundle")),
+    # -- node preparation knobs (installer/nodeprep, kubelet reservations) ----------------------------
+    Case("ntp-server-bad-name", r"ntp_server: 'ntp_1\.example' is not an RFC 1123 DNS name",
+         var='ntp_server="ntp_1.example"'),
+    Case("timezone-path", r"timezone: '\.\./\.\./etc/passwd' is not a time zone name",
+         var='timezone="../../etc/passwd"'),
+    Case("custom-hosts-not-an-address", r"custom_hosts: 'reg' is not an IP address",
+         var="custom_hosts='{\"reg\": \"10.0.0.1\"}'"),
+    Case("custom-hosts-bad-name", r"custom_hosts: 'bad name' is not an RFC 1123 DNS name",
+         var="custom_hosts='{\"10.0.0.1\": [\"bad name\"]}'"),
+    Case("http-proxy-no-scheme", r"http_proxy: 'proxy:3128' is not a proxy URL", var='http_proxy="proxy:3128"'),
+    Case("https-proxy-quote", r"https_proxy: .* is not a proxy URL", var="https_proxy='http://p\";x'"),
+    Case("no-proxy-bad-item", r"no_proxy: 'a b' is not an address, network \(CIDR\) or domain name",
+         var='no_proxy="10.0.0.0/8,a b"'),
+    Case("kube-memory-reserved-unit", r"kube_memory_reserved: '256MB' is not a Kubernetes quantity",
+         var='kube_memory_reserved="256MB"'),
+    Case("eviction-percent", r"eviction_hard_nodefs_available: '120%' must be above 0% and below 100%",
+         var='eviction_hard_nodefs_available="120%"'),
+    Case("etcd-backup-hour", r"etcd_backup_hour: 24 is outside 0\.\.23", var='etcd_backup_hour="24"'),
+    Case("skip-verify-not-bool", r"skip_verify_node: 'maybe' is not a boolean", var='skip_verify_node="maybe"'),
 ]
 
 

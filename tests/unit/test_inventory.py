@@ -102,8 +102,8 @@ def test_shipped_inventories_resolve_and_variants_agree(scenario: str) -> None:
     assert by_ip.lb_kind == by_name.lb_kind
     assert by_ip.apiserver_endpoint == by_name.apiserver_endpoint
     assert by_ip.settings == by_name.settings
-    # kubeadm-ha's examples set skip_verify_node, a no-op in kha: that warning and no other.
-    assert [w.field for w in by_ip.warnings] == [w.field for w in by_name.warnings] == ["skip_verify_node"]
+    # kubeadm-ha's examples set skip_verify_node (honoured: the resource check runs): no warning at all.
+    assert [w.field for w in by_ip.warnings] == [w.field for w in by_name.warnings] == []
     assert [h.name for h in by_name.hosts] == [f"node{i}" for i in range(1, len(by_name.hosts) + 1)]
     assert [h.name for h in by_ip.hosts] == [str(h.address) for h in by_ip.hosts]
 

@@ -72,7 +72,7 @@ def test_the_stock_file_passes_check_and_each_fate_is_printed(tmp_path: Path,
         assert re.search(rf"^  {name} +{re.escape(fate)}\b.*\({re.escape(str(STOCK))}:{_line_of(STOCK, name)}\)$",
                          out, re.M), f"{name} ({fate}) not printed with its line"
     # Accepted-but-unused variables warn, at the YAML file's line, with the reason.
-    assert f"{STOCK}:{_line_of(STOCK, 'skip_verify_node')}: warning: skip_verify_node: no-op: " in err
+    assert f"{STOCK}:{_line_of(STOCK, 'firewalld_disabled')}: warning: firewalld_disabled: no-op: " in err
     line = _line_of(STOCK, "kube_image_repository")
     assert f"{STOCK}:{line}: warning: kube_image_repository: kubeadm-ha's stock" in err
     assert "unknown variable" not in err
@@ -83,6 +83,11 @@ def test_the_stock_file_passes_check_and_each_fate_is_printed(tmp_path: Path,
     # kubeadm-ha's published secrets are not used: kha generates its own per cluster.
     assert s.kubeadm_token is None and s.lb_keepalived_password is None
     assert s.kube_master_external_ip == ("8.8.8.8",)
+    # Node preparation as kubeadm-ha's file asks: its time zone and kubelet reservations, no chrony, no proxy.
+    assert (s.timezone, s.chrony_enabled, s.ntp_server, s.http_proxy) == ("Asia/Shanghai", False,
+                                                                          ("ntp.aliyun.com",), None)
+    assert (s.kube_memory_reserved, s.system_cpu_reserved, s.eviction_hard_nodefs_available) == ("256M", "500m",
+                                                                                                  "10%")
 
 
 def test_extra_vars_override_the_inventory_and_the_later_file_wins(tmp_path: Path) -> None:

@@ -1,0 +1,176 @@
+"""``prepare``: what every node needs before etcd, the load balancer and Kubernetes land on it.
+
+Children, in order: ``verify`` (the resource bar and, for ``kube_proxy_mode=ipvs``, that the kernel can
+load IPVS: read-only, every node checked and every problem reported at once, before anything is
+written), ``hosts`` (/etc/hosts), ``timezone``, ``proxy`` (containerd, apt) and ``time`` (chrony, then a
+wait until every node follows its source). Each step looks first and changes only what differs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from core import waiting
+from installer import nodeops
+from installer.context import InstallContext
+from installer.errors import ConfigError, KubernetesError, Problem
+from installer.files import NodeFile
+from installer.kubernetes import render as k8s
+from installer.nodeprep import render
+from installer.phases import Phase
+from installer.remote import Transport
+from installer.topology import Host, Role
+
+log = logging.getLogger(__name__)
+
+#: How long a node's chrony may take to select its source (iburst: four polls ~2 s apart, then selection).
+TIME_SYNC_TIMEOUT_S = 90.0
+
+
+def _nodes(ctx: InstallContext) -> tuple[Host, ...]:
+    return render.nodes(ctx.topo)
+
+
+# -- verify --------------------------------------------------------------------------------------
+def resource_problem(ctx: InstallContext, host: Host) -> str | None:
+    """Why ``host`` is below kha's bar (None: it is not): 2 CPUs and 2 GiB for a Kubernetes node, 4 GiB
+    for one that is master, etcd member and worker at once (allinone)."""
+    roles = set(ctx.topo.roles(host.name))
+    if not roles & {Role.MASTER, Role.WORKER, Role.NEW_MASTER, Role.NEW_WORKER}:
+        return None
+    facts = ctx.node_facts(host)
+    allinone = {Role.MASTER, Role.WORKER, Role.ETCD} <= roles
+    need_mib = render.MIN_MEMORY_ALLINONE_MIB if allinone else render.MIN_MEMORY_MIB
+    if facts.cpus >= render.MIN_CPUS and facts.memory_mib >= need_mib:
+        return None
+    shape = "2 CPUs and 4 GiB (master, etcd member and worker on one node)" if allinone else "2 CPUs and 2 GiB"
+    return (f"{host.name} has {facts.cpus} CPU(s) and {facts.memory_mib} MiB; a Kubernetes node needs {shape} "
+            f"(at least {render.MIN_CPUS} CPUs and {need_mib} MiB MemTotal); set skip_verify_node=true to "
+            "install anyway")
+
+
+def ipvs_problem(ctx: InstallContext, host: Host) -> str | None:
+    """Which IPVS module this node neither has nor can load (kube_proxy_mode=ipvs), and what modprobe said."""
+    t = ctx.transport(host)
+    for module in k8s.IPVS_MODULES:
+        if nodeops.module_present(t, module):
+            continue
+        res = t.run(["modprobe", "--dry-run", module], sudo=True, check=False)
+        if not res.ok:
+            said = (res.stderr or res.stdout).strip().splitlines()
+            return (f"{host.name}: kube_proxy_mode=ipvs needs kernel module {module}, which is neither loaded nor "
+                    f"loadable here ({said[-1] if said else f'modprobe exit {res.exit_code}'}); a node that is a "
+                    "container needs it loaded on its host; or use kube_proxy_mode=iptables")
+    return None
+
+
+def _verify(ctx: InstallContext) -> None:
+    s = ctx.topo.settings
+    problems = []
+    for host in _nodes(ctx):
+        with ctx.node(host.name):
+            if not s.skip_verify_node and (why := resource_problem(ctx, host)):
+                problems.append(Problem(ctx.topo.source, host.line, why, "skip_verify_node"))
+            if s.kube_proxy_mode.value == "ipvs" and host in k8s.kubernetes_nodes(ctx.topo) and (
+                    why := ipvs_problem(ctx, host)):
+                problems.append(Problem(ctx.topo.source, s.line("kube_proxy_mode") or host.line, why,
+                                        "kube_proxy_mode"))
+    if problems:
+        raise ConfigError(problems)
+
+
+# -- hosts, time zone, proxy ---------------------------------------------------------------------
+def _hosts(ctx: InstallContext) -> None:
+    block = render.hosts_block(ctx.topo)
+    for host in _nodes(ctx):
+        with ctx.node(host.name):
+            t = ctx.transport(host)
+            nodeops.sync_file(ctx, t, NodeFile(render.HOSTS_FILE, block))
+            nodeops.sync_block(ctx, t, render.ETC_HOSTS, render.HOSTS_MARKER, block)
+
+
+def _timezone(ctx: InstallContext) -> None:
+    zone = ctx.topo.settings.timezone
+    if zone is None:
+        return
+    target = f"{render.ZONEINFO}/{zone}"
+    for host in _nodes(ctx):
+        with ctx.node(host.name):
+            t = ctx.transport(host)
+            facts = ctx.node_facts(host)
+            nodeops.ensure_packages(ctx, t, facts, ["tzdata"])
+            if not ctx.dry_run and not t.run(["test", "-f", target], check=False).ok:
+                raise ConfigError([Problem(ctx.topo.source, ctx.topo.settings.line("timezone"),
+                                           f"{host.name} has no {target}: not a time zone tzdata knows", "timezone")])
+            if t.run(["readlink", "/etc/localtime"], check=False).stdout.strip() != target and not ctx.would(
+                    f"link /etc/localtime to {target}"):
+                t.run(["ln", "-sfn", target, "/etc/localtime"], sudo=True)
+            nodeops.sync_files(ctx, t, [f for f in render.files(ctx.topo, host, facts)
+                                        if f.path == render.TIMEZONE_FILE])
+
+
+def _proxy(ctx: InstallContext) -> None:
+    for host in _nodes(ctx):
+        with ctx.node(host.name):
+            t = ctx.transport(host)
+            files = render.proxy_files(ctx.topo, ctx.node_facts(host))
+            # containerd is (re)started by kubernetes/runtime: the mark makes it pick the drop-in up.
+            nodeops.sync_files(ctx, t, files, restarts="containerd")
+
+
+# -- time ----------------------------------------------------------------------------------------
+def _time(ctx: InstallContext) -> None:
+    if not ctx.topo.settings.chrony_enabled:
+        return
+    hosts = _nodes(ctx)
+    for host in hosts:  # the first master first: the others follow it
+        with ctx.node(host.name):
+            t = ctx.transport(host)
+            facts = ctx.node_facts(host)
+            c = render.Chrony.of(facts)
+            # The -x drop-in goes on before chrony is installed or started: on a container chronyd must never
+            # run without it (it would step the host's clock where the container keeps CAP_SYS_TIME).
+            ours = [f for f in render.files(ctx.topo, host, facts) if f.path in (c.config, c.dropin)]
+            changed = nodeops.sync_files(ctx, t, [f for f in ours if f.path == c.dropin], restarts=c.unit)
+            nodeops.ensure_packages(ctx, t, facts, ["chrony"])
+            changed += nodeops.sync_files(ctx, t, [f for f in ours if f.path == c.config], restarts=c.unit)
+            nodeops.ensure_service(ctx, t, c.unit, changed=bool(changed))
+    if ctx.would("wait until every node's chrony follows its source"):
+        return
+    for host in hosts:
+        with ctx.node(host.name):
+            _wait_synced(host, ctx.transport(host))
+
+
+def _wait_synced(host: Host, t: Transport) -> None:
+    def problem() -> str | None:
+        return time_problem(t.run(["chronyc", "-n", "-c", "tracking"], check=False).stdout)
+
+    waiting.until(problem, timeout=TIME_SYNC_TIMEOUT_S, interval=2, error=lambda why: KubernetesError(
+        f"{host.name}: chrony not in sync after {TIME_SYNC_TIMEOUT_S:.0f}s: {why}"))
+
+
+def time_problem(tracking_csv: str) -> str | None:
+    """None when ``chronyc -n -c tracking`` says the clock follows a source (a server, or the local clock the
+    first master serves); else what it says. Fields (chronyc(1), -c): reference ID, its address, stratum,
+    reference time, system time offset, … leap status last."""
+    fields = tracking_csv.strip().split(",")
+    if len(fields) < 14:
+        return f"chronyc tracking gave {tracking_csv.strip()!r}"
+    ref, leap = fields[0], fields[-1]
+    if ref == "00000000" or leap == "Not synchronised":
+        return f"not synchronised (reference {ref}, leap status {leap})"
+    return None
+
+
+PHASE: Phase[InstallContext] = Phase(
+    "prepare",
+    children=(
+        Phase("verify", _verify, description="resources (skip_verify_node) and IPVS modules, read-only, every node"),
+        Phase("hosts", _hosts, description="/etc/hosts: every node by name, and custom_hosts"),
+        Phase("timezone", _timezone, description="timezone: /etc/localtime"),
+        Phase("proxy", _proxy, description="http_proxy/https_proxy/no_proxy for containerd and apt"),
+        Phase("time", _time, description="chrony_enabled: chrony, the first master serving the others"),
+    ),
+    description="node preparation before any component",
+)
