@@ -567,7 +567,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("lb_haproxy_chroot", _bool, True, "haproxy runs as user haproxy in a chroot"),
     # -- honoured: node preparation (installer.nodeprep, kubelet's config) -----------------------
     Knob("skip_verify_node", _bool, False, "skip the resource check before anything is changed: every Kubernetes "
-         "node needs 2 CPUs and 2 GiB, a node that is master, etcd member and worker at once 2 CPUs and 4 GiB",
+         "node needs 2 CPUs and 2 GiB (1700 MiB MemTotal), the one node of a one-node cluster 2 CPUs and 4 GiB",
          stock=False),
     Knob("chrony_enabled", _bool, False, "chrony on every node: the first master serves time (from ntp_server, "
          "or its own clock), the other nodes follow it; on nodes that are containers chronyd runs with -x "

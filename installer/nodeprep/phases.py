@@ -34,16 +34,16 @@ def _nodes(ctx: InstallContext) -> tuple[Host, ...]:
 # -- verify --------------------------------------------------------------------------------------
 def resource_problem(ctx: InstallContext, host: Host) -> str | None:
     """Why ``host`` is below kha's bar (None: it is not): 2 CPUs and 2 GiB for a Kubernetes node, 4 GiB
-    for one that is master, etcd member and worker at once (allinone)."""
+    for the one node of a one-node cluster (master, etcd member and worker at once: allinone)."""
     roles = set(ctx.topo.roles(host.name))
     if not roles & {Role.MASTER, Role.WORKER, Role.NEW_MASTER, Role.NEW_WORKER}:
         return None
     facts = ctx.node_facts(host)
-    allinone = {Role.MASTER, Role.WORKER, Role.ETCD} <= roles
+    allinone = {Role.MASTER, Role.WORKER, Role.ETCD} <= roles and len(render.nodes(ctx.topo)) == 1
     need_mib = render.MIN_MEMORY_ALLINONE_MIB if allinone else render.MIN_MEMORY_MIB
     if facts.cpus >= render.MIN_CPUS and facts.memory_mib >= need_mib:
         return None
-    shape = "2 CPUs and 4 GiB (master, etcd member and worker on one node)" if allinone else "2 CPUs and 2 GiB"
+    shape = "2 CPUs and 4 GiB (the one node of the cluster)" if allinone else "2 CPUs and 2 GiB"
     return (f"{host.name} has {facts.cpus} CPU(s) and {facts.memory_mib} MiB; a Kubernetes node needs {shape} "
             f"(at least {render.MIN_CPUS} CPUs and {need_mib} MiB MemTotal); set skip_verify_node=true to "
             "install anyway")
@@ -135,8 +135,8 @@ def _time(ctx: InstallContext) -> None:
             nodeops.ensure_packages(ctx, t, facts, ["chrony"])
             changed += nodeops.sync_files(ctx, t, [f for f in ours if f.path == c.config], restarts=c.unit)
             nodeops.ensure_service(ctx, t, c.unit, changed=bool(changed))
-    if ctx.would("wait until every node's chrony follows its source"):
-        return
+    if ctx.dry_run:
+        return  # the wait changes nothing, and a dry run has started no chrony to wait for
     for host in hosts:
         with ctx.node(host.name):
             _wait_synced(host, ctx.transport(host))

@@ -31,7 +31,8 @@ TIMEZONE_FILE = "/etc/timezone"  # Debian's (tzdata); /etc/localtime is the link
 ZONEINFO = "/usr/share/zoneinfo"
 #: Stratum the first master serves its own clock at when no ntp_server answers (chrony.conf(5) ``local``).
 LOCAL_STRATUM = 10
-#: kubeadm's own floor for a "2 GB" machine (preflight's Mem check: 1700 MB), and the double of it.
+#: kubeadm's own floor for a "2 GB" machine (preflight's Mem check: 1700 MB), and what a "4 GB" one shows
+#: (the one node of an allinone cluster runs etcd, the control plane and pods).
 MIN_CPUS = 2
 MIN_MEMORY_MIB = 1700
 MIN_MEMORY_ALLINONE_MIB = 3500

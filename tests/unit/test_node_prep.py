@@ -156,8 +156,9 @@ def test_time_check_verdict(csv: str, ok: bool) -> None:
     ("allinone", 2, 1800, False), ("allinone", 2, 3900, True)
 ])
 def test_resource_bar(tmp_path: Path, roles: str, cpus: int, mib: int, ok: bool) -> None:
-    t = variants.topo(tmp_path, "allinone" if roles == "allinone" else "m-master")
-    host = {"worker": "node4", "allinone": "node1"}[roles]
+    # s-master's node1 is master, etcd member and worker too, but not alone: the 2 GiB bar.
+    t = variants.topo(tmp_path, {"allinone": "allinone", "s-master-node1": "s-master"}.get(roles, "m-master"))
+    host = {"worker": "node4", "allinone": "node1", "s-master-node1": "node1"}[roles]
     facts = NodeFacts(cpus=cpus, memory_mib=mib)
     ctx = SimpleNamespace(topo=t, node_facts=lambda _h: facts)
     why = prep.resource_problem(ctx, t.host(host))  # type: ignore[arg-type]
