@@ -29,6 +29,11 @@ def line(ok: bool, name: str, seconds: float, detail: str = "") -> str:
     return f"{text}  {detail}" if detail else text
 
 
+def skipped(name: str, reason: str = "") -> str:
+    """``- name (skipped)``, or ``- name (skipped: reason)``."""
+    return f"- {name} (skipped: {reason})" if reason else f"- {name} (skipped)"
+
+
 def _log_line(text: str) -> None:
     log.info("%s", text)
 

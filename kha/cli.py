@@ -20,6 +20,7 @@ from harness.errors import SpecError
 from images import cli as images_cli
 from images.bundle import cli as bundle_cli
 from installer import install, operator_kubeconfig, render, settings, topology, varsfile
+from installer.checks import run as checks_run
 from installer.errors import ConfigError
 from installer.etcd import cli as etcd_cli
 from installer.pki import cli as pki_cli
@@ -86,6 +87,7 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
         fault_cli.register,
         report_cli.register,
         matrix_cli.register,
+        checks_run.register,
     ]
     return found
 

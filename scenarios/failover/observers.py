@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.probe import ArpHolders, Worker
 from installer.etcd import ctl
+from installer.loadbalancer import runtime
 from installer.topology import Host
 from scenarios.errors import ScenarioError
 from scenarios.failover.clients import https_url, request
@@ -94,25 +95,13 @@ def etcd_leader(inst: Installed, client: EtcdHTTP, *, period: float = 0.5, max_d
                   max_duration=max_duration)
 
 
-def parse_servers_state(text: str) -> dict[str, bool]:
-    """haproxy's ``show servers state`` → server name → UP (operational state 2, SRV_ST_RUNNING)."""
-    out: dict[str, bool] = {}
-    for line in text.splitlines():
-        if not line[:1].isdigit():  # the version line and "#" headers; server rows start with the backend id
-            continue
-        cols = line.split()
-        if len(cols) > 5:
-            out[cols[3]] = cols[5] == "2"
-    return out
-
-
 def haproxy(inst: Installed, *, period: float = 1.0, max_duration: float) -> Poller:
     """Which apiservers each LB node's haproxy counts as UP (its runtime API, over SSH): ``UP a,b DOWN c``.
 
     Each LB node is asked in a thread of its own, so a node that hangs (powered off mid-connection) costs
     its own row a "no answer", not every row: while a node's last question is unanswered, it is not asked
     again."""
-    argv = ["sh", "-c", 'echo "show servers state kube-apiserver" | socat stdio /run/haproxy/admin.sock']
+    argv = runtime.servers_state_argv()
     connector = inst.connector()
     pool = ThreadPoolExecutor(max_workers=max(1, len(inst.topo.lb)), thread_name_prefix="observe-haproxy")
     pending: dict[str, Future[str]] = {}
@@ -121,7 +110,7 @@ def haproxy(inst: Installed, *, period: float = 1.0, max_duration: float) -> Pol
         res = connector(host).run(argv, sudo=True, check=False, timeout=max(1.0, period))
         if not res.ok:
             return f"haproxy not answering ({res.exit_code})"
-        st = parse_servers_state(res.stdout)
+        st = runtime.parse_servers_state(res.stdout)
         up = ",".join(sorted(n for n, ok in st.items() if ok))
         down = ",".join(sorted(n for n, ok in st.items() if not ok))
         return f"UP {up}" + (f" DOWN {down}" if down else "")

@@ -55,13 +55,12 @@ from installer.kubernetes import source
 from installer.kubernetes.bundle import Bundle
 from installer.kubernetes.phases import ADMIN_CONF
 from installer.loadbalancer import render as lb_render
-from installer.loadbalancer import vip
+from installer.loadbalancer import runtime, vip
 from installer.remote import Transport
 from installer.secrets import ClusterSecrets
 from installer.settings import Settings
 from installer.state import StateDir
 from installer.topology import Host, Role
-from scenarios.failover.observers import parse_servers_state
 from scenarios.installed import Installed
 from scenarios.report.redact import Redactor, for_installed
 
@@ -452,13 +451,13 @@ class Collector:
         connector = self.connector()
         try:
             # haproxy's runtime API (the socket the haproxy template enables), as the failover observer asks it.
-            argv = ["sh", "-c", 'echo "show servers state" | socat stdio /run/haproxy/admin.sock']
+            argv = runtime.servers_state_argv(None)
             for h in topo.lb:
                 rel = f"cluster/haproxy/{h.name}.txt"
                 out = self.run_on(Node(h, connector, self.nodes[h.name].dead), rel, argv)
                 if out is not None:
                     self.folder.write(rel, out)
-                    self.folder.json(f"cluster/haproxy/{h.name}.json", {"up": parse_servers_state(out)})
+                    self.folder.json(f"cluster/haproxy/{h.name}.json", {"up": runtime.parse_servers_state(out)})
             if topo.vip is not None:
                 asked = [h.name for h in self.alive(topo.lb)]
                 self.guarded(CLUSTER, "cluster/vip.json", lambda: self.folder.json("cluster/vip.json", {

@@ -1,6 +1,6 @@
 """The installed control plane is hardened as kha says (installer/kubernetes/hardening.py): Secrets are
-encrypted in etcd, the audit log records requests without their bodies, profiling is off, and haproxy runs
-as its own user in a chroot while kha's observer still reads its runtime API.
+encrypted in etcd, the audit log records requests without their bodies, profiling is off. (The load balancer's
+unprivileged workers, haproxy's chroot and its runtime API are ``kha check``'s ``loadbalancer/backends``.)
 
 Runs against the session's ``installed`` topology (conftest.py), like test_kubernetes.py.
 """
@@ -17,7 +17,6 @@ from e2e_support import Installed
 
 from installer.etcd import ctl
 from installer.kubernetes import hardening
-from installer.settings import LBMode
 
 pytestmark = pytest.mark.e2e
 
@@ -80,27 +79,3 @@ def test_profiling_is_off_on_every_control_plane(installed: Installed) -> None:
             assert "--profiling=false" in pod["spec"]["containers"][0]["command"], name
             seen += 1
     assert seen == len(components) * len(installed.topo.masters)
-
-
-def _workers(inst: Installed, node: str, daemon: str) -> dict[str, str]:
-    """pid → user of each process of ``daemon`` on ``node``."""
-    out = inst.run(node, ["ps", "-o", "pid=,user=", "-C", daemon]).stdout
-    return dict(line.split() for line in out.splitlines())
-
-
-def test_the_apiserver_lb_runs_unprivileged_and_its_runtime_api_answers_root(installed: Installed) -> None:
-    lb_nodes = installed.topo.lb or installed.topo.hosts  # VIP: the [lb] nodes; node-local: every node
-    for host in lb_nodes:
-        if installed.topo.settings.lb_mode is LBMode.NGINX:
-            users = set(_workers(installed, host.name, "nginx").values())
-            assert users == {"root", "www-data"}, f"{host.name}: nginx runs as {users}"  # master + workers
-            continue
-        procs = _workers(installed, host.name, "haproxy")
-        assert set(procs.values()) == {"root", "haproxy"}, f"{host.name}: haproxy runs as {procs}"
-        worker = next(pid for pid, user in procs.items() if user == "haproxy")
-        root = installed.run(host, ["readlink", f"/proc/{worker}/root"]).stdout.strip()
-        assert root == "/var/lib/haproxy", host.name
-        # What the failover suite's observer asks (scenarios/failover/observers.py), as root.
-        state = installed.run(host, ["sh", "-c", 'echo "show servers state kube-apiserver" | '
-                                     "socat stdio /run/haproxy/admin.sock"]).stdout
-        assert "kube-apiserver" in state, state

@@ -1,0 +1,70 @@
+"""The external etcd cluster: every member healthy, the members exactly the inventory's [etcd] nodes, and
+every member's key-value store the same (``endpoint hashkv`` at one revision). etcdctl runs on a member
+as the healthcheck client (``installer.etcd.ctl``, the one etcdctl command line)."""
+
+from __future__ import annotations
+
+import pytest
+
+from installer.checks import verdicts
+from installer.checks.target import Target, output
+from installer.etcd import ctl
+
+#: Members that just (re)started elect a leader and answer within the install's own bound.
+DEADLINE_S = ctl.HEALTH_TIMEOUT_S
+
+
+def _etcdctl(target: Target, *args: str) -> tuple[str, str]:
+    """etcdctl ARGS -w json against every member, on the first member reachable: (stdout, evidence)."""
+    urls = ctl.client_urls(target.topo.etcd)
+    res = target.run_on_any(target.topo.etcd, ctl.argv(*args, "-w", "json", endpoints=urls))
+    return res.stdout, output(res)
+
+
+def _members(target: Target) -> list[str]:
+    if not target.topo.etcd:
+        pytest.skip("the inventory has no [etcd] nodes")
+    return ctl.client_urls(target.topo.etcd)
+
+
+def test_health(target: Target, note: list[str]) -> None:
+    urls = _members(target)
+
+    def look() -> str | None:
+        text, said = _etcdctl(target, "endpoint", "health")
+        problem = verdicts.health_problem(ctl.parse_endpoint_health(text), urls)
+        return f"{problem}\n{said}" if problem else None
+
+    target.until(look, DEADLINE_S)
+    note.append(f"{len(urls)} members healthy")
+
+
+def test_members(target: Target) -> None:
+    _members(target)
+
+    def look() -> str | None:
+        text, said = _etcdctl(target, "member", "list")
+        problem = verdicts.members_problem(ctl.parse_member_list(text), target.topo.etcd)
+        return f"{problem}\n{said}" if problem else None
+
+    target.until(look, DEADLINE_S)
+
+
+def test_hashkv(target: Target, note: list[str]) -> None:
+    urls = _members(target)
+    seen: list[int] = []
+
+    def look() -> str | None:
+        text, said = _etcdctl(target, "endpoint", "status")
+        revisions = [s.revision for s in ctl.parse_endpoint_status(text)]
+        if not revisions:
+            return f"no member told its revision\n{said}"
+        # One revision every member has: the hashes cover the same history (a write in between would
+        # otherwise make equal stores differ).
+        text, said = _etcdctl(target, "endpoint", "hashkv", f"--rev={min(revisions)}")
+        problem = verdicts.hashkv_problem(ctl.parse_hashkv(text), urls)
+        seen[:] = [min(revisions)]
+        return f"{problem}\n{said}" if problem else None
+
+    target.until(look, DEADLINE_S)
+    note.append(f"equal at revision {seen[0]}")

@@ -1,0 +1,147 @@
+"""``kha check`` on the installed topology: every check passes (one test per check, so a red check is a red
+test with its evidence), then breaking one thing at a time turns the check that watches it red, naming the
+node and what it saw, and healing it turns it green again.
+
+These are the e2e tier's node and cluster checks: the check modules (``installer/checks``) are the only copy,
+run here exactly as an operator runs them — ``kha check`` as a command, its JUnit XML read back.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from e2e_support import Installed
+
+from installer import install
+from installer.checks import run as checks
+from installer.checks.plugin import MODULE_PREFIX, check_name
+from installer.loadbalancer import render as lb_render
+from installer.settings import LBMode
+from installer.topology import LBKind
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One ``kha check`` run: exit code, what it printed, and each check's (status, evidence or detail)."""
+
+    code: int
+    output: str
+    results: dict[str, tuple[str, str]]
+
+
+def kha_check(inst: Installed, tmp: Path, *args: str, inventory: Path | None = None) -> Checked:
+    junit = tmp / f"check-{time.monotonic_ns()}.xml"
+    argv = [sys.executable, "-m", "kha", "check", "-i", str(inventory or inst.inventory), "--state", str(inst.state),
+            "--ssh-config", str(inst.cluster.ssh_config), "--known-hosts", str(inst.cluster.known_hosts),
+            "--junitxml", str(junit), *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    results: dict[str, tuple[str, str]] = {}
+    if junit.exists():
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            name = check_name(MODULE_PREFIX + case.get("classname", "").removeprefix("test_"), case.get("name", ""))
+            props = {p.get("name"): p.get("value", "") for p in case.iter("property")}
+            status = "failed" if case.find("failure") is not None or case.find("error") is not None else (
+                "skipped" if case.find("skipped") is not None else "passed")
+            results[name] = (status, props.get("evidence", "") or props.get("detail", ""))
+    return Checked(proc.returncode, proc.stdout + proc.stderr, results)
+
+
+def _expected_skips(inst: Installed) -> set[str]:
+    return set() if inst.topo.lb_kind is LBKind.VIP else {"loadbalancer/vip", "loadbalancer/keepalived"}
+
+
+@pytest.fixture(scope="module")
+def checked(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> Checked:
+    start = time.monotonic()
+    result = kha_check(installed, tmp_path_factory.mktemp("kha-check"))
+    installed.timings.add("kha check (every check, right after the install)", time.monotonic() - start)
+    return result
+
+
+@pytest.mark.parametrize("name", checks.catalogue())
+def test_check_passes(checked: Checked, installed: Installed, name: str) -> None:
+    assert name in checked.results, checked.output
+    status, said = checked.results[name]
+    if name in _expected_skips(installed):
+        assert status == "skipped", said
+    else:
+        assert status == "passed", f"{name}: {said}\n--- kha check ---\n{checked.output}"
+
+
+def test_kha_check_exit_code_and_lines(checked: Checked) -> None:
+    assert checked.code == 0, checked.output
+    lines = [ln for ln in checked.output.splitlines() if ln[:2] in ("✓ ", "✗ ", "- ")]
+    assert [ln.split()[1] for ln in lines] == checks.catalogue(), checked.output
+
+
+def _broken(res: Checked, name: str, *words: str) -> None:
+    """``kha check`` failed (exit 1) on ``name`` and its evidence holds ``words``."""
+    assert res.code == 1, res.output
+    status, evidence = res.results[name]
+    assert status == "failed", res.output
+    for w in words:
+        assert w in evidence, f"{w!r} not in the evidence of {name}:\n{evidence}"
+    assert f"✗ {name}" in res.output, res.output
+
+
+def _green(res: Checked, names: Sequence[str]) -> None:
+    assert res.code == 0, res.output
+    assert all(res.results[n][0] in ("passed", "skipped") for n in names), res.output
+
+
+def test_a_stopped_load_balancer_turns_loadbalancer_backends_red(installed: Installed, tmp_path: Path) -> None:
+    topo = installed.topo
+    daemon = "nginx" if topo.settings.lb_mode is LBMode.NGINX else "haproxy"
+    node = lb_render.lb_nodes(topo)[-1]
+    installed.run(node, ["systemctl", "stop", daemon])
+    try:
+        res = kha_check(installed, tmp_path, "--only", "loadbalancer", "--timeout", "5")
+        _broken(res, "loadbalancer/backends", f"{node.name}: {daemon} is not running", "inactive")
+        if topo.lb_kind is LBKind.VIP:  # keepalived sees its local proxy gone: FAULT on that node
+            _broken(res, "loadbalancer/keepalived", f"{node.name}: the local proxy check fails")
+    finally:
+        installed.run(node, ["systemctl", "start", daemon])
+    _green(kha_check(installed, tmp_path, "--only", "loadbalancer"), ["loadbalancer/backends"])
+
+
+def test_a_moved_certificate_turns_pki_files_red(installed: Installed, tmp_path: Path) -> None:
+    node = installed.topo.masters[-1]
+    path = "/etc/kubernetes/pki/apiserver.crt"
+    installed.run(node, ["mv", path, "/root/apiserver.crt.moved-by-kha-e2e"])
+    try:
+        res = kha_check(installed, tmp_path, "--only", "pki", "--timeout", "0")
+        _broken(res, "pki/files", f"{node.name}: {path} is missing")
+    finally:
+        installed.run(node, ["mv", "/root/apiserver.crt.moved-by-kha-e2e", path])
+    _green(kha_check(installed, tmp_path, "--only", "pki"), ["pki/files", "pki/served"])
+
+
+def test_a_stopped_chrony_turns_node_time_red(installed: Installed, tmp_path: Path) -> None:
+    """With chrony_enabled (kha installs chrony: ``prepare/time``), a node whose chronyd stopped is red."""
+    inventory = tmp_path / installed.inventory.name
+    # The inventories end in [all:vars]: the knob lands there (as tests/e2e/test_node_prep.py sets its knobs).
+    text = "\n".join(ln for ln in installed.inventory.read_text().splitlines() if not ln.startswith("chrony_enabled="))
+    inventory.write_text(text + "\nchrony_enabled=true\n")
+    install.run(inventory, state=installed.state, ssh_config=installed.cluster.ssh_config,
+                known_hosts=installed.cluster.known_hosts, only=["prepare/time"], out=io.StringIO())
+    ok = kha_check(installed, tmp_path, "--only", "node/time", inventory=inventory)
+    _green(ok, ["node/time"])
+    assert "chrony offset" in ok.results["node/time"][1], ok.output
+    node = installed.topo.hosts[-1]
+    installed.run(node, ["systemctl", "stop", "chrony"])
+    try:
+        res = kha_check(installed, tmp_path, "--only", "node/time", "--timeout", "0", inventory=inventory)
+        _broken(res, "node/time", f"{node.name}: chrony_enabled=true but chronyd is not running", "inactive")
+    finally:
+        installed.run(node, ["systemctl", "start", "chrony"])
+    _green(kha_check(installed, tmp_path, "--only", "node/time", inventory=inventory), ["node/time"])
