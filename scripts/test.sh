@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The test command: set up what is missing (scripts/setup.sh), then every CI tier through tox, the
-# developers' front door: lint, type, unit, integration, then the e2e tier on allinone and m-master
-# (`tox -e allinone`, `tox -e m-master`), CI's share of the fault catalogue on an installed m-master
-# (`tox -e failover-pr`; the whole catalogue is `tox -e failover`), and allinone on a qemu VM
-# (`tox -e allinone-qemu`).
+# The test command: set up what is missing (scripts/setup.sh), then every CI tier, the developers' front
+# door: lint, type, unit, integration through tox, then the test matrix's pr tier: the e2e tier on allinone
+# and m-master (what `tox -e allinone`, `tox -e m-master` run), CI's share of the fault catalogue on an
+# installed m-master (`tox -e failover-pr`; the whole catalogue is `tox -e failover`), and allinone on a
+# qemu VM (`tox -e allinone-qemu`).
 # Extra arguments go to pytest.
 # Integration and e2e tests use real daemons and topologies on this machine (sshd, etcd, haproxy,
 # keepalived, libvirtd); a tier fails, never skips, when something it needs is missing (KHA_NO_SKIP=1).
@@ -24,6 +24,6 @@ trap reports EXIT
 # One tox call per group so the first failing group stops the run (tox itself goes on to the next env).
 "$VENV/bin/tox" run -e lint,type -- "$@"
 "$VENV/bin/tox" run -e unit,integration -- "$@"
-for scenario in allinone m-master failover-pr allinone-qemu; do
-  "$VENV/bin/tox" run -e "$scenario" -- "$@"
-done
+# The e2e part is the test matrix's pr tier (scenarios/matrix.toml; `kha matrix list --tier pr`): each cell
+# is the pytest command of one tox env above, run one after another; a failed cell prints its log's tail.
+"$VENV/bin/kha" matrix run --tier pr --out "$ROOT/matrix-results" -- "$@"

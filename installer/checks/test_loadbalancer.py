@@ -27,8 +27,7 @@ def _lb_nodes(target: Target) -> tuple[Host, ...]:
 def _service(target: Target, h: Host, unit: str) -> str | None:
     if target.host(h).service(unit).is_running:
         return None
-    return f"{unit} is not running: " + output(target.run(h, ["systemctl", "status", "--no-pager", "--lines=5",
-                                                              unit]), 8)
+    return f"{unit} is not running: {target.unit_state(h, unit)}"
 
 
 def _haproxy(target: Target, h: Host) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from installer import nodeops
 from installer.checks import verdicts
-from installer.checks.target import Target, output
+from installer.checks.target import Target
 from installer.kubernetes import render as k8s
 from installer.nodeprep import phases as prep
 from installer.nodeprep import render as prep_render
@@ -37,7 +37,7 @@ def test_time(target: Target, note: list[str]) -> None:
             problem, what = verdicts.time_verdict(clock, chrony_enabled=target.topo.settings.chrony_enabled,
                                                   sync_problem=None)
             if problem and target.topo.settings.chrony_enabled:
-                problem += "\n" + output(target.run(h, ["systemctl", "status", "--no-pager", "--lines=3", "chrony"]), 6)
+                problem += "\n" + target.unit_state(h, "chrony")
         seen[h.name] = what
         return problem
 
@@ -83,9 +83,8 @@ def test_runtime(target: Target) -> None:
         for unit in ("containerd", "kubelet"):
             svc = host.service(unit)
             if not svc.is_running or not svc.is_enabled:
-                status = target.run(h, ["systemctl", "status", "--no-pager", "--lines=5", unit])
                 problems.append(f"{unit} {'running' if svc.is_running else 'not running'}, "
-                                f"{'enabled' if svc.is_enabled else 'not enabled'}: {output(status, 8)}")
+                                f"{'enabled' if svc.is_enabled else 'not enabled'}: {target.unit_state(h, unit)}")
         if not host.socket(f"unix://{k8s.CRI_SOCKET}").is_listening:
             problems.append(f"nothing listens on {k8s.CRI_SOCKET}")
         return "\n".join(problems) or None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import progress
-from core.errors import CommandFailed, InputError
+from core.errors import CommandFailed, InputError, tail
 from core.run import stream
 from scenarios.matrix import invocation, probe, results
 from scenarios.matrix.model import AXES, Cell, Matrix
@@ -28,6 +28,10 @@ from scenarios.matrix.probe import Host, Needs
 from scenarios.matrix.results import CellResult, Refused, Run
 
 log = logging.getLogger(__name__)
+
+#: Lines of a failed cell's pytest log printed under its ✗ line: pytest's failures and short summary, so a CI
+#: log says why without the results folder.
+FAILED_TAIL_LINES = 150
 
 #: What a cell's command is run by: (argv, log file, environment) → exit status.
 Execute = Callable[[Sequence[str], Path, Mapping[str, str]], int]
@@ -102,6 +106,8 @@ def run(p: Plan, jobs: int, out: Path, emit: progress.Emit, *, execute: Execute 
         if "install_s" in result.figures:
             detail += f"; install {result.figures['install_s']:.1f}s"
         emit(progress.line(result.ok, planned.cell.id, result.seconds, f"{detail}; {planned.folder}"))
+        if not result.ok:
+            emit(_indented(tail(_read(planned.folder / result.log), FAILED_TAIL_LINES)))
         return result
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -113,6 +119,17 @@ def run(p: Plan, jobs: int, out: Path, emit: progress.Emit, *, execute: Execute 
                        f"{passed} passed, {len(done) - passed} failed, {len(p.refused)} refused; "
                        f"cells one by one: {sum(r.seconds for r in done):.1f}s; {out / results.SUMMARY}"))
     return ran
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
+
+
+def _indented(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines())
 
 
 def run_cell(planned: Planned, tier: str | None, *, execute: Execute,

@@ -60,6 +60,25 @@ def chosen_scenario(config: pytest.Config) -> str:
     return DEFAULT_SCENARIO
 
 
+def chosen_driver(config: pytest.Config) -> str:
+    return str(config.getoption("kha_driver") or DEFAULT_DRIVER)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e_session(scenario, driver): a module that boots a cluster of its own "
+                                       "runs in that one e2e session (tox -e allinone: allinone, lxc) and is "
+                                       "deselected, not skipped, in the others")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    session = (chosen_scenario(config), chosen_driver(config))
+    elsewhere = [item for item in items
+                 if (m := item.get_closest_marker("e2e_session")) is not None and tuple(m.args) != session]
+    if elsewhere:
+        config.hook.pytest_deselected(items=elsewhere)
+        items[:] = [item for item in items if item not in elsewhere]
+
+
 @contextmanager
 def _timed(timings: Timings, what: str) -> Iterator[None]:
     start = time.monotonic()
@@ -72,7 +91,7 @@ def installed(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFacto
               request: pytest.FixtureRequest) -> Iterator[Installed]:
     config = request.config
     scenario = chosen_scenario(config)
-    driver = str(config.getoption("kha_driver") or DEFAULT_DRIVER)
+    driver = chosen_driver(config)
     timings = Timings(scenario, driver)
     config.stash[TIMINGS] = timings
 
@@ -125,6 +144,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
         tr.write_line("install phases:")
         for p in timings.phases:
             tr.write_line(f"{p.seconds:8.1f}s  {'✓' if p.status is Status.OK else '✗'} {p.path}")
+    if timings.checks:
+        tr.write_line("kha check:")
+        for line in timings.checks:
+            tr.write_line(f"    {line}")
     if timings.rerun:
         total = sum(p.seconds for p in timings.rerun)
         tr.write_line(f"second kha install (changes nothing): {total:.1f}s over {len(timings.rerun)} phases")

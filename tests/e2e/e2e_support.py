@@ -28,6 +28,8 @@ class Timings:
     #: the phases that ran (✓ or ✗), first install and the second one.
     phases: list[Step] = field(default_factory=list)
     rerun: list[Step] = field(default_factory=list)
+    #: the ✓/✗ lines (each with its seconds) of the first ``kha check``, right after the install.
+    checks: list[str] = field(default_factory=list)
 
     def add(self, what: str, seconds: float) -> None:
         self.rows.append((what, seconds))

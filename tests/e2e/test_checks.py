@@ -9,6 +9,7 @@ run here exactly as an operator runs them — ``kha check`` as a command, its JU
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import time
@@ -65,7 +66,13 @@ def checked(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> C
     start = time.monotonic()
     result = kha_check(installed, tmp_path_factory.mktemp("kha-check"))
     installed.timings.add("kha check (every check, right after the install)", time.monotonic() - start)
+    installed.timings.checks = _check_lines(result)
     return result
+
+
+def _check_lines(res: Checked) -> list[str]:
+    """The ✓ / ✗ / - line of each check ``kha check`` printed (name, seconds), without the evidence under it."""
+    return [ln for ln in res.output.splitlines() if ln[:2] in ("✓ ", "✗ ", "- ")]
 
 
 @pytest.mark.parametrize("name", checks.catalogue())
@@ -80,17 +87,17 @@ def test_check_passes(checked: Checked, installed: Installed, name: str) -> None
 
 def test_kha_check_exit_code_and_lines(checked: Checked) -> None:
     assert checked.code == 0, checked.output
-    lines = [ln for ln in checked.output.splitlines() if ln[:2] in ("✓ ", "✗ ", "- ")]
-    assert [ln.split()[1] for ln in lines] == checks.catalogue(), checked.output
+    assert [ln.split()[1] for ln in _check_lines(checked)] == checks.catalogue(), checked.output
 
 
 def _broken(res: Checked, name: str, *words: str) -> None:
-    """``kha check`` failed (exit 1) on ``name`` and its evidence holds ``words``."""
+    """``kha check`` failed (exit 1) on ``name`` and its evidence holds ``words`` (a ``re:`` word: a pattern)."""
     assert res.code == 1, res.output
     status, evidence = res.results[name]
     assert status == "failed", res.output
     for w in words:
-        assert w in evidence, f"{w!r} not in the evidence of {name}:\n{evidence}"
+        found = re.search(w[3:], evidence) if w.startswith("re:") else w in evidence
+        assert found, f"{w!r} not in the evidence of {name}:\n{evidence}"
     assert f"✗ {name}" in res.output, res.output
 
 
@@ -106,7 +113,10 @@ def test_a_stopped_load_balancer_turns_loadbalancer_backends_red(installed: Inst
     installed.run(node, ["systemctl", "stop", daemon])
     try:
         res = kha_check(installed, tmp_path, "--only", "loadbalancer", "--timeout", "5")
-        _broken(res, "loadbalancer/backends", f"{node.name}: {daemon} is not running", "inactive")
+        # The unit's state: inactive, or failed where the graceful stop outlived the unit's stop timeout
+        # (nginx's QUIT waits for kubelet's watch connections through the node-local LB; Debian gives it 5 s).
+        _broken(res, "loadbalancer/backends", f"{node.name}: {daemon} is not running",
+                f"re:{daemon}: (inactive|failed) ")
         if topo.lb_kind is LBKind.VIP:  # keepalived sees its local proxy gone: FAULT on that node
             _broken(res, "loadbalancer/keepalived", f"{node.name}: the local proxy check fails")
     finally:
@@ -141,7 +151,8 @@ def test_a_stopped_chrony_turns_node_time_red(installed: Installed, tmp_path: Pa
     installed.run(node, ["systemctl", "stop", "chrony"])
     try:
         res = kha_check(installed, tmp_path, "--only", "node/time", "--timeout", "0", inventory=inventory)
-        _broken(res, "node/time", f"{node.name}: chrony_enabled=true but chronyd is not running", "inactive")
+        _broken(res, "node/time", f"{node.name}: chrony_enabled=true but chronyd is not running",
+                "chrony: inactive (dead)")
     finally:
         installed.run(node, ["systemctl", "start", "chrony"])
     _green(kha_check(installed, tmp_path, "--only", "node/time", inventory=inventory), ["node/time"])

@@ -9,8 +9,9 @@ never sets the host's clock), timezone, custom_hosts, http_proxy/https_proxy/no_
 (nothing is fetched: the bundle's images are imported, the image has the packages), kubelet reservations and
 eviction. kube_proxy_mode=ipvs is refused on LXC here (this host's kernel has no IPVS), before any change.
 
-Boots an allinone LXC node of its own (in every e2e session, whichever scenario and driver it runs), in a
-network namespace of its own. In a VM chronyd runs as its unit says (no -x): unit-tested, not run here.
+Boots an allinone LXC node of its own, in a network namespace of its own: in the allinone LXC e2e session
+(``tox -e allinone``) only, deselected in the others (m-master, allinone-qemu), which would boot the same
+node. In a VM chronyd runs as its unit says (no -x): unit-tested, not run here.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from installer.nodeprep import render as prep_render
 from scenarios import catalog
 from scenarios.installed import Installed, install_onto
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_session("allinone", "lxc")]
 
 PROXY = "http://127.0.0.1:3128"
 KNOBS = {
@@ -58,8 +59,8 @@ def _variant(dest: Path, **knobs: str) -> Path:
 
 @pytest.fixture(scope="module")
 def prepared(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    # A one-node LXC topology of this module's own, whatever the session's scenario and driver: the session's
-    # ``installed`` cluster carries the scenario's own inventory and state (~70 s more per e2e session).
+    # A one-node LXC topology of this module's own: the session's ``installed`` cluster carries the scenario's
+    # own inventory and state (~70 s more in the allinone session).
     cluster = kha_topologies.own("allinone", "lxc")
     tmp = tmp_path_factory.mktemp("node-prep")
     inv = _variant(tmp / "hosts.allinone.prep.ini", **KNOBS)

@@ -259,7 +259,7 @@ class FakePytest:
         junit = Path(argv[argv.index("--junitxml") + 1])
         junit.write_text(f'<testsuites><testsuite tests="3" failures="{int(bad)}" errors="0" skipped="0"/>'
                          "</testsuites>")
-        logfile.write_text("=== kha e2e ===\n   151.3s  kha install (every phase)\n")
+        logfile.write_text("$ fake pytest\n=== kha e2e ===\n   151.3s  kha install (every phase)\n")
         if "--kha-results" in argv:
             case = Path(argv[argv.index("--kha-results") + 1]) / "kill-etcd-leader"
             case.mkdir(parents=True)
@@ -285,6 +285,9 @@ def test_run_writes_results_and_summary(tmp_path: Path) -> None:
     assert failover.figures == {"install_s": 151.3, "failover/kill-etcd-leader/outage_s": 2.5}
     assert failover.kubernetes == {"asked": "1.20.2", "version": "1.20.2", "source": "the offline bundle"}
     assert lines[1].startswith("✗ " + PR_CELLS[1])
+    # the failed cell's log, under its line:
+    assert lines[2] == "    $ fake pytest\n    === kha e2e ===\n       151.3s  kha install (every phase)"
+    assert lines[3].startswith("✓ " + PR_CELLS[2])
     assert lines[-1].startswith("✗ matrix pr") and "3 passed, 1 failed, 0 refused" in lines[-1]
 
 
