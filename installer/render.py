@@ -14,7 +14,7 @@ from installer import topology, varsfile
 from installer.etcd import render as etcd_render
 from installer.facts import NodeFacts
 from installer.files import NodeFile, mirror
-from installer.kubernetes import cni, packages, source
+from installer.kubernetes import cni, source
 from installer.kubernetes import render as k8s_render
 from installer.kubernetes.bundle import Bundle
 from installer.loadbalancer import render as lb_render
@@ -37,7 +37,7 @@ def node_files(
     Join configurations need the cluster CA (its discovery hash); without ``ca_pem`` they are left out.
     """
     facts = facts or {}
-    release = release or packages.release(topo)
+    release = release or source.release(topo, None)
     etcd_names = {h.name for h in topo.etcd}
     out: dict[str, list[NodeFile]] = {}
     for host in topo.hosts:

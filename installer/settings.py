@@ -303,6 +303,23 @@ def _json(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+#: A registry path as container image references spell it (the distribution reference grammar): a registry
+#: host (a name or address, optionally :port) and optional lower-case path components, no tag or digest.
+_IMAGE_REPOSITORY = re.compile(
+    r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*(:[0-9]{1,5})?"
+    r"(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
+
+
+def _image_repository(text: str) -> str:
+    """kubeadm's ``imageRepository``: ``registry.example.com/k8s`` (images are ``<it>/kube-apiserver:vX``)."""
+    t = text.strip()
+    if not _IMAGE_REPOSITORY.fullmatch(t):
+        raise ValueError(f"{text!r} is not an image repository like registry.example.com/k8s or "
+                         "10.0.0.5:5000/kubernetes (a registry host, optionally :port, then lower-case path "
+                         "components; no https://, no :tag, no trailing /)")
+    return t
+
+
 def _host_name(text: str) -> str:
     """A server for chrony: an IP address or an RFC 1123 name (chrony.conf(5) ``server``)."""
     t = text.strip()
@@ -565,6 +582,10 @@ KNOBS: tuple[Knob, ...] = (
     Knob("kube_profiling", _bool, False, "/debug/pprof on apiserver, controller-manager and scheduler"),
     Knob("kubelet_protect_kernel_defaults", _bool, False, "kubelet refuses kernel sysctls other than it expects"),
     Knob("lb_haproxy_chroot", _bool, True, "haproxy runs as user haproxy in a chroot"),
+    Knob("kube_image_repository", _image_repository, None, "the registry path Kubernetes' images are named "
+         "under: kubeadm's imageRepository (control plane, kube-proxy) and containerd's pause image; online "
+         "they are pulled from it, from an offline bundle they are imported and tagged with it; unset: "
+         "registry.k8s.io (k8s.gcr.io before 1.25)", stock="registry.aliyuncs.com/kubeadm-ha"),
     # -- honoured: node preparation (installer.nodeprep, kubelet's config) -----------------------
     Knob("skip_verify_node", _bool, False, "skip the resource check before anything is changed: every Kubernetes "
          "node needs 2 CPUs and 2 GiB (1700 MiB MemTotal), the one node of a one-node cluster 2 CPUs and 4 GiB",
@@ -676,9 +697,6 @@ KNOBS: tuple[Knob, ...] = (
              "/readyz directly and keepalived checks the local load balancer: there is no health-check port"),
     _refused("enabel_ingress_nodeport_lb", _bool, False, _LB_EXTRAS),
     _refused("enabel_ingress_tls_nodeport_lb", _bool, False, _LB_EXTRAS),
-    _refused("kube_image_repository", _text, "registry.aliyuncs.com/kubeadm-ha",
-             "kha pulls Kubernetes images from registry.k8s.io (k8s.gcr.io before 1.25) or loads them from its "
-             "offline bundle; another registry is not supported yet: remove it, or use a bundle (kha bundle build)"),
     _refused("lb_openresty_image", _text, "{{ kube_image_repository }}/openresty_openresty:1.19.3.1-alpine", _IMAGES),
     _refused("lb_nginx_image", _text, "{{ kube_image_repository }}/nginx:1.23-alpine", _IMAGES),
     _refused("lb_haproxy_image", _text, "{{ kube_image_repository }}/haproxy:2.3-alpine", _IMAGES),
@@ -798,6 +816,7 @@ class Settings:
     kube_profiling: bool = False
     kubelet_protect_kernel_defaults: bool = False
     lb_haproxy_chroot: bool = True
+    kube_image_repository: str | None = None
     skip_verify_node: bool = False
     chrony_enabled: bool = False
     ntp_server: tuple[str, ...] = ()

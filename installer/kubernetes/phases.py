@@ -143,19 +143,28 @@ def _images(ctx: InstallContext) -> None:
         return
     bundle = ctx.bundle
 
+    release = _release(ctx)
+
     def one(host: Host, t: Transport) -> None:
         have = set(t.run(["ctr", "-n", "k8s.io", "images", "ls", "-q"], sudo=True).stdout.split())
         for name in _images_for(ctx, host):
-            if name in have or ctx.would(f"import image {name}"):
+            # kube_image_repository: kubeadm and containerd ask for <repository>/<image>:<tag>; the bundle's
+            # archive carries its own name, which the node keeps beside the one they ask for.
+            wanted = k8s.renamed(name, bundle.release.image_repository, release.image_repository)
+            if wanted in have:
                 continue
-            archive = bundle.images[name]
-            remote = f"{IMPORT_DIR}/{archive.path.name}"
-            t.run(["mkdir", "-p", IMPORT_DIR], sudo=True)
-            t.put(archive.path, remote, mode=0o600, sudo=True)
-            try:
-                t.run(["ctr", "-n", "k8s.io", "images", "import", "--no-unpack", remote], sudo=True, timeout=600)
-            finally:
-                t.run(["rm", "-f", remote], sudo=True)
+            if name not in have and not ctx.would(f"import image {name}"):
+                archive = bundle.images[name]
+                remote = f"{IMPORT_DIR}/{archive.path.name}"
+                t.run(["mkdir", "-p", IMPORT_DIR], sudo=True)
+                t.put(archive.path, remote, mode=0o600, sudo=True)
+                try:
+                    t.run(["ctr", "-n", "k8s.io", "images", "import", "--no-unpack", remote], sudo=True,
+                          timeout=600)
+                finally:
+                    t.run(["rm", "-f", remote], sudo=True)
+            if wanted != name and not ctx.would(f"tag image {name} as {wanted}"):
+                t.run(["ctr", "-n", "k8s.io", "images", "tag", name, wanted], sudo=True)
 
     _each(ctx, _nodes(ctx), one)
 

@@ -79,6 +79,12 @@ class Release:
         return cls(f"{v.major}.{v.minor}.{v.patch}", repo, _PAUSE.get(v.minor, _PAUSE[max(_PAUSE)]))
 
 
+def renamed(ref: str, source: str, repository: str) -> str:
+    """An image reference under ``source`` (``k8s.gcr.io/pause:3.2``) as named under ``repository``; a
+    reference from elsewhere is kept."""
+    return f"{repository}/{ref[len(source) + 1:]}" if ref.startswith(f"{source}/") else ref
+
+
 #: kubeadm's default pause image tag per minor version (``kubeadm config images list``).
 _PAUSE = {20: "3.2", 21: "3.4.1", 22: "3.5", 23: "3.6", 24: "3.7", 25: "3.8", 26: "3.9", 27: "3.9", 28: "3.9",
           29: "3.9", 30: "3.9", 31: "3.10", 32: "3.10"}

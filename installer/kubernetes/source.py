@@ -9,6 +9,8 @@ checked before any node is touched.
 
 from __future__ import annotations
 
+import dataclasses
+
 from installer.errors import Problem
 from installer.kubernetes import cni, packages
 from installer.kubernetes.bundle import Bundle
@@ -18,7 +20,10 @@ from installer.topology import Topology
 
 
 def release(topo: Topology, bundle: Bundle | None) -> Release:
-    return bundle.release if bundle is not None else packages.release(topo)
+    """What the nodes run: the bundle's or upstream's names, under ``kube_image_repository`` when it is set."""
+    base = bundle.release if bundle is not None else packages.release(topo)
+    repo = topo.settings.kube_image_repository
+    return base if repo is None else dataclasses.replace(base, image_repository=repo)
 
 
 def offline(bundle: Bundle | None) -> bool:

@@ -4,10 +4,11 @@ kubeadm-ha's node-prep knobs set, then each checked on the node as an operator w
 ``installer/checks`` (``kha check``'s testinfra modules) did not exist when these were written; they check
 over the installer's own SSH transport and move there once it does.
 
-Knobs: chrony (no ntp_server: the first master serves its own clock; on an LXC node chronyd runs with -x and
-never sets the host's clock), timezone, custom_hosts, http_proxy/https_proxy/no_proxy pointing at 127.0.0.1
-(nothing is fetched: the bundle's images are imported, the image has the packages), kubelet reservations and
-eviction. kube_proxy_mode=ipvs is refused on LXC here (this host's kernel has no IPVS), before any change.
+Knobs: kube_image_repository (the bundle's images tagged with it), chrony (no ntp_server: the first master
+serves its own clock; on an LXC node chronyd runs with -x and never sets the host's clock), timezone,
+custom_hosts, http_proxy/https_proxy/no_proxy pointing at 127.0.0.1 (nothing is fetched: the bundle's images
+are imported, the image has the packages), kubelet reservations and eviction. kube_proxy_mode=ipvs is refused
+on LXC here (this host's kernel has no IPVS), before any change.
 
 Boots an allinone LXC node of its own, in a network namespace of its own: in the allinone LXC e2e session
 (``tox -e allinone``) only, deselected in the others (m-master, allinone-qemu), which would boot the same
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from core import waiting
 from harness.pytest_plugin import Topologies
 from images import bundle as bundles
 from installer import install
@@ -35,6 +37,9 @@ from scenarios.installed import Installed, install_onto
 pytestmark = [pytest.mark.e2e, pytest.mark.e2e_session("allinone", "lxc")]
 
 PROXY = "http://127.0.0.1:3128"
+#: kube_image_repository: a registry name custom_hosts points at 127.0.0.2, where nothing listens — a pod
+#: runs only if its image was tagged with this name on the node (nothing can be pulled from it).
+REPOSITORY = "registry.kha.test/k8s"
 KNOBS = {
     "chrony_enabled": "true",
     "timezone": "Asia/Shanghai",
@@ -46,6 +51,7 @@ KNOBS = {
     "system_memory_reserved": "512Mi",
     "kube_cpu_reserved": "100m",
     "eviction_hard_memory_available": "100Mi",
+    "kube_image_repository": REPOSITORY,
 }
 
 
@@ -142,6 +148,34 @@ def test_a_second_run_would_change_nothing(prepared: Installed) -> None:
     out = io.StringIO()
     install.run(prepared.inventory, state=prepared.state, ssh_config=prepared.cluster.ssh_config,
                 known_hosts=prepared.cluster.known_hosts, only=["prepare"], dry_run=True, out=out)
+    assert "would" not in out.getvalue(), out.getvalue()
+
+
+def test_the_control_plane_runs_images_named_under_kube_image_repository(prepared: Installed) -> None:
+    """kubeadm-ha's kube_image_repository: the static pods and kube-proxy ask for REPOSITORY/<image> and
+    containerd's pause image is REPOSITORY/pause; the bundle's images were imported and tagged with those
+    names, so every kube-system pod runs although REPOSITORY serves nothing."""
+    seen: list[str] = []
+
+    def look() -> str | None:
+        pods = prepared.kubectl_json("-n", "kube-system", "get", "pods")["items"]
+        images = sorted({c["image"] for p in pods for c in p["spec"]["containers"]})
+        phases = {p["metadata"]["name"]: p["status"].get("phase") for p in pods}
+        seen[:] = [json.dumps({"images": images, "phases": phases})]
+        if not any("/kube-proxy:" in i for i in images) or not any("/kube-apiserver:" in i for i in images):
+            return f"kube-proxy and kube-apiserver not both there yet: {seen[0]}"
+        return None if set(phases.values()) == {"Running"} else f"not every pod Running: {seen[0]}"
+
+    waiting.until(look, timeout=180, interval=3, error=AssertionError)
+    images = json.loads(seen[0])["images"]
+    assert all(i.startswith(f"{REPOSITORY}/") for i in images), images
+    config = _sh(prepared, "cat", "/etc/containerd/config.toml")
+    assert f'sandbox_image = "{REPOSITORY}/pause:' in config, config
+    # The images phase again: everything is there under both names, nothing to import or tag.
+    out = io.StringIO()
+    install.run(prepared.inventory, state=prepared.state, ssh_config=prepared.cluster.ssh_config,
+                known_hosts=prepared.cluster.known_hosts, only=["kubernetes/images"], bundle=prepared.bundle,
+                dry_run=True, out=out)
     assert "would" not in out.getvalue(), out.getvalue()
 
 

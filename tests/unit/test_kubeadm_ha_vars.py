@@ -73,8 +73,8 @@ def test_the_stock_file_passes_check_and_each_fate_is_printed(tmp_path: Path,
                          out, re.M), f"{name} ({fate}) not printed with its line"
     # Accepted-but-unused variables warn, at the YAML file's line, with the reason.
     assert f"{STOCK}:{_line_of(STOCK, 'firewalld_disabled')}: warning: firewalld_disabled: no-op: " in err
-    line = _line_of(STOCK, "kube_image_repository")
-    assert f"{STOCK}:{line}: warning: kube_image_repository: kubeadm-ha's stock" in err
+    line = _line_of(STOCK, "pod_infra_container_image")
+    assert f"{STOCK}:{line}: warning: pod_infra_container_image: kubeadm-ha's stock" in err
     assert "unknown variable" not in err
     topo = topology.load(inv, [STOCK])
     s = topo.settings
@@ -83,6 +83,8 @@ def test_the_stock_file_passes_check_and_each_fate_is_printed(tmp_path: Path,
     # kubeadm-ha's published secrets are not used: kha generates its own per cluster.
     assert s.kubeadm_token is None and s.lb_keepalived_password is None
     assert s.kube_master_external_ip == ("8.8.8.8",)
+    # Its image repository, as kubeadm-ha would use it (images pulled from it, or the bundle's tagged with it).
+    assert s.kube_image_repository == "registry.aliyuncs.com/kubeadm-ha"
     # Node preparation as kubeadm-ha's file asks: its time zone and kubelet reservations, no chrony, no proxy.
     assert (s.timezone, s.chrony_enabled, s.ntp_server, s.http_proxy) == ("Asia/Shanghai", False,
                                                                           ("ntp.aliyun.com",), None)
@@ -108,8 +110,10 @@ def test_an_empty_variables_file_changes_nothing(tmp_path: Path) -> None:
 
 BAD = [
     # (name, yaml text, the key whose line is named (None: see the test), what the message says)
-    ("refused-value", "kube_image_repository: my.registry.local/k8s\n", "kube_image_repository",
-     r"kube_image_repository: refused: kha pulls Kubernetes images from registry.k8s.io"),
+    ("refused-value", "pod_infra_container_image: my.registry.local/pause:3.2\n", "pod_infra_container_image",
+     r"pod_infra_container_image: refused: kha picks every image itself"),
+    ("bad-repository", "kube_image_repository: https://my.registry.local/k8s\n", "kube_image_repository",
+     r"kube_image_repository: 'https://my.registry.local/k8s' is not an image repository like"),
     ("docker", "lb_mode: nginx\ncontainer_manager: docker\n", "container_manager",
      r"container_manager: docker is refused: kha installs containerd"),
     ("wrong-type", "kube_max_pods: many\n", "kube_max_pods", r"kube_max_pods: 'many' is not a whole number"),
@@ -156,15 +160,21 @@ def test_minus_e_without_a_file_is_refused(tmp_path: Path, capsys: pytest.Captur
 
 def test_render_takes_the_variables_file(tmp_path: Path) -> None:
     inv = _inventory(tmp_path)
-    vf = _vars(tmp_path, "kube_image_repository: my.registry.local/k8s\n")
+    vf = _vars(tmp_path, "kube_image_repository: my.registry.local:5000/k8s\n")
     out = tmp_path / "out"
-    assert cli.main(["render", "-i", str(inv), "--dir", str(out), "--state", str(tmp_path / "s"), "-e", f"@{vf}"]) == 2
-    assert not out.exists() and not (tmp_path / "s").exists()
+    assert cli.main(["render", "-i", str(inv), "--dir", str(out), "--state", str(tmp_path / "s"), "-e", f"@{vf}"]) == 0
+    node = out / "nodes" / "192.168.56.11"
+    assert "imageRepository: my.registry.local:5000/k8s\n" in (node / "etc/kha/kubeadm.yaml").read_text()
+    assert 'sandbox_image = "my.registry.local:5000/k8s/pause:3.2"' in (node / "etc/containerd/config.toml").read_text()
+    refused = _vars(tmp_path, "pod_infra_container_image: my.registry.local/pause:3.2\n", "refused.yaml")
+    out, state = tmp_path / "out2", tmp_path / "s2"
+    assert cli.main(["render", "-i", str(inv), "--dir", str(out), "--state", str(state), "-e", f"@{refused}"]) == 2
+    assert not out.exists() and not state.exists()
 
 
 def test_an_inventory_refused_value_names_the_inventory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     inv = _inventory(tmp_path)
-    inv.write_text(inv.read_text() + 'kube_image_repository="my.registry.local/k8s"\n')
+    inv.write_text(inv.read_text() + 'pod_infra_container_image="my.registry.local/pause:3.2"\n')
     last = len(inv.read_text().splitlines())
     assert cli.main(["inventory", "check", str(inv)]) == 2
-    assert f"{inv}:{last}: kube_image_repository: refused: " in capsys.readouterr().err
+    assert f"{inv}:{last}: pod_infra_container_image: refused: " in capsys.readouterr().err

@@ -19,6 +19,7 @@ from installer import install, topology
 from installer.errors import ConfigError
 from installer.facts import NodeFacts, OSFamily
 from installer.kubernetes import packages, source
+from installer.kubernetes import render as k8s_render
 from installer.kubernetes.bundle import Bundle
 from installer.phases import Context
 from installer.remote import Transport
@@ -90,6 +91,24 @@ def test_a_bundle_must_match_kube_version_and_use_the_bridge(tmp_path: Path) -> 
     [p] = source.problems(topo(tmp_path, network_plugin="flannel"), bundle)
     assert p.field == "network_plugin" and "network_plugin=bridge" in p.message
     assert source.release(topo(tmp_path), bundle) == bundle.release
+
+
+def test_kube_image_repository_names_every_image_online_and_offline(tmp_path: Path) -> None:
+    """kubeadm-ha's kube_image_repository: kubeadm's imageRepository and the pause image live under it; a
+    bundle's images (named k8s.gcr.io/...) are tagged with it on the nodes."""
+    repo = "registry.kha.test:5000/k8s"
+    online = source.release(topo(tmp_path, kube_version="1.29.3", kube_image_repository=repo), None)
+    assert (online.image_repository, online.sandbox_image) == (repo, f"{repo}/pause:3.9")
+    assert source.release(topo(tmp_path, kube_version="1.29.3"), None).image_repository == "registry.k8s.io"
+    bundle = Bundle.load(make_bundle(tmp_path / "bundle"))
+    offline = source.release(topo(tmp_path, kube_image_repository=repo), bundle)
+    assert (offline.version, offline.bin_dir, offline.sandbox_image) == ("1.20.2", bundle.release.bin_dir,
+                                                                         f"{repo}/pause:3.2")
+    tags = {ref: k8s_render.renamed(ref, bundle.release.image_repository, offline.image_repository)
+            for ref in bundle.images}
+    assert tags == {"k8s.gcr.io/pause:3.2": f"{repo}/pause:3.2",
+                    "k8s.gcr.io/kube-proxy:v1.20.2": f"{repo}/kube-proxy:v1.20.2"}
+    assert k8s_render.renamed("docker.io/library/busybox:1", "k8s.gcr.io", repo) == "docker.io/library/busybox:1"
 
 
 def test_install_refuses_before_touching_anything(tmp_path: Path) -> None:
