@@ -32,6 +32,16 @@ class LBMode(StrEnum):
     SLB = "slb"
 
 
+class BalanceAlg(StrEnum):
+    """haproxy's ``balance`` algorithms that suit a TCP backend of apiservers (haproxy's configuration manual)."""
+
+    ROUNDROBIN = "roundrobin"
+    STATIC_RR = "static-rr"
+    LEASTCONN = "leastconn"
+    FIRST = "first"
+    SOURCE = "source"
+
+
 class ContainerManager(StrEnum):
     #: the only one kha installs; ``docker`` is refused when the inventory is read.
     CONTAINERD = "containerd"
@@ -582,6 +592,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("kube_profiling", _bool, False, "/debug/pprof on apiserver, controller-manager and scheduler"),
     Knob("kubelet_protect_kernel_defaults", _bool, False, "kubelet refuses kernel sysctls other than it expects"),
     Knob("lb_haproxy_chroot", _bool, True, "haproxy runs as user haproxy in a chroot"),
+    Knob("lb_haproxy_balance_alg", _enum(BalanceAlg), BalanceAlg.ROUNDROBIN, "haproxy's balance algorithm over "
+         "the apiservers: roundrobin, static-rr, leastconn, first or source (lb_mode=nginx balances least_conn "
+         "and ignores it)", stock="leastconn"),
     Knob("kube_image_repository", _image_repository, None, "the registry path Kubernetes' images are named "
          "under: kubeadm's imageRepository (control plane, kube-proxy) and containerd's pause image; online "
          "they are pulled from it, from an offline bundle they are imported and tagged with it; unset: "
@@ -705,8 +718,6 @@ KNOBS: tuple[Knob, ...] = (
     _refused("lb_haproxy_stats_refresh", _int, 10, _LB_EXTRAS),
     _refused("lb_haproxy_stats_user", _text, "admin", _LB_EXTRAS),
     _refused("lb_haproxy_stats_password", _text, "admin", _LB_EXTRAS),
-    _refused("lb_haproxy_balance_alg", _text, "leastconn", "kha's haproxy balances roundrobin over apiservers "
-             "checked by /readyz: remove it"),
     _refused("lb_envoy_image", _text, "{{ kube_image_repository }}/envoyproxy_envoy:v1.16.2", _IMAGES),
     _refused("lb_envoy_admin_address_port", _int, 9090, "kha does not install envoy: use lb_mode=nginx or haproxy"),
     _refused("lb_keepalived_image", _text, "{{ kube_image_repository }}/osixia_keepalived:2.0.20", _IMAGES),
@@ -816,6 +827,7 @@ class Settings:
     kube_profiling: bool = False
     kubelet_protect_kernel_defaults: bool = False
     lb_haproxy_chroot: bool = True
+    lb_haproxy_balance_alg: BalanceAlg = BalanceAlg.ROUNDROBIN
     kube_image_repository: str | None = None
     skip_verify_node: bool = False
     chrony_enabled: bool = False

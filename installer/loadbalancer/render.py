@@ -106,6 +106,7 @@ def files(topo: Topology, host: Host, secrets: ClusterSecrets, facts: NodeFacts 
                                                 check_rise=BACKEND_CHECK_RISE,
                                                 connect_timeout_ms=BACKEND_CONNECT_TIMEOUT_MS,
                                                 retries=BACKEND_RETRIES,
+                                                balance=topo.settings.lb_haproxy_balance_alg.value,
                                                 chroot=Hardening.of(topo.settings).haproxy_chroot)))
     else:
         out.append(NodeFile(NGINX_CONF, render(_env, "nginx.conf.j2", **common, fail_timeout_s=10,

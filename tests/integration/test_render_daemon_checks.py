@@ -15,6 +15,7 @@ from installer.kubernetes import render as k8s_render
 from installer.loadbalancer import render as lb_render
 from installer.render import node_files
 from installer.secrets import ClusterSecrets
+from installer.settings import BalanceAlg
 from scenarios import catalog
 
 pytestmark = pytest.mark.integration
@@ -62,6 +63,18 @@ def test_rendered_configs_pass_daemon_checks(tmp_path: Path, scenario: str, vari
             checked += 1
     expected = {"allinone": 1, "s-master": 4, "m-master": 4}[scenario]
     assert checked == expected
+
+
+@pytest.mark.parametrize("alg", [a.value for a in BalanceAlg])
+def test_every_haproxy_balance_algorithm_passes_its_check(tmp_path: Path, alg: str) -> None:
+    inv = tmp_path / "balance.ini"
+    inv.write_text(Path(catalog.get("m-master").inventory).read_text() + f"lb_haproxy_balance_alg={alg}\n")
+    topo = topology.load(inv)
+    files = {f.path: f for f in node_files(topo, SECRETS)[topo.lb[0].name]}
+    cfg = files[lb_render.HAPROXY_CFG].content.decode()
+    assert f"    balance {alg}\n" in cfg
+    (tmp_path / "haproxy.cfg").write_text(cfg)
+    check([need("haproxy"), "-c", "-f", str(tmp_path / "haproxy.cfg")])
 
 
 def test_unicast_keepalived_passes_its_check(tmp_path: Path) -> None:

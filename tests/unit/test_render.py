@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from installer import topology
+from installer.errors import ConfigError
 from installer.etcd import render as etcd_render
 from installer.loadbalancer import render as lb_render
 from installer.render import node_files
@@ -56,6 +57,19 @@ def test_haproxy_backends_are_every_master_with_a_readyz_check() -> None:
         ("node1", "10.56.56.11:6443"), ("node2", "10.56.56.12:6443"), ("node3", "10.56.56.13:6443")]
     assert "uri /readyz" in cfg and "expect status 200" in cfg and "check-ssl" in cfg
     assert "bind 0.0.0.0:8443" in cfg
+
+
+def test_haproxy_balances_as_lb_haproxy_balance_alg_says(tmp_path: Path) -> None:
+    cfg = "/etc/haproxy/haproxy.cfg"
+    assert "    balance roundrobin\n" in text(node_files(load("m-master"), SECRETS), "node1", cfg)
+    stock = Path(catalog.get("m-master").inventory_hostname).read_text()
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(stock + "lb_haproxy_balance_alg=leastconn\n")
+    assert "    balance leastconn\n" in text(node_files(topology.load(inv), SECRETS), "node1", cfg)
+    inv.write_text(stock + "lb_haproxy_balance_alg=random\n")
+    line = len(inv.read_text().splitlines())
+    with pytest.raises(ConfigError, match=rf":{line}: lb_haproxy_balance_alg: 'random' is not one of roundrobin, "):
+        topology.load(inv)
 
 
 def test_keepalived_first_lb_node_has_top_priority_and_same_router_id() -> None:
