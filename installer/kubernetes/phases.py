@@ -266,13 +266,40 @@ def _join_config(ctx: InstallContext, host: Host) -> NodeFile:
     return k8s.join_config(ctx.topo, host, ctx.secrets, _release(ctx), ca)
 
 
+#: How long the bootstrap token a join uses stays valid: a join takes minutes. kubeadm init makes it with
+#: 24 h, and nothing renews it, so a node joining a day after the install would be refused.
+JOIN_TOKEN_TTL = "1h"
+
+
+def token_commands(kubeadm: str, token: str) -> tuple[list[str], list[str]]:
+    """(delete, create): the cluster's bootstrap token (the state's own, the one the join configurations
+    name) made valid for ``JOIN_TOKEN_TTL`` from now. The delete may find nothing (expired and cleaned up)."""
+    admin = f"--kubeconfig={ADMIN_CONF}"
+    return ([kubeadm, "token", "delete", token.split(".", 1)[0], admin],
+            [kubeadm, "token", "create", token, f"--ttl={JOIN_TOKEN_TTL}",
+             "--description=kha bootstrap token, re-made for a join", admin])
+
+
+def _fresh_token(ctx: InstallContext) -> None:
+    """Right before nodes join (and only then: a re-run with nothing to join changes nothing)."""
+    delete, create = token_commands(f"{_release(ctx).bin_dir}/kubeadm", ctx.secrets.kubeadm_token)
+    host = ctx.topo.first_master
+    with ctx.node(host.name):
+        if ctx.would(shlex.join(create)):
+            return
+        t = ctx.transport(host)
+        t.run(delete, sudo=True, check=False)
+        t.run(create, sudo=True)
+
+
 def _join_masters(ctx: InstallContext) -> None:
     masters = [h for h in _nodes(ctx) if k8s._is_control_plane(ctx.topo, h) and h != ctx.topo.first_master]
-    for host in masters:  # one at a time: each join changes the etcd-backed control plane
+    todo = [h for h in masters if not _has(ctx.transport(h), KUBELET_CONF)]
+    if todo:
+        _fresh_token(ctx)
+    for host in todo:  # one at a time: each join changes the etcd-backed control plane
         with ctx.node(host.name):
-            t = ctx.transport(host)
-            if not _has(t, KUBELET_CONF):
-                _kubeadm(ctx, t, _join_config(ctx, host), "join")
+            _kubeadm(ctx, ctx.transport(host), _join_config(ctx, host), "join")
 
 
 def _join_workers(ctx: InstallContext) -> None:
@@ -280,6 +307,7 @@ def _join_workers(ctx: InstallContext) -> None:
     todo = [h for h in workers if not _has(ctx.transport(h), KUBELET_CONF)]
     if not todo:
         return
+    _fresh_token(ctx)
     if ctx.dry_run:
         for host in todo:
             with ctx.node(host.name):

@@ -24,6 +24,8 @@ from e2e_support import NAMESPACE, Installed, ran
 from core import waiting
 from installer import topology
 from installer.kubernetes import cni
+from installer.kubernetes.phases import ADMIN_CONF
+from installer.state import StateDir
 
 pytestmark = pytest.mark.e2e
 
@@ -233,6 +235,27 @@ def test_online_flannel_manifest_is_accepted_by_the_apiserver(installed: Install
     applied = {line.split(" ")[0] for line in res.stdout.splitlines()}
     assert {"namespace/kube-flannel", "daemonset.apps/kube-flannel-ds", "configmap/kube-flannel-cfg",
             "clusterrole.rbac.authorization.k8s.io/flannel"} <= applied, res.stdout
+
+
+def _ttl_s(ttl: str) -> float:
+    """kubeadm token list's TTL column (``23h``, ``59m``, ``45s``) in seconds."""
+    return float(ttl[:-1]) * {"h": 3600, "m": 60, "s": 1}[ttl[-1]]
+
+
+def test_joins_remade_the_bootstrap_token_for_an_hour(installed: Installed) -> None:
+    """kubeadm init makes the bootstrap token for 24 h and nothing renews it, so a node joining a day later
+    was refused: kha re-makes the state's token for JOIN_TOKEN_TTL right before nodes join (only then)."""
+    token = StateDir(installed.state).secrets(installed.topo, write=False).kubeadm_token
+    listed = installed.run(installed.topo.first_master, ["kubeadm", "token", "list", f"--kubeconfig={ADMIN_CONF}"])
+    rows = [line.split() for line in listed.stdout.splitlines() if line.startswith(f"{token} ")]
+    assert len(rows) == 1, listed.stdout
+    ttl = _ttl_s(rows[0][1])
+    joined = len(installed.kubernetes_nodes) > 1
+    if joined:  # m-master: made again before the joins, an hour at most
+        assert ttl <= 3600, listed.stdout
+        assert "re-made for a join" in listed.stdout, listed.stdout
+    else:  # allinone: nothing joined, the token kubeadm init made is untouched
+        assert ttl > 3600, listed.stdout
 
 
 def test_second_install_changes_and_restarts_nothing(installed: Installed) -> None:
