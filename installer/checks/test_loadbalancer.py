@@ -72,7 +72,7 @@ def test_backends(target: Target, note: list[str]) -> None:
     mode = target.topo.settings.lb_mode
     look = _nginx if mode is LBMode.NGINX else _haproxy
     target.until(lambda: target.each(nodes, lambda h: look(target, h)), DEADLINE_S)
-    note.append(f"{mode.value} on {len(nodes)} node(s): {', '.join(m.name for m in target.topo.masters)}")
+    note.append(f"{mode.value} on {len(nodes)} node(s), backends {', '.join(m.name for m in target.topo.masters)}")
 
 
 def _vip(target: Target) -> str:
