@@ -191,6 +191,22 @@ def node_files(spec: TopologySpec, node: NodeSpec, host_key: KeyPair, root_key: 
     ]
 
 
+def login_user_script(user: str) -> str:
+    """The shell script that makes ``user`` what an inventory's ``ansible_user`` is on a real machine: a
+    login with the cluster key (root's authorized_keys) and sudo without a password (``sudo -n``).
+    Run as root over SSH once the node is up (any driver); running it again changes nothing."""
+    return f"""set -eu
+u={user}
+id -u "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$u"
+home=$(getent passwd "$u" | cut -d: -f6)
+install -d -m 0700 -o "$u" -g "$u" "$home/.ssh"
+install -m 0600 -o "$u" -g "$u" /root/.ssh/authorized_keys "$home/.ssh/authorized_keys"
+printf '%s ALL=(ALL:ALL) NOPASSWD: ALL\\n' "$u" > /etc/sudoers.d/kha-login-user
+chmod 0440 /etc/sudoers.d/kha-login-user
+visudo -c -q -f /etc/sudoers.d/kha-login-user
+"""
+
+
 def network_file(spec: TopologySpec, node: NodeSpec) -> File:
     """systemd-networkd configuration for eth0 (LXC nodes: there is no kernel command line)."""
     text = (

@@ -30,7 +30,7 @@ import libvirt
 import paramiko
 
 from core.progress import Emit, Steps
-from harness import accel, daemon, hostcmd, image, libvirtxml, netns, paths, seed, ssh
+from harness import accel, daemon, firstboot, hostcmd, image, libvirtxml, netns, paths, seed, ssh
 from harness.daemon import PrivateLibvirt, SystemLibvirt
 from harness.errors import HarnessError, LibvirtError, StateError, Unsupported
 from harness.keys import KeyPair, known_hosts_line, write_private
@@ -151,6 +151,10 @@ class Provider:
             with step(f"boot {n} node{'s' if n != 1 else ''}"):
                 cluster.define_and_start()
                 cluster.wait_ready()
+            users = [node for node in spec.nodes if node.login_user != "root"]
+            if users:
+                with step(f"login user {', '.join(sorted({u.login_user for u in users}))} (ansible_user)"):
+                    _parallel(cluster.add_login_user, [node.name for node in users])
         except BaseException:
             if keep_on_failure:
                 log.warning("keeping the failed cluster %s for inspection (state in %s)", spec.cluster, state_dir)
@@ -265,6 +269,14 @@ class Cluster:
         for name, seconds in times.items():
             log.debug("%s: SSH ready after %.1fs", name, seconds)
         return times
+
+    def add_login_user(self, name: str) -> None:
+        """Create the node's ``login_user`` with the cluster key and passwordless sudo (as root, over SSH)."""
+        user = self.spec.node(name).login_user
+        code, out, err = self.run(name, ["sh", "-c", firstboot.login_user_script(user)])
+        if code != 0:
+            raise HarnessError(f"{name}: could not create the login user {user} (exit {code}): "
+                               f"{(err or out).strip()}")
 
     def _console_hint(self) -> str:
         if self.spec.driver == "qemu":

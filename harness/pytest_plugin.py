@@ -86,16 +86,16 @@ class Topologies:
             self.clusters[key] = self._boot(scenario, driver)
         return self.clusters[key]
 
-    def own(self, scenario: str, driver: str | None = None) -> Cluster:
+    def own(self, scenario: str, driver: str | None = None, *, spec: TopologySpec | None = None) -> Cluster:
         """A topology booted for one test alone (a test of ``down`` destroys it): never handed to another
         fixture, so no session fixture built on the shared one loses its cluster; destroyed at the end if
-        the test did not."""
-        cluster = self._boot(scenario, driver, tag=f"-own{len(self.owned) + 1}")
+        the test did not. ``spec``: boot this instead of the scenario's (an inventory variant's)."""
+        cluster = self._boot(scenario, driver, tag=f"-own{len(self.owned) + 1}", spec=spec)
         self.owned.append(cluster)
         return cluster
 
-    def _boot(self, scenario: str, driver: str | None, tag: str = "") -> Cluster:
-        spec = self.factory(scenario, driver, None)
+    def _boot(self, scenario: str, driver: str | None, tag: str = "", spec: TopologySpec | None = None) -> Cluster:
+        spec = spec or self.factory(scenario, driver, None)
         # Unique per test process: xdist workers and concurrent sessions on one machine each boot their
         # own topology, and nothing (domain names, namespaces, state) may be shared or mistaken.
         spec = dataclasses.replace(spec, cluster=f"{scenario}-{spec.driver}-{os.getpid()}{tag}")

@@ -25,6 +25,8 @@ DRIVERS: tuple[Driver, ...] = ("lxc", "qemu")
 _CLUSTER = re.compile(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?")
 _NODE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _MIN_MEMORY_MIB = 128
+# A login name useradd accepts (Debian's NAME_REGEX, relaxed as useradd's --badname is not needed).
+_LOGIN = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class NodeSpec:
     vcpus: int = 1
     memory_mib: int = 1024
     roles: tuple[str, ...] = ()
+    #: the inventory's ``ansible_user``: when not root, the harness creates it on the node with the
+    #: cluster key and passwordless sudo (what an installer that logs in as a user needs).
+    login_user: str = "root"
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -52,16 +57,19 @@ class NodeSpec:
             out.append(f"node {self.name}: vcpus must be at least 1, not {self.vcpus}")
         if self.memory_mib < _MIN_MEMORY_MIB:
             out.append(f"node {self.name}: memory_mib must be at least {_MIN_MEMORY_MIB}, not {self.memory_mib}")
+        if not _LOGIN.fullmatch(self.login_user):
+            out.append(f"node {self.name}: login user {self.login_user!r} is not a name useradd takes "
+                       "(a-z, 0-9, '_', '-'; at most 32)")
         return out
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "address": str(self.address), "vcpus": self.vcpus,
-                "memory_mib": self.memory_mib, "roles": list(self.roles)}
+                "memory_mib": self.memory_mib, "roles": list(self.roles), "login_user": self.login_user}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeSpec:
         return cls(str(data["name"]), IPv4Address(data["address"]), int(data["vcpus"]), int(data["memory_mib"]),
-                   tuple(str(r) for r in data.get("roles", ())))
+                   tuple(str(r) for r in data.get("roles", ())), str(data.get("login_user", "root")))
 
 
 @dataclass(frozen=True)

@@ -196,7 +196,7 @@ def mark_pending(ctx: Context, t: Transport, unit: str) -> None:
 
 
 def is_pending(t: Transport, unit: str) -> bool:
-    return t.run(["test", "-e", f"{PENDING_DIR}/{unit}"], check=False).ok
+    return t.run(["test", "-e", f"{PENDING_DIR}/{unit}"], sudo=True, check=False).ok
 
 
 def clear_pending(ctx: Context, t: Transport, unit: str) -> None:

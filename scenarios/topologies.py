@@ -46,7 +46,7 @@ def spec_from(topology: Topology, scenario: Scenario | None = None, driver: str 
     for host in topology.hosts:
         roles = tuple(r.value for r in topology.roles(host.name))
         size = scenario.size_for(list(roles)) if scenario else _default_size(list(roles))
-        nodes.append(NodeSpec(host.name, host.address, size.vcpus, size.memory, roles))
+        nodes.append(NodeSpec(host.name, host.address, size.vcpus, size.memory, roles, login_user=host.user))
     network = topology.node_network
     vip = topology.vip
     taken = {n.address for n in nodes} | ({vip} if vip is not None else set())

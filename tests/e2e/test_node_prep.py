@@ -27,11 +27,11 @@ import pytest
 from core import waiting
 from harness.pytest_plugin import Topologies
 from images import bundle as bundles
-from installer import install
+from installer import install, topology
 from installer.errors import ConfigError, InstallerError, PhaseError
 from installer.nodeprep import phases as prep
 from installer.nodeprep import render as prep_render
-from scenarios import catalog
+from scenarios import catalog, topologies
 from scenarios.installed import Installed, install_onto
 
 pytestmark = [pytest.mark.e2e, pytest.mark.e2e_session("allinone", "lxc")]
@@ -55,8 +55,15 @@ KNOBS = {
 }
 
 
+#: kubeadm-ha's ansible_user other than root: the harness creates it (cluster key, passwordless sudo) and
+#: kha logs in as it, running every command through ``sudo -n``.
+LOGIN_USER = "kha"
+
+
 def _variant(dest: Path, **knobs: str) -> Path:
     text = Path(catalog.get("allinone").inventory).read_text()
+    assert 'ansible_user="root"' in text
+    text = text.replace('ansible_user="root"', f'ansible_user="{LOGIN_USER}"')
     for name, value in knobs.items():
         text = "\n".join(ln for ln in text.splitlines() if not ln.startswith(f"{name}=")) + f"\n{name}='{value}'\n"
     dest.write_text(text)
@@ -67,9 +74,10 @@ def _variant(dest: Path, **knobs: str) -> Path:
 def prepared(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     # A one-node LXC topology of this module's own: the session's ``installed`` cluster carries the scenario's
     # own inventory and state (~70 s more in the allinone session).
-    cluster = kha_topologies.own("allinone", "lxc")
     tmp = tmp_path_factory.mktemp("node-prep")
     inv = _variant(tmp / "hosts.allinone.prep.ini", **KNOBS)
+    cluster = kha_topologies.own("allinone", "lxc",
+                                 spec=topologies.spec_from(topology.load(inv), catalog.get("allinone"), "lxc"))
     out = io.StringIO()
     try:
         inst, _ = install_onto(cluster, inv, tmp / "state", bundle=bundles.build().path, out=out)
@@ -83,6 +91,15 @@ def prepared(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFactor
 
 def _sh(inst: Installed, *argv: str) -> str:
     return inst.run(inst.topo.first_master, list(argv)).stdout
+
+
+def test_kha_logged_in_as_the_inventorys_user_and_used_sudo(prepared: Installed) -> None:
+    """ansible_user="kha": the whole install above ran as that login, every command through sudo -n."""
+    t = prepared.node(prepared.topo.first_master)
+    assert prepared.topo.first_master.user == LOGIN_USER and not t.as_root
+    assert t.run(["id", "-un"]).stdout.strip() == LOGIN_USER
+    assert t.run(["id", "-un"], sudo=True).stdout.strip() == "root"
+    assert _sh(prepared, "stat", "-c", "%U %a", "/etc/kubernetes/pki/ca.key").split() == ["root", "600"]
 
 
 def test_chrony_follows_its_source_and_a_container_never_sets_the_clock(prepared: Installed) -> None:

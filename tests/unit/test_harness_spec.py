@@ -27,11 +27,20 @@ def topo(**kw: object) -> TopologySpec:
 
 
 def test_a_valid_spec_round_trips_through_json() -> None:
-    spec = topo(driver="qemu", source="scenario x")
+    spec = topo(driver="qemu", source="scenario x", nodes=(node("node1", 11), node("node2", 12, login_user="vagrant")))
     again = TopologySpec.from_json(spec.to_json())
     assert again == spec
     assert again.source == "scenario x"
     assert again.node("node2").address == IPv4Address("10.56.56.12")
+    assert (again.node("node1").login_user, again.node("node2").login_user) == ("root", "vagrant")
+
+
+def test_the_inventorys_ansible_user_is_the_nodes_login_user(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(Path(catalog.get("allinone").inventory).read_text().replace('ansible_user="root"',
+                                                                                'ansible_user="vagrant"'))
+    assert [n.login_user for n in spec_for_inventory(inv).nodes] == ["vagrant"]
+    assert [n.login_user for n in spec_for_scenario("allinone").nodes] == ["root"]
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -62,6 +71,8 @@ def test_spec_rules(kw: dict[str, object], message: str) -> None:
 @pytest.mark.parametrize(("kw", "message"), [
     ({"vcpus": 0}, "vcpus must be at least 1"),
     ({"memory_mib": 64}, "memory_mib must be at least 128"),
+    ({"login_user": "Vagrant"}, "login user 'Vagrant' is not a name useradd takes"),
+    ({"login_user": "a;rm -rf /"}, "is not a name useradd takes"),
 ])
 def test_node_rules(kw: dict[str, object], message: str) -> None:
     with pytest.raises(SpecError, match=message):
