@@ -47,7 +47,10 @@ def time_verdict(clock: Clock, *, chrony_enabled: bool, sync_problem: str | None
     """
     if clock.chronyd:
         if sync_problem is not None:
-            return f"chrony: {sync_problem}", ""
+            hint = "" if chrony_enabled else (
+                " (chrony_enabled=false: the node's own chrony configuration, which kha leaves alone; give it a "
+                "source it can reach, or set chrony_enabled=true so the first master serves every node)")
+            return f"chrony: {sync_problem}{hint}", ""
         fields = clock.tracking.strip().split(",")
         offset = float(fields[_OFFSET_FIELD])
         seen = f"chrony offset {offset:+.6f}s stratum {fields[_STRATUM_FIELD]}"

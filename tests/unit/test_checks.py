@@ -185,6 +185,10 @@ def test_time() -> None:
     assert "more than 0.5s off" in str(verdicts.time_verdict(off, chrony_enabled=False, sync_problem=None)[0])
     assert verdicts.time_verdict(synced, chrony_enabled=True, sync_problem="not synchronised")[0] == (
         "chrony: not synchronised")
+    # Not kha's chrony (chrony_enabled=false): the node's own, never synchronised (a VM with no reachable
+    # source): still red, saying what to do.
+    said = str(verdicts.time_verdict(synced, chrony_enabled=False, sync_problem="not synchronised")[0])
+    assert said.startswith("chrony: not synchronised (chrony_enabled=false: ") and "set chrony_enabled=true" in said
     stopped = verdicts.Clock(chronyd=False, container=True)
     assert verdicts.time_verdict(stopped, chrony_enabled=True, sync_problem=None)[0] == (
         "chrony_enabled=true but chronyd is not running")
