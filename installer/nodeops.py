@@ -170,7 +170,7 @@ _MODULE_PROBES = {
 def module_present(t: Transport, module: str) -> bool:
     """Whether the kernel has ``module``'s feature now (loaded, or built in)."""
     probe = _MODULE_PROBES.get(module, ["test", "-d", f"/sys/module/{module}"])
-    return t.run(probe, check=False).ok
+    return t.run(probe, sudo=True, check=False).ok
 
 
 def systemctl(t: Transport, *args: str, check: bool = True) -> bool:

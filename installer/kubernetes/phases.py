@@ -102,9 +102,12 @@ def _runtime(ctx: InstallContext) -> None:
         for key, want in k8s.SYSCTLS.items():
             # Set only what differs: some keys are host-global and read-only inside a container,
             # where the host already has them right (and the file above keeps them across reboots).
-            if t.run(["sysctl", "-n", key], check=False).stdout.strip() != want and not ctx.would(f"set {key}={want}"):
+            # Read as root: what an unprivileged login may read of /proc/sys is not what the kernel uses.
+            have = t.run(["sysctl", "-n", key], sudo=True, check=False).stdout.strip()
+            if have != want and not ctx.would(f"set {key}={want}"):
                 t.run(["sysctl", "-q", "-w", f"{key}={want}"], sudo=True)
-        if t.run(["swapon", "--show", "--noheadings"], check=False).stdout.strip() and not ctx.would("turn swap off"):
+        swaps = t.run(["swapon", "--show", "--noheadings"], sudo=True, check=False).stdout.strip()
+        if swaps and not ctx.would("turn swap off"):
             t.run(["swapoff", "-a"], sudo=True)
             # kubelet refuses to run with swap: keep it off across reboots too.
             t.run(["sed", "-i", "-E", r"s@^([^#].*[[:space:]]swap[[:space:]].*)$@# \1  # kha: kubelet needs swap off@",

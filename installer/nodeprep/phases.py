@@ -99,10 +99,10 @@ def _timezone(ctx: InstallContext) -> None:
             t = ctx.transport(host)
             facts = ctx.node_facts(host)
             nodeops.ensure_packages(ctx, t, facts, ["tzdata"])
-            if not ctx.dry_run and not t.run(["test", "-f", target], check=False).ok:
+            if not ctx.dry_run and not t.run(["test", "-f", target], sudo=True, check=False).ok:
                 raise ConfigError([Problem(ctx.topo.source, ctx.topo.settings.line("timezone"),
                                            f"{host.name} has no {target}: not a time zone tzdata knows", "timezone")])
-            if t.run(["readlink", "/etc/localtime"], check=False).stdout.strip() != target and not ctx.would(
+            if t.run(["readlink", "/etc/localtime"], sudo=True, check=False).stdout.strip() != target and not ctx.would(
                     f"link /etc/localtime to {target}"):
                 t.run(["ln", "-sfn", target, "/etc/localtime"], sudo=True)
             nodeops.sync_files(ctx, t, [f for f in render.files(ctx.topo, host, facts)
@@ -144,7 +144,7 @@ def _time(ctx: InstallContext) -> None:
 
 def _wait_synced(host: Host, t: Transport) -> None:
     def problem() -> str | None:
-        return time_problem(t.run(["chronyc", "-n", "-c", "tracking"], check=False).stdout)
+        return time_problem(t.run(["chronyc", "-n", "-c", "tracking"], sudo=True, check=False).stdout)
 
     waiting.until(problem, timeout=TIME_SYNC_TIMEOUT_S, interval=2, error=lambda why: KubernetesError(
         f"{host.name}: chrony not in sync after {TIME_SYNC_TIMEOUT_S:.0f}s: {why}"))
