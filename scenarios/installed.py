@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -125,6 +126,23 @@ class Installed:
         with self.connector() as c:
             argv = ctl.argv("endpoint", "health", endpoints=ctl.client_urls(self.topo.etcd))
             return c(self.topo.etcd[0]).run(argv, sudo=True, check=False, timeout=30).ok
+
+    def inventory_with(self, dest: Path, **groups: Sequence[str]) -> Path:
+        """A copy of the inventory at ``dest`` with hosts listed under the given groups, as an operator edits
+        it for a day-2 command (``new_etcd=["node4"]`` → ``[new-etcd]`` lists node4; the group must exist)."""
+        text = self.inventory.read_text()
+        for group, hosts in groups.items():
+            header = f"[{group.replace('_', '-')}]"
+            if not re.search(rf"^{re.escape(header)}$", text, re.M):
+                raise ScenarioError(f"{self.inventory}: no {header} group to list {', '.join(hosts)} under")
+            text = re.sub(rf"^{re.escape(header)}$", "\n".join([header, *hosts]), text, count=1, flags=re.M)
+        dest.write_text(text)
+        return dest
+
+    def cli_args(self, inventory: Path | None = None, state: Path | None = None) -> list[str]:
+        """The options a ``kha`` command on this topology takes: inventory, state folder, SSH config, host keys."""
+        return ["-i", str(inventory or self.inventory), "--state", str(state or self.state),
+                "--ssh-config", str(self.cluster.ssh_config), "--known-hosts", str(self.cluster.known_hosts)]
 
     def etcd(self) -> EtcdContext:
         """The day-2 etcd context (``kha etcd …``) on this topology; close its ``connector`` when done."""

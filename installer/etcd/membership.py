@@ -29,7 +29,7 @@ from core import waiting
 from installer import nodeops
 from installer.context import InstallContext
 from installer.errors import ConfigError, EtcdError, Problem, QuorumError
-from installer.etcd import ctl, render
+from installer.etcd import apiservers, ctl, render
 from installer.etcd.context import EtcdContext, run
 from installer.etcd.ctl import Admin, MemberInfo, find_member, member_of
 from installer.etcd.phases import PACKAGES, cert_files, ensure_data_dir
@@ -423,18 +423,24 @@ ADD: Phase[EtcdContext] = Phase("etcd-add", children=(
     Phase("prepare", _prepare_new, description="etcd packages and certificates on the new node"),
     Phase("join", _join_new, description="member add --learner, start with an empty data dir, promote"),
     Phase("wait", _wait_all, description="every member reports healthy"),
+    Phase("apiservers", apiservers.run_follow,
+          description="every kube-apiserver's --etcd-servers names the members, one control plane at a time"),
 ), description="add the [new-etcd] members")
 
 REMOVE: Phase[EtcdContext] = Phase("etcd-remove", children=(
     Phase("check", _remove_check, description="the remaining voters keep a healthy majority"),
     Phase("members", _remove, description="member remove; stop, disable and wipe etcd on the node"),
     Phase("wait", _wait_all, description="every remaining member reports healthy"),
+    Phase("apiservers", apiservers.run_follow,
+          description="every kube-apiserver's --etcd-servers names the members, one control plane at a time"),
 ), description="remove the [del-etcd] members")
 
 REPLACE: Phase[EtcdContext] = Phase("etcd-replace", children=(
     Phase("remove", _replace_remove, description="remove the old member by ID (etcdctl on the other members)"),
     Phase("join", _replace_join, description="packages, certificates, wipe, member add --learner, start, promote"),
     Phase("wait", _wait_all, description="every member reports healthy"),
+    Phase("apiservers", apiservers.run_follow,
+          description="every kube-apiserver's --etcd-servers names the members, one control plane at a time"),
 ), description="replace a dead member with a fresh one at the same address")
 
 

@@ -88,6 +88,22 @@ def outage(ops: Sequence[Op], t0: float) -> tuple[float, Op | None, Op | None]:
     return last.end - bad[0].start, bad[0], last
 
 
+def longest_outage(ops: Sequence[Op], t0: float) -> float:
+    """The longest run of consecutive failed probes (in start order, none succeeding in between) that ended
+    after ``t0``, from its first start to its last end: how long the API was unavailable at a stretch
+    while something was done in several steps (a rolling restart), where ``outage`` would join the steps'
+    separate blips into one window."""
+    longest = 0.0
+    run: list[Op] = []
+    for o in sorted((o for o in ops if o.end > t0), key=lambda o: o.start):
+        if o.outcome is Outcome.OK:
+            run = []
+            continue
+        run.append(o)
+        longest = max(longest, max(x.end for x in run) - run[0].start)
+    return longest
+
+
 def holders_at(samples: Sequence[Sample]) -> list[tuple[float, int]]:
     return [(s.t, len([n for n in s.value.split(",") if n])) for s in samples if not s.error]
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from core import waiting
 from installer.etcd import ctl
@@ -27,11 +29,12 @@ from scenarios.errors import CaseRefused, ScenarioError
 from scenarios.failover import actions, checker, ledger, observers, selectors, timeline
 from scenarios.failover.catalogue import Case
 from scenarios.failover.clients import ApiProber, ApiTLS
-from scenarios.failover.model import CaseHistory, CaseResult, FaultWindow, write_json
+from scenarios.failover.model import CaseHistory, CaseResult, FaultWindow, Op, Sample, write_json
 from scenarios.installed import Installed
 from scenarios.workload import EtcdHTTP, TLSFiles
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The snapshot of the installed topology every case starts from.
 SNAPSHOT = "kubernetes"
@@ -108,15 +111,33 @@ def wait_whole(inst: Installed, timeout: float, since: float | None = None, *,
     return time.monotonic() - start, "whole"
 
 
-def hashkv(inst: Installed) -> tuple[bool, str]:
+def whole_now(inst: Installed, what: str, since: float | None) -> float:
+    """Wait until the topology is whole (and stays so ``SETTLE_S``); the seconds it took. Raises if not."""
+    took, said = wait_whole(inst, READY_TIMEOUT_S, since, settle=SETTLE_S)
+    if took is None:
+        raise ScenarioError(f"{inst.cluster.name} not whole {READY_TIMEOUT_S:.0f}s after the revert: {said}")
+    log.info("%s: topology whole after %.1fs", what, took)
+    return took
+
+
+def fresh(inst: Installed, what: str) -> float:
+    """Revert the topology to its installed snapshot and wait until it is whole again."""
+    since = time.time()
+    inst.revert(SNAPSHOT)
+    return whole_now(inst, what, since)
+
+
+def hashkv(inst: Installed, urls: Sequence[str] | None = None) -> tuple[bool, str]:
+    """Whether every member (``urls``: the inventory's [etcd] by default) has the same hash at one revision."""
+    urls = list(urls) if urls is not None else ctl.client_urls(inst.topo.etcd)
     ctx = inst.etcd()
     try:
-        rev, hashes = ctx.admin().hashkv_at_common_revision(ctl.client_urls(inst.topo.etcd))
+        rev, hashes = ctx.admin().hashkv_at_common_revision(urls)
     except Exception as exc:  # noqa: BLE001 - reported as the check's evidence
         return False, f"could not compare: {type(exc).__name__}: {exc}"
     finally:
         ctx.connector.close()
-    equal = len(hashes) == len(inst.topo.etcd) and len({h for h, _ in hashes.values()}) == 1
+    equal = len(hashes) == len(urls) and len({h for h, _ in hashes.values()}) == 1
     return equal, f"revision {rev}: " + ", ".join(f"{ep} {h}" for ep, (h, _r) in sorted(hashes.items()))
 
 
@@ -127,31 +148,23 @@ class CaseRun:
     folder: Path
 
 
-def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, seed: int = 0,
-             bound_scale: float = 1.0) -> CaseRun:
-    """Run ``case`` on ``inst`` and write its history, result, the checker's inputs and the timeline under
-    ``out/<case>/``. ``bound_scale`` tightens or loosens the outage bound (a failure made on purpose)."""
-    why = problem(case, inst.topo, inst.cluster.state.spec.driver)
-    if why is not None:
-        raise CaseRefused(why)
-    if not 0 < bound_scale <= 100:
-        raise CaseRefused(f"bound scale {bound_scale:g} must be in (0, 100]")
-    bound = checker.scaled(case.bound(inst.topo), bound_scale)
-    since = None
-    if revert:
-        since = time.time()
-        inst.revert(SNAPSHOT)
-    took, said = wait_whole(inst, READY_TIMEOUT_S, since, settle=SETTLE_S)
-    if took is None:
-        raise ScenarioError(f"{inst.cluster.name} not whole {READY_TIMEOUT_S:.0f}s after the revert: {said}")
-    log.info("%s: topology whole after %.1fs", case.name, took)
+@dataclass(frozen=True)
+class Recorded(Generic[T]):
+    """What the clients and observers saw while something was done to the topology, and its outcome."""
 
-    fault = actions.build(case, inst, selectors.resolve(case.selector, inst), seed)
-    fault.prepare()  # may settle on other nodes (the etcd leader moved off the VRRP master)
-    targets = list(fault.nodes)
+    started: float
+    stopped: float
+    ops: list[Op]
+    samples: list[Sample]
+    ledger: ledger.LedgerReport
+    outcome: T
 
+
+def record(inst: Installed, span: float, act: Callable[[], T]) -> Recorded[T]:
+    """Run ``act`` while the clients (``/readyz`` through the VIP and on every apiserver, the write ledger
+    through the VIP) and the observers record, ``CALM_S`` before and after it; then read every ledger write
+    back through each apiserver and from etcd. ``span``: the longest the clients may run."""
     ns, vip = inst.netns, f"https://{inst.topo.vip}:{inst.topo.settings.lb_kube_apiserver_port}"
-    span = CALM_S + case.hold_s + case.recovery_s + CALM_S + 120
     pki = inst.state / "pki"
     with ApiTLS.from_store(pki) as tls:
         etcd = EtcdHTTP(TLSFiles.from_store(pki))
@@ -170,11 +183,7 @@ def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, see
             o.start()
         try:
             time.sleep(CALM_S)
-            fault.inject()
-            time.sleep(case.hold_s)  # the fault acts; the clients and observers record meanwhile
-            fault.heal()
-            healed = fault.healed_at
-            recovered, said = wait_whole(inst, case.recovery_s + 60)
+            outcome = act()
             time.sleep(CALM_S)
         finally:
             # The history ends here: stopping an observer that waits on a dead node takes a while.
@@ -194,6 +203,38 @@ def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, see
                                                      ctl.client_urls(inst.topo.etcd)), netns=ns)
         report = ledger.check_ledger(ops, listings)
         etcd.close()
+    return Recorded(started, stopped, ops, samples, report, outcome)
+
+
+def run_case(case: Case, inst: Installed, out: Path, *, revert: bool = True, seed: int = 0,
+             bound_scale: float = 1.0) -> CaseRun:
+    """Run ``case`` on ``inst`` and write its history, result, the checker's inputs and the timeline under
+    ``out/<case>/``. ``bound_scale`` tightens or loosens the outage bound (a failure made on purpose)."""
+    why = problem(case, inst.topo, inst.cluster.state.spec.driver)
+    if why is not None:
+        raise CaseRefused(why)
+    if not 0 < bound_scale <= 100:
+        raise CaseRefused(f"bound scale {bound_scale:g} must be in (0, 100]")
+    bound = checker.scaled(case.bound(inst.topo), bound_scale)
+    if revert:
+        fresh(inst, case.name)
+    else:
+        whole_now(inst, case.name, None)
+
+    fault = actions.build(case, inst, selectors.resolve(case.selector, inst), seed)
+    fault.prepare()  # may settle on other nodes (the etcd leader moved off the VRRP master)
+    targets = list(fault.nodes)
+
+    def act() -> tuple[float | None, str]:
+        fault.inject()
+        time.sleep(case.hold_s)  # the fault acts; the clients and observers record meanwhile
+        fault.heal()
+        return wait_whole(inst, case.recovery_s + 60)
+
+    rec = record(inst, CALM_S + case.hold_s + case.recovery_s + CALM_S + 120, act)
+    recovered, said = rec.outcome
+    healed = fault.healed_at
+    started, stopped, ops, samples, report = rec.started, rec.stopped, rec.ops, rec.samples, rec.ledger
     assert fault.injected_at is not None
     history = CaseHistory(case.name, inst.cluster.name, started, stopped,
                           FaultWindow(case.name, case.selector, tuple(targets), fault.description, fault.injected_at,

@@ -30,22 +30,8 @@ pytestmark = pytest.mark.integration
 FIRST, SECOND, THIRD, WORKER = "10.56.56.11", "10.56.56.12", "10.56.56.13", "10.56.56.14"
 
 
-def inventory_with(src: Path, dest: Path, **groups: list[str]) -> Path:
-    """A copy of ``src`` with hosts listed under the given groups (``new_etcd=[…]`` → ``[new-etcd]``)."""
-    text = src.read_text()
-    for group, hosts in groups.items():
-        header = f"[{group.replace('_', '-')}]"
-        assert re.search(rf"^{re.escape(header)}$", text, re.M), f"{header} not in {src}"
-        text = re.sub(rf"^{re.escape(header)}$", "\n".join([header, *hosts]), text, count=1, flags=re.M)
-    dest.write_text(text)
-    return dest
-
-
 def kha(inst: Installed, *args: str, inventory: Path | None = None, state: Path | None = None) -> list[str]:
-    action = list(args)
-    rest = ["-i", str(inventory or inst.inventory), "--state", str(state or inst.state),
-            "--ssh-config", str(inst.cluster.ssh_config), "--known-hosts", str(inst.cluster.known_hosts)]
-    return ["etcd", *action, *rest]
+    return ["etcd", *args, *inst.cli_args(inventory, state)]
 
 
 def members(ctx: EtcdContext, *avoid: str) -> list[ctl.MemberInfo]:
@@ -74,7 +60,7 @@ def test_add_new_etcd_member_as_learner_then_voter_and_resume(
 ) -> None:
     state = tmp_path / "state"
     shutil.copytree(etcd_lb.state, state)
-    inv = inventory_with(etcd_lb.inventory, tmp_path / "hosts.add.ini", new_etcd=[WORKER])
+    inv = etcd_lb.inventory_with(tmp_path / "hosts.add.ini", new_etcd=[WORKER])
 
     assert cli.main(kha(etcd_lb, "add", "--dry-run", inventory=inv, state=state)) == 0
     assert "would member add 10.56.56.14" in capsys.readouterr().out
@@ -103,7 +89,7 @@ def test_add_new_etcd_member_as_learner_then_voter_and_resume(
 def test_remove_member_stops_and_wipes_it(
     etcd_lb: Installed, ctx: EtcdContext, tmp_path: Path
 ) -> None:
-    inv = inventory_with(etcd_lb.inventory, tmp_path / "hosts.del.ini", del_etcd=[THIRD])
+    inv = etcd_lb.inventory_with(tmp_path / "hosts.del.ini", del_etcd=[THIRD])
     assert cli.main(kha(etcd_lb, "remove", inventory=inv)) == 0
     assert sorted(m.name for m in members(ctx, THIRD)) == [FIRST, SECOND]
     with etcd_lb.connector() as c:
@@ -117,7 +103,7 @@ def test_remove_member_stops_and_wipes_it(
 def test_remove_refused_when_it_would_break_quorum(
     etcd_lb: Installed, ctx: EtcdContext, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    inv = inventory_with(etcd_lb.inventory, tmp_path / "hosts.del.ini", del_etcd=[THIRD])
+    inv = etcd_lb.inventory_with(tmp_path / "hosts.del.ini", del_etcd=[THIRD])
     cluster = etcd_lb.cluster
     cluster.power_off(SECOND)
     cluster.power_off(THIRD)

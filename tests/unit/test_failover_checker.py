@@ -8,7 +8,7 @@ import pytest
 from installer import topology
 from scenarios import catalog
 from scenarios.failover import catalogue
-from scenarios.failover.checker import Recovery, WriteCount, check, outage
+from scenarios.failover.checker import Recovery, WriteCount, check, longest_outage, outage
 from scenarios.failover.model import CaseHistory, FaultWindow, Op, Outcome, Sample
 
 T0 = 100.0
@@ -92,6 +92,15 @@ def test_intermittent_failures_count_as_one_window() -> None:
     seconds, first, last = outage(ops, T0)
     assert first is not None and last is not None
     assert seconds == pytest.approx(103.52 - 100.0)
+
+
+def test_a_rolling_restarts_blips_are_measured_one_at_a_time() -> None:
+    # Three restarts 5 s apart, each costing a few probes: the longest stretch, not first to last.
+    ops = probes([(100.0, 100.3), (105.0, 105.1), (110.0, 110.5)])
+    assert outage(ops, T0)[0] == pytest.approx(110.42 - 100.0)
+    assert longest_outage(ops, T0) == pytest.approx(110.42 - 110.0)
+    assert longest_outage(probes([]), T0) == 0.0
+    assert longest_outage(probes([(99.0, 99.5)]), T0) == 0.0  # over before t0
 
 
 def test_a_node_not_ready_fails_a_single_lb_fault() -> None:

@@ -1,0 +1,112 @@
+"""etcd membership changed on a running HA Kubernetes, and Kubernetes follows (issue 13, flow 4).
+
+On the installed m-master (reverted first), with the clients recording the whole time: ``kha etcd add``
+brings the worker in as a fourth member, then ``kha etcd remove`` takes it out again. After each, every
+apiserver's static pod manifest and its running process name exactly etcd's voting members in
+``--etcd-servers``, and so does the ClusterConfiguration kubeadm keeps; a second ``add`` restarts nothing.
+The promises: the API through the VIP stays up within the rolling-restart bound, 0 acknowledged writes
+lost, exactly one VIP holder, etcd's hashes equal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from installer.etcd import apiservers, ctl
+from kha import cli
+from scenarios.failover import catalogue, checker, run
+from scenarios.failover.model import Outcome
+from scenarios.installed import Installed
+
+pytestmark = pytest.mark.failover
+
+Measured = Callable[..., None]
+WORKER = "10.56.56.14"
+#: the clients may run this long per command (a rolling restart of three apiservers on LXC takes ~1-2 min)
+SPAN_S = 600.0
+
+
+def manifest_flags(inst: Installed) -> dict[str, list[str]]:
+    return {h.name: sorted(apiservers.flag_of(inst.run(h, ["cat", apiservers.APISERVER_MANIFEST]).stdout))
+            for h in inst.topo.masters}
+
+
+def running(inst: Installed) -> dict[str, tuple[str, list[str]]]:
+    """Per control plane: the running kube-apiserver's PID and the members its command line names."""
+    out = {}
+    for h in inst.topo.masters:
+        line = inst.run(h, ["pgrep", "-a", "-x", "kube-apiserver"]).stdout.strip()
+        assert len(line.splitlines()) == 1, f"{h.name}: {line!r}"
+        flag = next(a for a in line.split() if a.startswith("--etcd-servers="))
+        out[h.name] = (line.split()[0], sorted(flag.split("=", 1)[1].split(",")))
+    return out
+
+
+def stored(inst: Installed) -> list[str]:
+    cm = inst.kubectl_json("-n", "kube-system", "get", "configmap", "kubeadm-config")
+    return sorted(yaml.safe_load(cm["data"]["ClusterConfiguration"])["etcd"]["external"]["endpoints"])
+
+
+def kha_etcd(inst: Installed, action: str, inventory: Path, capsys: pytest.CaptureFixture[str],
+             *options: str) -> tuple[int, str]:
+    rc = cli.main(["etcd", action, *options, *inst.cli_args(inventory)])
+    return rc, capsys.readouterr().out
+
+
+def promises(inst: Installed, rec: run.Recorded[tuple[int, str]], what: str, measured: Measured,
+             members: list[str]) -> None:
+    rc, out = rec.outcome
+    assert rc == 0, out
+    bound = catalogue.backend_down(inst.topo)
+    vip = [o for o in rec.ops if o.client == checker.VIP_CLIENT]
+    seconds = checker.longest_outage(vip, rec.started)
+    failed = [o for o in vip if o.outcome is not Outcome.OK]
+    holders = checker.holders_at([s for s in rec.samples if s.observer == "vip"])
+    equal, detail = run.hashkv(inst, members)
+    measured(f"{what}: {rec.stopped - rec.started:.1f}s, longest outage through the VIP {seconds:.2f}s "
+             f"({len(failed)} of {len(vip)} probes failed; bound {bound.seconds:.2f}s × 1.5: {bound.formula}); "
+             f"writes {rec.ledger.summary()}", outage_s=seconds, writes_lost=rec.ledger.lost)
+    assert seconds <= 1.5 * bound.seconds, (what, [(o.start - rec.started, o.outcome, o.detail) for o in failed])
+    assert rec.ledger.lost == 0 and not rec.ledger.failed_present, rec.ledger.summary()
+    assert holders and max(n for _t, n in holders) == 1 and holders[-1][1] == 1, holders
+    assert equal, detail
+
+
+def test_etcd_add_then_remove_and_every_apiserver_follows(
+    kubernetes_m_master: Installed, tmp_path: Path, measured: Measured, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inst = kubernetes_m_master
+    run.fresh(inst, "etcd-membership")
+    three = sorted(ctl.client_urls(inst.topo.etcd))
+    four = sorted([*three, f"https://{WORKER}:2379"])
+    assert manifest_flags(inst) == {h.name: three for h in inst.topo.masters}
+
+    add = inst.inventory_with(tmp_path / "hosts.add.ini", new_etcd=[WORKER])
+    rc, out = kha_etcd(inst, "add", add, capsys, "--dry-run")
+    assert rc == 0, out
+    assert f"would rewrite --etcd-servers in {apiservers.APISERVER_MANIFEST} to {','.join(four)}" in out, out
+    assert manifest_flags(inst) == {h.name: three for h in inst.topo.masters}, "the dry run changed a manifest"
+    added = run.record(inst, SPAN_S, lambda: kha_etcd(inst, "add", add, capsys))
+    promises(inst, added, "etcd add", measured, four)
+    assert manifest_flags(inst) == {h.name: four for h in inst.topo.masters}
+    before = running(inst)
+    assert {name: urls for name, (_pid, urls) in before.items()} == {h.name: four for h in inst.topo.masters}
+    assert stored(inst) == four
+
+    started = time.monotonic()
+    rc, out = kha_etcd(inst, "add", add, capsys)
+    assert rc == 0, out
+    assert running(inst) == before, "a second `kha etcd add` restarted an apiserver"
+    measured(f"second etcd add: {time.monotonic() - started:.1f}s, no apiserver restarted")
+
+    remove = inst.inventory_with(tmp_path / "hosts.del.ini", etcd=[WORKER], del_etcd=[WORKER])
+    removed = run.record(inst, SPAN_S, lambda: kha_etcd(inst, "remove", remove, capsys))
+    promises(inst, removed, "etcd remove", measured, three)
+    assert manifest_flags(inst) == {h.name: three for h in inst.topo.masters}
+    assert {name: urls for name, (_pid, urls) in running(inst).items()} == {h.name: three for h in inst.topo.masters}
+    assert stored(inst) == three
