@@ -418,29 +418,31 @@ def _wait_all(ctx: EtcdContext) -> None:
     ctx.admin().wait_healthy()
 
 
+#: The last step of every membership change: Kubernetes uses the members etcd has now.
+FOLLOW: Phase[EtcdContext] = Phase(
+    "apiservers", apiservers.run_follow,
+    description="every kube-apiserver's --etcd-servers names the members, one control plane at a time")
+
 ADD: Phase[EtcdContext] = Phase("etcd-add", children=(
     Phase("pki", _pki, description="certificates for the [new-etcd] node in the PKI store"),
     Phase("prepare", _prepare_new, description="etcd packages and certificates on the new node"),
     Phase("join", _join_new, description="member add --learner, start with an empty data dir, promote"),
     Phase("wait", _wait_all, description="every member reports healthy"),
-    Phase("apiservers", apiservers.run_follow,
-          description="every kube-apiserver's --etcd-servers names the members, one control plane at a time"),
+    FOLLOW,
 ), description="add the [new-etcd] members")
 
 REMOVE: Phase[EtcdContext] = Phase("etcd-remove", children=(
     Phase("check", _remove_check, description="the remaining voters keep a healthy majority"),
     Phase("members", _remove, description="member remove; stop, disable and wipe etcd on the node"),
     Phase("wait", _wait_all, description="every remaining member reports healthy"),
-    Phase("apiservers", apiservers.run_follow,
-          description="every kube-apiserver's --etcd-servers names the members, one control plane at a time"),
+    FOLLOW,
 ), description="remove the [del-etcd] members")
 
 REPLACE: Phase[EtcdContext] = Phase("etcd-replace", children=(
     Phase("remove", _replace_remove, description="remove the old member by ID (etcdctl on the other members)"),
     Phase("join", _replace_join, description="packages, certificates, wipe, member add --learner, start, promote"),
     Phase("wait", _wait_all, description="every member reports healthy"),
-    Phase("apiservers", apiservers.run_follow,
-          description="every kube-apiserver's --etcd-servers names the members, one control plane at a time"),
+    FOLLOW,
 ), description="replace a dead member with a fresh one at the same address")
 
 
