@@ -214,6 +214,12 @@ class Cluster:
         return self.state.state_dir / SSH_CONFIG
 
     @property
+    def scratch(self) -> Path:
+        """A folder for what others keep with this cluster (state copies beside its snapshots): removed with
+        the cluster by ``kha down``, like everything else ``up`` made."""
+        return self.state.state_dir / SCRATCH
+
+    @property
     def known_hosts(self) -> Path:
         return self.state.state_dir / KNOWN_HOSTS
 
@@ -516,9 +522,10 @@ def teardown(cluster: str, state_dir: Path, lv: SystemLibvirt | PrivateLibvirt, 
     return removed
 
 
-# Everything ``up`` creates in a cluster's state dir.
+SCRATCH = "scratch"
+# Everything ``up`` creates in a cluster's state dir (and ``Cluster.scratch``, which others fill).
 STATE_ENTRIES = (STATE_FILE, f".{STATE_FILE}.tmp", IDENTITY, f"{IDENTITY}.pub", KNOWN_HOSTS, SSH_CONFIG, "libvirt",
-                 "nodes", "snapshots")
+                 "nodes", "snapshots", SCRATCH)
 
 
 def _ours(state_dir: Path) -> bool:

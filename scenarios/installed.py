@@ -175,8 +175,9 @@ class Installed:
             shutil.copytree(copy, self.state, symlinks=True)
 
     def _state_copy(self, name: str) -> Path:
-        # Inside the cluster's own folder: gone with ``kha down``, found again by a later ``kha fault run``.
-        return self.cluster.state.state_dir / "installed-state" / name
+        # Inside the cluster's own folder: gone with ``kha down`` (it holds keys), found again by a later
+        # ``kha fault run``.
+        return self.cluster.scratch / "installed-state" / name
 
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Until ``unsettled`` says nothing; the seconds it took."""

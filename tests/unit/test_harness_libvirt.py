@@ -196,6 +196,9 @@ def test_teardown_removes_only_what_up_writes_in_the_state_dir(tmp_path: Path) -
     for name in ("state.json", "id_ed25519", "known_hosts", "ssh_config"):
         (state_dir / name).write_text("x")
     (state_dir / "precious.txt").write_text("keep me")
+    # What the suites keep with a cluster (a copy of its state folder, keys included) goes with it.
+    (state_dir / "scratch" / "installed-state" / "kubernetes" / "pki").mkdir(parents=True)
+    (state_dir / "scratch" / "installed-state" / "kubernetes" / "pki" / "ca.key").write_text("secret")
     removed = teardown("c1", state_dir, SystemLibvirt(), uris=[])
     assert removed == [f"state {state_dir}"]
     assert sorted(p.name for p in state_dir.iterdir()) == ["precious.txt"]

@@ -12,10 +12,11 @@ from scenarios.installed import Installed
 
 
 class _Cluster:
-    """What ``Installed`` asks of a harness cluster for a snapshot: a state folder and the two verbs."""
+    """What ``Installed`` asks of a harness cluster for a snapshot: a scratch folder and the two verbs."""
 
     def __init__(self, root: Path) -> None:
         self.state = SimpleNamespace(state_dir=root)
+        self.scratch = root / "scratch"
         self.calls: list[tuple[str, str]] = []
 
     def snapshot(self, name: str) -> None:
