@@ -133,9 +133,9 @@ class Installed:
         text = self.inventory.read_text()
         for group, hosts in groups.items():
             header = f"[{group.replace('_', '-')}]"
-            if not re.search(rf"^{re.escape(header)}$", text, re.M):
+            text, found = re.subn(rf"^{re.escape(header)}$", "\n".join([header, *hosts]), text, count=1, flags=re.M)
+            if not found:
                 raise ScenarioError(f"{self.inventory}: no {header} group to list {', '.join(hosts)} under")
-            text = re.sub(rf"^{re.escape(header)}$", "\n".join([header, *hosts]), text, count=1, flags=re.M)
         dest.write_text(text)
         return dest
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 import pytest
 
 from installer.checks.target import Target, output
+from installer.kubernetes.phases import CLUSTER_CA
 from installer.topology import Host
 
 #: An apiserver that just restarted is ready once its informers synced: well within this.
 DEADLINE_S = 60.0
-CA = "/etc/kubernetes/pki/ca.crt"
 
 
 def _readyz(target: Target, on: Host, url: str) -> str | None:
-    res = target.run(on, ["curl", "-sS", "--max-time", "10", "--cacert", CA, f"{url}/readyz"], timeout=20)
+    res = target.run(on, ["curl", "-sS", "--max-time", "10", "--cacert", CLUSTER_CA, f"{url}/readyz"], timeout=20)
     return None if res.ok and res.stdout.strip() == "ok" else output(res, 6)
 
 

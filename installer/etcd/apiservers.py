@@ -30,14 +30,12 @@ from installer.etcd import ctl
 from installer.etcd.context import EtcdContext
 from installer.etcd.ctl import MemberInfo
 from installer.files import NodeFile
+from installer.kubernetes.phases import ADMIN_CONF, APISERVER_MANIFEST, CLUSTER_CA
 from installer.remote import Transport
 from installer.topology import Host, Role
 
 log = logging.getLogger(__name__)
 
-APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
-ADMIN_CONF = "/etc/kubernetes/admin.conf"
-CA = "/etc/kubernetes/pki/ca.crt"
 #: From the manifest's change until the new apiserver answers /readyz: the kubelet notices the file
 #: (inotify, else its 20 s re-read), stops the old pod (up to its grace period), starts the new one.
 RESTART_TIMEOUT_S = 240.0
@@ -93,7 +91,7 @@ def _manifest(t: Transport) -> str | None:
     return res.stdout if res.ok else None
 
 
-def _running_with(t: Transport, address: str, urls: Sequence[str]) -> str | None:
+def _running_with(t: Transport, url: str, urls: Sequence[str]) -> str | None:
     """None once the node's apiserver runs with ``--etcd-servers=urls`` and answers /readyz with ok."""
     flag = f"--etcd-servers={','.join(urls)}"
     procs = t.run(["pgrep", "-a", "-x", "kube-apiserver"], check=False).stdout.splitlines()
@@ -103,7 +101,7 @@ def _running_with(t: Transport, address: str, urls: Sequence[str]) -> str | None
         return f"{len(procs)} kube-apiserver processes" + (" (the old one still stopping)" if procs else "")
     if flag not in procs[0].split():
         return "the old apiserver still runs"
-    res = t.run(["curl", "-sS", "--max-time", "5", "--cacert", CA, f"https://{address}:6443/readyz"], check=False)
+    res = t.run(["curl", "-sS", "--max-time", "5", "--cacert", CLUSTER_CA, f"{url}/readyz"], check=False)
     return None if res.stdout.strip() == "ok" else f"/readyz: {(res.stdout + res.stderr).strip()[:200] or 'no answer'}"
 
 
@@ -116,7 +114,8 @@ def _restart_one(ctx: EtcdContext, host: Host, t: Transport, manifest: str, urls
                  "apiserver's /readyz"):
         return True
     nodeops.sync_file(ctx, t, NodeFile(APISERVER_MANIFEST, new.encode(), 0o600))
-    waiting.until(lambda: _running_with(t, str(host.address), urls), timeout=RESTART_TIMEOUT_S, interval=1.0,
+    url = f"https://{host.address}:{ctx.topo.apiserver_port}"
+    waiting.until(lambda: _running_with(t, url, urls), timeout=RESTART_TIMEOUT_S, interval=1.0,
                   error=lambda said: EtcdError(
                       f"{host.name}: kube-apiserver not back with the new --etcd-servers {RESTART_TIMEOUT_S:.0f}s "
                       f"after its manifest changed ({said}); check `crictl ps -a` and the kubelet's journal there, "

@@ -33,6 +33,8 @@ from installer.settings import NetworkPlugin, ProxyMode
 from installer.topology import Host, Role
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
+#: the cluster CA kubeadm and the pki phase place on every node (what an apiserver's certificate chains to)
+CLUSTER_CA = "/etc/kubernetes/pki/ca.crt"
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
 APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 CNI_CONFLIST = "/etc/cni/net.d/10-kha-bridge.conflist"

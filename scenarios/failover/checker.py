@@ -93,14 +93,15 @@ def longest_outage(ops: Sequence[Op], t0: float) -> float:
     after ``t0``, from its first start to its last end: how long the API was unavailable at a stretch
     while something was done in several steps (a rolling restart), where ``outage`` would join the steps'
     separate blips into one window."""
-    longest = 0.0
-    run: list[Op] = []
+    longest, first, last = 0.0, None, 0.0
     for o in sorted((o for o in ops if o.end > t0), key=lambda o: o.start):
         if o.outcome is Outcome.OK:
-            run = []
+            first = None
             continue
-        run.append(o)
-        longest = max(longest, max(x.end for x in run) - run[0].start)
+        if first is None:
+            first, last = o.start, o.end
+        last = max(last, o.end)
+        longest = max(longest, last - first)
     return longest
 
 

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from installer.etcd import apiservers, ctl
+from installer.kubernetes.phases import APISERVER_MANIFEST
 from kha import cli
 from scenarios.failover import catalogue, checker, run
 from scenarios.failover.model import Outcome
@@ -32,7 +33,7 @@ SPAN_S = 600.0
 
 
 def manifest_flags(inst: Installed) -> dict[str, list[str]]:
-    return {h.name: sorted(apiservers.flag_of(inst.run(h, ["cat", apiservers.APISERVER_MANIFEST]).stdout))
+    return {h.name: sorted(apiservers.flag_of(inst.run(h, ["cat", APISERVER_MANIFEST]).stdout))
             for h in inst.topo.masters}
 
 
@@ -89,7 +90,7 @@ def test_etcd_add_then_remove_and_every_apiserver_follows(
     add = inst.inventory_with(tmp_path / "hosts.add.ini", new_etcd=[WORKER])
     rc, out = kha_etcd(inst, "add", add, capsys, "--dry-run")
     assert rc == 0, out
-    assert f"would rewrite --etcd-servers in {apiservers.APISERVER_MANIFEST} to {','.join(four)}" in out, out
+    assert f"would rewrite --etcd-servers in {APISERVER_MANIFEST} to {','.join(four)}" in out, out
     assert manifest_flags(inst) == {h.name: three for h in inst.topo.masters}, "the dry run changed a manifest"
     added = run.record(inst, SPAN_S, lambda: kha_etcd(inst, "add", add, capsys))
     promises(inst, added, "etcd add", measured, four)
