@@ -46,6 +46,8 @@ class InstallContext(Context):
     etcd_changed: dict[str, bool] = field(default_factory=dict)
     #: LB nodes whose configs the loadbalancer phases changed (node name → daemons to restart).
     lb_changed: dict[str, list[str]] = field(default_factory=dict)
+    #: control planes whose static pods read files the kubernetes phases changed (node name → pod names).
+    static_pods_changed: dict[str, set[str]] = field(default_factory=dict)
     #: ``--replace-ca``: push the store's CAs over nodes that trust other ones (on purpose, never by default).
     replace_ca: bool = False
     #: nodes whose CAs were found to be the store's (or new) in this run: ``ensure_same_ca`` reads each once.

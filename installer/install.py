@@ -61,6 +61,15 @@ def _connect(ctx: InstallContext) -> None:
         ctx.ensure_same_ca(host)  # a node of another store's cluster stops the run before anything is written
 
 
+#: ``kha pki rollout``: the phases that carry the PKI store onto running nodes. The store is brought up to
+#: date (an expired leaf is re-issued; ``kha pki renew`` re-issues the rest), etcd's certificates are copied
+#: and its members restarted one at a time (each back in a healthy cluster before the next), then
+#: /etc/kubernetes on every node, and the control planes whose files changed restart their static pods,
+#: one node at a time. ``kha install`` runs the same phases among the others.
+ROLLOUT = ("pki", "connect", "etcd/certs", "etcd/start", "etcd/wait", "kubernetes/pki",
+           "kubernetes/control-plane-files", "kubernetes/restart")
+
+
 def phases() -> list[Phase[InstallContext]]:
     return [
         Phase("pki", _pki, description="build or update the PKI store (local, no node touched)"),
@@ -96,7 +105,8 @@ def run(
     # The runner checks --only/--skip first: a typo must not leave anything behind.
     runner = Runner(phases(), only=only or (), skip=skip or (), dry_run=dry_run, out=out or sys.stdout)
     loaded = Bundle.load(bundle) if bundle else None
-    if topo.groups[Role.MASTER] and any(p.startswith("kubernetes/") for p in runner.plan()):
+    # The rollout's kubernetes phases copy files and restart static pods: they need no Kubernetes source.
+    if topo.groups[Role.MASTER] and any(p.startswith("kubernetes/") and p not in ROLLOUT for p in runner.plan()):
         refused = [p for p in source.problems(topo, loaded) if not p.warning]
         if refused:
             raise ConfigError(refused)

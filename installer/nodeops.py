@@ -8,7 +8,7 @@ restarts nothing. Commands are argv lists; the transport quotes them once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePosixPath
 
 from installer.facts import NodeFacts, OSFamily, parse_os_release
@@ -70,13 +70,20 @@ def sync_file(ctx: Context, t: Transport, f: NodeFile) -> bool:
     return True
 
 
-def sync_files(ctx: Context, t: Transport, files: Iterable[NodeFile], *, restarts: str | None = None) -> list[str]:
-    """Sync several files; returns the paths that changed. ``restarts``: the unit these files configure,
-    marked pending before the first write (see ``mark_pending``)."""
+def sync_files(ctx: Context, t: Transport, files: Iterable[NodeFile], *,
+               restarts: str | Callable[[str], Iterable[str]] | None = None) -> list[str]:
+    """Sync several files; returns the paths that changed. ``restarts``: the unit these files configure (or,
+    given a file's path, the units that read it), marked pending before that file is written (see
+    ``mark_pending``)."""
     changed: list[str] = []
+    marked: set[str] = set()
     for f in files:
-        if restarts and not changed and not _same(t, f):
-            mark_pending(ctx, t, restarts)
+        units = () if restarts is None else (restarts,) if isinstance(restarts, str) else tuple(restarts(f.path))
+        if any(u not in marked for u in units) and not _same(t, f):
+            for unit in units:
+                if unit not in marked:
+                    mark_pending(ctx, t, unit)
+                    marked.add(unit)
         if sync_file(ctx, t, f):
             changed.append(f.path)
     return changed

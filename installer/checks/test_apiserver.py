@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from installer.checks.target import Target, output
-from installer.kubernetes.phases import CLUSTER_CA
+from installer.kubernetes.staticpods import CLUSTER_CA
 from installer.topology import Host
 
 #: An apiserver that just restarted is ready once its informers synced: well within this.

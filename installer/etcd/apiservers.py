@@ -23,22 +23,16 @@ from collections.abc import Sequence
 
 import yaml
 
-from core import waiting
-from installer import nodeops
 from installer.errors import EtcdError
 from installer.etcd import ctl
 from installer.etcd.context import EtcdContext
 from installer.etcd.ctl import MemberInfo
-from installer.files import NodeFile
-from installer.kubernetes.phases import ADMIN_CONF, APISERVER_MANIFEST, CLUSTER_CA
+from installer.kubernetes import staticpods
+from installer.kubernetes.phases import ADMIN_CONF, APISERVER_MANIFEST
 from installer.remote import Transport
 from installer.topology import Host, Role
 
 log = logging.getLogger(__name__)
-
-#: From the manifest's change until the new apiserver answers /readyz: the kubelet notices the file
-#: (inotify, else its 20 s re-read), stops the old pod (up to its grace period), starts the new one.
-RESTART_TIMEOUT_S = 240.0
 
 _FLAG = re.compile(r"^(?P<indent>\s*-\s*)--etcd-servers=(?P<value>\S+)\s*$", re.M)
 
@@ -85,42 +79,17 @@ def stored_config(configmap: dict[str, object], urls: Sequence[str]) -> str | No
 
 
 # -- on the nodes --------------------------------------------------------------------------------
-def _manifest(t: Transport) -> str | None:
-    """The apiserver's static pod manifest on the node, or None when it has none."""
-    res = t.run(["cat", APISERVER_MANIFEST], sudo=True, check=False)
-    return res.stdout if res.ok else None
-
-
-def _running_with(t: Transport, url: str, urls: Sequence[str]) -> str | None:
-    """None once the node's apiserver runs with ``--etcd-servers=urls`` and answers /readyz with ok."""
-    flag = f"--etcd-servers={','.join(urls)}"
-    procs = t.run(["pgrep", "-a", "-x", "kube-apiserver"], check=False).stdout.splitlines()
-    # A changed manifest is a new static pod to the kubelet: the new apiserver starts while the old one is
-    # still stopping, and until that one is gone it holds the port and answers /readyz.
-    if len(procs) != 1:
-        return f"{len(procs)} kube-apiserver processes" + (" (the old one still stopping)" if procs else "")
-    if flag not in procs[0].split():
-        return "the old apiserver still runs"
-    res = t.run(["curl", "-sS", "--max-time", "5", "--cacert", CLUSTER_CA, f"{url}/readyz"], check=False)
-    return None if res.stdout.strip() == "ok" else f"/readyz: {(res.stdout + res.stderr).strip()[:200] or 'no answer'}"
-
-
 def _restart_one(ctx: EtcdContext, host: Host, t: Transport, manifest: str, urls: Sequence[str]) -> bool:
     """Rewrite ``host``'s manifest and wait for its new apiserver; False when it had nothing to change."""
     new = with_servers(manifest, urls)
     if new is None:
         return False
-    if ctx.would(f"rewrite --etcd-servers in {APISERVER_MANIFEST} to {','.join(urls)} and wait for the restarted "
-                 "apiserver's /readyz"):
+    flag = f"--etcd-servers={','.join(urls)}"
+    if ctx.would(f"rewrite {flag} in {APISERVER_MANIFEST} and wait for the restarted apiserver's /readyz"):
         return True
-    nodeops.sync_file(ctx, t, NodeFile(APISERVER_MANIFEST, new.encode(), 0o600))
-    url = f"https://{host.address}:{ctx.topo.apiserver_port}"
-    waiting.until(lambda: _running_with(t, url, urls), timeout=RESTART_TIMEOUT_S, interval=1.0,
-                  error=lambda said: EtcdError(
-                      f"{host.name}: kube-apiserver not back with the new --etcd-servers {RESTART_TIMEOUT_S:.0f}s "
-                      f"after its manifest changed ({said}); check `crictl ps -a` and the kubelet's journal there, "
-                      "then run the command again (the control planes after it were not touched)"))
-    log.info("%s: kube-apiserver restarted with --etcd-servers=%s", host.name, ",".join(urls))
+    url = staticpods.APISERVER.health_url(str(host.address), ctx.topo.apiserver_port)
+    staticpods.restart(ctx, t, staticpods.APISERVER, new, url, flag=flag)
+    log.info("%s: kube-apiserver restarted with %s", host.name, flag)
     return True
 
 
@@ -146,7 +115,7 @@ def follow(ctx: EtcdContext, urls: Sequence[str], reach: dict[str, Transport | N
     manifests: dict[str, str | None] = {}
     for host in ctx.topo.masters:
         t = reach.get(host.name)
-        manifests[host.name] = _manifest(t) if t is not None else None
+        manifests[host.name] = staticpods.manifest(t, staticpods.APISERVER) if t is not None else None
     if not any(text is not None for text in manifests.values()):
         log.info("no kube-apiserver manifest on any reachable control plane (etcd only, or Kubernetes not "
                  "installed yet): no apiserver to follow")

@@ -100,9 +100,11 @@ def _start(ctx: InstallContext) -> None:
         if host in fresh:
             continue
         with ctx.node(host.name):
-            if nodeops.ensure_service(ctx, ctx.transport(host), "etcd", changed=changed.get(host.name, False),
-                                      no_block=True) and not ctx.dry_run:
-                # Rolling: the next member restarts only once this one is back in a healthy cluster.
+            # Rolling: a blocking restart returns once the member is back (Type=notify: it has rejoined), and
+            # the next member restarts only once the whole cluster is healthy again. (--no-block would let
+            # the health check race the stop: two members down at once, and a 3-member cluster loses quorum.)
+            if nodeops.ensure_service(ctx, ctx.transport(host), "etcd",
+                                      changed=changed.get(host.name, False)) and not ctx.dry_run:
                 ctl.wait_healthy(ctx, hosts)
 
 

@@ -13,6 +13,7 @@ with a kubelet.conf has joined, an image that containerd has is not imported aga
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shlex
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from installer.context import InstallContext
 from installer.errors import KubernetesError
 from installer.facts import OSFamily
 from installer.files import NodeFile
-from installer.kubernetes import cni, packages, source
+from installer.kubernetes import cni, packages, source, staticpods
 from installer.kubernetes import render as k8s
 from installer.kubernetes.bundle import NODE_BINARIES, Bundle
 from installer.phases import Phase
@@ -33,10 +34,8 @@ from installer.settings import NetworkPlugin, ProxyMode
 from installer.topology import Host, Role
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
-#: the cluster CA kubeadm and the pki phase place on every node (what an apiserver's certificate chains to)
-CLUSTER_CA = "/etc/kubernetes/pki/ca.crt"
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
-APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+APISERVER_MANIFEST = staticpods.APISERVER.manifest
 CNI_CONFLIST = "/etc/cni/net.d/10-kha-bridge.conflist"
 ROUTES_UNIT = "/etc/systemd/system/kha-pod-routes.service"
 IMPORT_DIR = "/var/tmp/kha-images"
@@ -217,17 +216,54 @@ def pki_files(ctx: InstallContext, host: Host) -> list[NodeFile]:
     return out
 
 
+def _readers(path: str) -> list[str]:
+    return [pod.name for pod in staticpods.readers(path)]
+
+
+def _sync_control_plane(ctx: InstallContext, host: Host, t: Transport, files: Sequence[NodeFile]) -> None:
+    """Sync files on a node; on a control plane, the static pods that read a changed file are marked to
+    restart (on the node first: a run stopped before the restart phase still restarts them)."""
+    if not k8s._is_control_plane(ctx.topo, host):
+        _sync(ctx, t, files)
+        return
+    for path in nodeops.sync_files(ctx, t, files, restarts=_readers):
+        ctx.static_pods_changed.setdefault(host.name, set()).update(_readers(path))
+
+
 def _pki(ctx: InstallContext) -> None:
-    _each(ctx, _nodes(ctx), lambda h, t: _sync(ctx, t, pki_files(ctx, h)))
+    _each(ctx, _nodes(ctx), lambda h, t: _sync_control_plane(ctx, h, t, pki_files(ctx, h)))
 
 
 def _control_plane_files(ctx: InstallContext) -> None:
     """The files kubeadm's apiserver flags name (Secrets encryption config, audit policy), on every control
     plane before its apiserver starts. kubeadm writes the static pod manifests once (init, join): a knob
-    changed on an installed cluster changes these files, not the running flags."""
+    changed on an installed cluster changes these files (and the restart phase makes the apiserver read
+    them), not the flags."""
     files = k8s.control_plane_files(ctx.topo, ctx.secrets)
     masters = [h for h in _nodes(ctx) if k8s._is_control_plane(ctx.topo, h)]
-    _each(ctx, masters, lambda _h, t: _sync(ctx, t, files))
+    _each(ctx, masters, lambda h, t: _sync_control_plane(ctx, h, t, files))
+
+
+def _restart(ctx: InstallContext) -> None:
+    """Control planes whose files changed (in this run, or in one that stopped before getting here), one
+    node at a time; on each, the apiserver, then the controller-manager and the scheduler, each back
+    before the next. A node not initialised or joined yet has no manifest: it starts with the new files."""
+    masters = [h for h in _nodes(ctx) if k8s._is_control_plane(ctx.topo, h)]
+    for host in masters:
+        with ctx.node(host.name):
+            t = ctx.transport(host)
+            changed = ctx.static_pods_changed.get(host.name, set())
+            for pod in staticpods.CONTROL_PLANE:
+                if pod.name not in changed and not nodeops.is_pending(t, pod.name):
+                    continue
+                manifest = staticpods.manifest(t, pod)
+                if manifest is not None and not ctx.would(f"restart {pod.name}, which reads files that changed, "
+                                                          f"and wait for its /{pod.health}"):
+                    new = staticpods.stamped(manifest, "to read the files kha changed", dt.datetime.now(dt.UTC),
+                                             pod.manifest)
+                    url = pod.health_url(str(host.address), ctx.topo.apiserver_port)
+                    staticpods.restart(ctx, t, pod, new, url)
+                nodeops.clear_pending(ctx, t, pod.name)
 
 
 # -- kubeadm -------------------------------------------------------------------------------------
@@ -460,6 +496,8 @@ PHASE: Phase[InstallContext] = Phase(
         Phase("pki", _pki, description="the PKI store's tree into /etc/kubernetes"),
         Phase("control-plane-files", _control_plane_files,
               description="Secrets encryption config and audit policy on each control plane"),
+        Phase("restart", _restart, description="control planes whose files changed: their static pods restarted, "
+                                               "one node at a time"),
         Phase("init", _init, description="kubeadm init on the first master"),
         Phase("join-masters", _join_masters, description="further control planes, one at a time"),
         Phase("join-workers", _join_workers, description="workers, in parallel"),

@@ -144,14 +144,14 @@ def _key_usage(*, ca: bool) -> x509.KeyUsage:
                          encipher_only=False, decipher_only=False)
 
 
-def _validity(now: dt.datetime, days: int) -> tuple[dt.datetime, dt.datetime]:
+def _validity(now: dt.datetime, valid_for: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
     now = now.astimezone(dt.UTC).replace(microsecond=0)
-    return now - BACKDATE, now + dt.timedelta(days=days)
+    return now - BACKDATE, now + valid_for
 
 
 def self_signed_ca(key: PrivateKey, cn: str, days: int, now: dt.datetime) -> x509.Certificate:
     """A root CA like client-go's NewSelfSignedCACert: CN, a DNS SAN equal to the CN, CA:TRUE."""
-    not_before, not_after = _validity(now, days)
+    not_before, not_after = _validity(now, dt.timedelta(days=days))
     name = _name(cn)
     builder = (
         x509.CertificateBuilder()
@@ -178,11 +178,11 @@ def issue(
     organization: Sequence[str],
     usages: Sequence[ObjectIdentifier],
     sans: SANs,
-    days: int,
+    valid_for: dt.timedelta,
     now: dt.datetime,
 ) -> x509.Certificate:
     """A leaf signed by ``ca_cert``/``ca_key`` for ``key``, like kubeadm's NewSignedCert."""
-    not_before, not_after = _validity(now, days)
+    not_before, not_after = _validity(now, valid_for)
     # Past its CA's NotAfter a leaf no longer verifies anyway; say so in the certificate itself.
     not_after = min(not_after, ca_cert.not_valid_after_utc)
     try:

@@ -279,8 +279,8 @@ def _ca(cn: str) -> tuple[x509.Certificate, crypto.PrivateKey]:
 
 def _leaf(ca: tuple[x509.Certificate, crypto.PrivateKey], days: int) -> x509.Certificate:
     return crypto.issue(ca[0], ca[1], crypto.new_key(KeyType.ECDSA), cn="kube-apiserver", organization=(),
-                        usages=[x509.oid.ExtendedKeyUsageOID.SERVER_AUTH], sans=SANs.of("node1"), days=days,
-                        now=NOW - dt.timedelta(days=1))
+                        usages=[x509.oid.ExtendedKeyUsageOID.SERVER_AUTH], sans=SANs.of("node1"),
+                        valid_for=dt.timedelta(days=days), now=NOW - dt.timedelta(days=1))
 
 
 def test_served_certificates() -> None:

@@ -115,9 +115,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     ca = crypto.self_signed_ca(ca_key, "kubernetes", 1, now)
     srv_key, adm_key = crypto.new_key(KeyType.ECDSA), crypto.new_key(KeyType.ECDSA)
     srv = crypto.issue(ca, ca_key, srv_key, cn="kube-apiserver", organization=(),
-                       usages=(ExtendedKeyUsageOID.SERVER_AUTH,), sans=SANs.of("127.0.0.1"), days=1, now=now)
+                       usages=(ExtendedKeyUsageOID.SERVER_AUTH,), sans=SANs.of("127.0.0.1"),
+                       valid_for=dt.timedelta(days=1), now=now)
     adm = crypto.issue(ca, ca_key, adm_key, cn="kubernetes-admin", organization=("system:masters",),
-                       usages=(ExtendedKeyUsageOID.CLIENT_AUTH,), sans=SANs(), days=1, now=now)
+                       usages=(ExtendedKeyUsageOID.CLIENT_AUTH,), sans=SANs(), valid_for=dt.timedelta(days=1), now=now)
     (root / "ca").mkdir()
     (root / "ca" / "ca.crt").write_bytes(crypto.cert_pem(ca))
     (root / "cluster").mkdir()

@@ -189,7 +189,8 @@ def foreign_leaf(like: x509.Certificate) -> tuple[bytes, bytes]:
     key = crypto.new_key(KeyType.ECDSA)
     cn, orgs, _ = identity(like)
     leaf = crypto.issue(ca, ca_key, key, cn=cn, organization=orgs,
-                        usages=crypto.extended_usages(like), sans=crypto.sans_of(like), days=10, now=now)
+                        usages=crypto.extended_usages(like), sans=crypto.sans_of(like),
+                        valid_for=dt.timedelta(days=10), now=now)
     return crypto.cert_pem(leaf), crypto.key_pem(key)
 
 
@@ -456,6 +457,45 @@ def test_renew_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "'bogus' is not a certificate of this cluster" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="is a CA"):
         Store.open(root).renew(["etcd/ca"])
+
+
+def test_short_lived_renewal_for_a_test_and_the_configured_lifetime_after_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--valid-for 10m`: renewal tested end to end without moving a clock; then a plain renew gives the
+    configured lifetime again, never silently shorter."""
+    _, root = init(tmp_path, cert_key_type="ecdsa", kube_certs_expired="365")
+    assert main(["pki", "renew", "--dir", str(root), "--valid-for", "10m", "apiserver", "etcd/server"]) == 0
+    out = capsys.readouterr().out
+    assert "valid for 0:10:00 on request, not the configured 365 days" in out
+    for p in (root / "nodes/node1/pki/apiserver.crt", root / "nodes/node1/pki/etcd/server.crt"):
+        c = cert(p)
+        assert c.not_valid_after_utc - c.not_valid_before_utc == dt.timedelta(minutes=10) + crypto.BACKDATE, p
+    assert cert(root / "nodes/node1/pki/apiserver-kubelet-client.crt").not_valid_after_utc > \
+        dt.datetime.now(dt.UTC) + dt.timedelta(days=300), "what was not named keeps its lifetime"
+    # an install's pki phase keeps them while they are valid, and re-issues them once expired
+    before = snapshot(root)
+    Store.open(root).init()
+    assert changed(before, snapshot(root)) == set()
+    Store.open(root, now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=11)).init()
+    assert "nodes/node1/pki/apiserver.crt" in changed(before, snapshot(root))
+    # a plain renew: the configured lifetime
+    assert main(["pki", "renew", "--dir", str(root), "apiserver"]) == 0
+    c = cert(root / "nodes/node1/pki/apiserver.crt")
+    assert c.not_valid_after_utc - c.not_valid_before_utc == dt.timedelta(days=365) + crypto.BACKDATE
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as bad:
+        main(["pki", "renew", "--dir", str(root), "--valid-for", "0m"])
+    assert bad.value.code == 2
+    assert "'0m' is not a duration such as 30s, 10m, 2h or 7d" in capsys.readouterr().err
+
+
+def test_a_leaf_cut_short_by_its_ca_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _, root = init(tmp_path, cert_key_type="ecdsa", kube_certs_expired="365")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=365 * 10 - 100)  # the CA has 100 days left
+    changes = Store.open(root, now=later).renew(["apiserver"])
+    notes = {c.reason for c in changes if c.path.endswith("apiserver.crt")}
+    assert notes and all("valid only until its CA expires on" in n and "shorter than" in n for n in notes), notes
+    assert "valid only until its CA expires" in caplog.text
 
 
 def test_check_names_the_command_that_repairs_a_half_pair(
