@@ -11,6 +11,7 @@ imports them. Nothing here imports a phase tree, so there is no import circle.
 
 from __future__ import annotations
 
+import argparse
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -130,3 +131,16 @@ def open_context(
     write = not dry_run if write_secrets is None else write_secrets
     return kind(topo=topo, inventory=Path(inventory), state=sd, connector=connector,
                 secrets=sd.secrets(topo, write=write), dry_run=dry_run, **fields)
+
+
+def add_arguments(p: argparse.ArgumentParser, *, dry_run: bool = True) -> None:
+    """The options of every command that works on a cluster's nodes: the inventory, the state folder, how to
+    reach the nodes (``open_context``'s arguments), and ``--dry-run``."""
+    p.add_argument("-i", "--inventory", required=True, help="inventory file (kubeadm-ha INI format)")
+    p.add_argument("--state", help="cluster state folder: PKI store, secrets (default: beside the inventory)")
+    p.add_argument("--known-hosts", help="known_hosts pinning the nodes' host keys (default: STATE/known_hosts)")
+    p.add_argument("--ssh-config", help="an OpenSSH config with Host blocks for the nodes (keys, proxies)")
+    p.add_argument("--trust-unknown-hosts", action="store_true",
+                   help="accept and record host keys not yet in known_hosts (never a changed key)")
+    if dry_run:
+        p.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")

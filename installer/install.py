@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from installer import topology, varsfile
-from installer.context import InstallContext, open_context
+from installer.context import InstallContext, add_arguments, open_context
 from installer.errors import ConfigError
 from installer.etcd.phases import PHASE as ETCD
 from installer.kubernetes import source
@@ -128,16 +128,10 @@ def _cmd_install(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("install", help="install the inventory's cluster over SSH (phases: --only/--skip/--dry-run)")
-    p.add_argument("-i", "--inventory", required=True)
-    p.add_argument("--state", help="cluster state folder: PKI store, secrets (default: beside the inventory)")
-    p.add_argument("--known-hosts", help="known_hosts pinning the nodes' host keys (default: STATE/known_hosts)")
-    p.add_argument("--ssh-config", help="an OpenSSH config with Host blocks for the nodes (keys, proxies)")
-    p.add_argument("--trust-unknown-hosts", action="store_true",
-                   help="accept and record host keys not yet in known_hosts (never a changed key)")
+    add_arguments(p)
     p.add_argument("--only", action="append", help="run only these phase paths (comma-separated, repeatable)")
     p.add_argument("--skip", action="append", help="skip these phase paths (comma-separated, repeatable)")
     p.add_argument("--bundle", help="offline Kubernetes bundle folder (kha bundle build); its manifest is checked")
-    p.add_argument("--dry-run", action="store_true", help="say what each phase would change; change nothing")
     p.add_argument("--replace-ca", action="store_true",
                    help="make a new CA where the state folder shows one existed, and push it over nodes that trust "
                         "another (moves the cluster onto a new CA; without it kha refuses both)")

@@ -19,10 +19,11 @@ from core.errors import EXIT_BAD_INPUT, EXIT_FAILED, InputError, KhaError
 from harness.errors import SpecError
 from images import cli as images_cli
 from images.bundle import cli as bundle_cli
-from installer import install, operator_kubeconfig, render, settings, topology, varsfile
+from installer import install, operator_kubeconfig, render, reset, settings, topology, varsfile
 from installer.checks import run as checks_run
 from installer.errors import ConfigError
 from installer.etcd import cli as etcd_cli
+from installer.kubernetes import cli as node_cli
 from installer.pki import cli as pki_cli
 from installer.state import StateDir
 from kha import harness_cli
@@ -81,6 +82,8 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
         install.register,
         operator_kubeconfig.register,
         etcd_cli.register,
+        node_cli.register,
+        reset.register,
         images_cli.add_parser,
         bundle_cli.add_parser,
         harness_cli.register,

@@ -157,6 +157,32 @@ pod_members() {
 	_ctr containers list -q "labels.\"io.kubernetes.pod.uid\"==$uid"
 }
 
+task_status() {
+	_ctr tasks list | awk -v id="$1" 'NR > 1 && $1 == id { print $3 }'
+}
+
+stop_task() {
+	# SIGKILL the container's task, wait (up to 20 s) for it to exit, delete it. Never `tasks delete --force`:
+	# it waits for an exit event that the CRI plugin, watching the same task, can take first (kubeadm reset
+	# hung there for ever). A container without a task is already stopped.
+	_ctr tasks kill --all --signal SIGKILL "$1" >/dev/null 2>&1 || true
+	waited=0
+	while [ "$waited" -lt 20 ] && [ "$(task_status "$1")" = RUNNING ]; do
+		sleep 1
+		waited=$((waited + 1))
+	done
+	_ctr tasks delete "$1" >/dev/null 2>&1 || true
+}
+
+pod_members_last_first() {
+	# The pod's containers before its sandbox (as crictl's StopPodSandbox stops them).
+	order=""
+	for c in $(pod_members "$1"); do
+		order="$c $order"
+	done
+	echo "$order"
+}
+
 cmd=$1
 shift
 case $cmd in
@@ -218,9 +244,8 @@ ps)
 stopp)
 	[ $# -ge 1 ] || die "stopp: POD..."
 	for pod in "$@"; do
-		for c in $(pod_members "$pod"); do
-			# --force kills a running task first; a container without a task is already stopped.
-			_ctr tasks delete --force "$c" >/dev/null 2>&1 || true
+		for c in $(pod_members_last_first "$pod"); do
+			stop_task "$c"
 		done
 		echo "Stopped sandbox $pod"
 	done
@@ -228,8 +253,8 @@ stopp)
 rmp)
 	[ $# -ge 1 ] || die "rmp: POD..."
 	for pod in "$@"; do
-		for c in $(pod_members "$pod"); do
-			_ctr tasks delete --force "$c" >/dev/null 2>&1 || true
+		for c in $(pod_members_last_first "$pod"); do
+			stop_task "$c"
 			_ctr containers delete "$c"
 		done
 		echo "Removed sandbox $pod"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core import progress
+from installer.context import add_arguments
 from installer.etcd import membership, snapshot, status
 from installer.etcd.context import EtcdContext
 from installer.topology import Role
@@ -23,44 +24,33 @@ __all__ = ["register"]
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def _common(p: argparse.ArgumentParser, *, dry_run: bool = True) -> None:
-    p.add_argument("-i", "--inventory", required=True, help="inventory file (kubeadm-ha INI format)")
-    p.add_argument("--state", help="cluster state folder: PKI store (default: beside the inventory)")
-    p.add_argument("--known-hosts", help="known_hosts pinning the nodes' host keys (default: STATE/known_hosts)")
-    p.add_argument("--ssh-config", help="an OpenSSH config with Host blocks for the nodes (keys, proxies)")
-    p.add_argument("--trust-unknown-hosts", action="store_true",
-                   help="accept and record host keys not yet in known_hosts (never a changed key)")
-    if dry_run:
-        p.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``etcd`` and its actions to the ``kha`` command."""
     etcd = subparsers.add_parser("etcd", help="day-2 operations on the external etcd cluster")
     sub = etcd.add_subparsers(dest="etcd_command", metavar="ACTION", required=True)
 
     p = sub.add_parser("status", help="members, leader, raft term, revision, db size and health (exit 1 if unhealthy)")
-    _common(p, dry_run=False)
+    add_arguments(p, dry_run=False)
     p.set_defaults(handler=_status)
 
     p = sub.add_parser("add", help="add the [new-etcd] members (learner, then promoted)")
-    _common(p)
+    add_arguments(p)
     p.set_defaults(handler=_add)
 
     p = sub.add_parser("remove", help="remove the [del-etcd] members (refused if quorum would break)")
-    _common(p)
+    add_arguments(p)
     p.add_argument("--force", action="store_true", help="remove even when the remaining members lose quorum")
     p.set_defaults(handler=_remove)
 
     p = sub.add_parser("replace", help="replace a dead member: remove it by ID, wipe, re-add it empty")
-    _common(p)
+    add_arguments(p)
     p.add_argument("node", metavar="NODE", help="the [etcd] node to replace (may be unreachable, may be the first)")
     p.set_defaults(handler=_replace)
 
     snap = sub.add_parser("snapshot", help="save a snapshot here, or restore every member from one")
     snap_sub = snap.add_subparsers(dest="snapshot_command", metavar="ACTION", required=True)
     p = snap_sub.add_parser("save", help="snapshot one healthy member into FILE on this machine")
-    _common(p, dry_run=False)
+    add_arguments(p, dry_run=False)
     p.add_argument("file", metavar="FILE", type=Path)
     p.set_defaults(handler=_save)
     p = snap_sub.add_parser(
@@ -69,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "data is kept beside the data dir as *.kha-before-restore), start them all. The revision is "
                     "bumped (--bump-revision/--mark-compacted) where the node's etcdutl supports it (3.5.10+); "
                     "etcd 3.4 cannot, so its revision goes back to the snapshot's: restart kube-apiserver after.")
-    _common(p)
+    add_arguments(p)
     p.add_argument("file", metavar="FILE", type=Path)
     p.set_defaults(handler=_restore)
 

@@ -19,6 +19,7 @@ from core.errors import InputError
 from installer import install, topology, varsfile
 from installer.checks import run as checks
 from installer.checks.target import Options
+from installer.context import add_arguments
 from installer.errors import ConfigError, Problem
 from installer.pki.store import Change, CheckReport, CheckRow, Store
 
@@ -65,12 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     rollout = sub.add_parser("rollout", help="carry the store's certificates onto the running nodes: etcd members "
                                              "restarted one at a time, then each control plane's static pods")
-    rollout.add_argument("-i", "--inventory", required=True, help="the inventory the cluster was installed from")
-    rollout.add_argument("--state", help="cluster state folder: PKI store, secrets (default: beside the inventory)")
-    rollout.add_argument("--known-hosts", help="known_hosts pinning the nodes' host keys (default: STATE/known_hosts)")
-    rollout.add_argument("--ssh-config", help="an OpenSSH config with Host blocks for the nodes (keys, proxies)")
-    rollout.add_argument("--dry-run", action="store_true",
-                         help="say what would be copied and restarted; change nothing")
+    add_arguments(rollout)
     varsfile.add_arguments(rollout)
     rollout.set_defaults(handler=_rollout)
 
@@ -129,7 +125,8 @@ def _renew(args: argparse.Namespace) -> int:
 
 def _rollout(args: argparse.Namespace) -> int:
     install.run(args.inventory, state=args.state, known_hosts=args.known_hosts, ssh_config=args.ssh_config,
-                only=list(install.ROLLOUT), dry_run=args.dry_run, extra_vars=varsfile.files_from_args(args))
+                trust_unknown=args.trust_unknown_hosts, only=list(install.ROLLOUT), dry_run=args.dry_run,
+                extra_vars=varsfile.files_from_args(args))
     return EXIT_OK
 
 

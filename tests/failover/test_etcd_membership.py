@@ -11,22 +11,19 @@ lost, exactly one VIP holder, etcd's hashes equal.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
+from flows import Measured, kha, promises
 
 from installer.etcd import apiservers, ctl
 from installer.kubernetes.phases import APISERVER_MANIFEST
-from kha import cli
-from scenarios.failover import catalogue, checker, run
-from scenarios.failover.model import Outcome
+from scenarios.failover import run
 from scenarios.installed import Installed
 
 pytestmark = pytest.mark.failover
 
-Measured = Callable[..., None]
 WORKER = "10.56.56.14"
 #: the clients may run this long per command (a rolling restart of three apiservers on LXC takes ~1-2 min)
 SPAN_S = 600.0
@@ -53,31 +50,6 @@ def stored(inst: Installed) -> list[str]:
     return sorted(yaml.safe_load(cm["data"]["ClusterConfiguration"])["etcd"]["external"]["endpoints"])
 
 
-def kha_etcd(inst: Installed, action: str, inventory: Path, capsys: pytest.CaptureFixture[str],
-             *options: str) -> tuple[int, str]:
-    rc = cli.main(["etcd", action, *options, *inst.cli_args(inventory)])
-    return rc, capsys.readouterr().out
-
-
-def promises(inst: Installed, rec: run.Recorded[tuple[int, str]], what: str, measured: Measured,
-             members: list[str]) -> None:
-    rc, out = rec.outcome
-    assert rc == 0, out
-    bound = catalogue.backend_down(inst.topo)
-    vip = [o for o in rec.ops if o.client == checker.VIP_CLIENT]
-    seconds = checker.longest_outage(vip, rec.started)
-    failed = [o for o in vip if o.outcome is not Outcome.OK]
-    holders = checker.holders_at([s for s in rec.samples if s.observer == "vip"])
-    equal, detail = run.hashkv(inst, members)
-    measured(f"{what}: {rec.stopped - rec.started:.1f}s, longest outage through the VIP {seconds:.2f}s "
-             f"({len(failed)} of {len(vip)} probes failed; bound {bound.seconds:.2f}s × 1.5: {bound.formula}); "
-             f"writes {rec.ledger.summary()}", outage_s=seconds, writes_lost=rec.ledger.lost)
-    assert seconds <= 1.5 * bound.seconds, (what, [(o.start - rec.started, o.outcome, o.detail) for o in failed])
-    assert rec.ledger.lost == 0 and not rec.ledger.failed_present, rec.ledger.summary()
-    assert holders and max(n for _t, n in holders) == 1 and holders[-1][1] == 1, holders
-    assert equal, detail
-
-
 def test_etcd_add_then_remove_and_every_apiserver_follows(
     kubernetes_m_master: Installed, tmp_path: Path, measured: Measured, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -88,11 +60,11 @@ def test_etcd_add_then_remove_and_every_apiserver_follows(
     assert manifest_flags(inst) == {h.name: three for h in inst.topo.masters}
 
     add = inst.inventory_with(tmp_path / "hosts.add.ini", new_etcd=[WORKER])
-    rc, out = kha_etcd(inst, "add", add, capsys, "--dry-run")
+    rc, out = kha(capsys, "etcd", "add", "--dry-run", *inst.cli_args(add))
     assert rc == 0, out
     assert f"would rewrite --etcd-servers in {APISERVER_MANIFEST} to {','.join(four)}" in out, out
     assert manifest_flags(inst) == {h.name: three for h in inst.topo.masters}, "the dry run changed a manifest"
-    added = run.record(inst, SPAN_S, lambda: kha_etcd(inst, "add", add, capsys))
+    added = run.record(inst, SPAN_S, lambda: kha(capsys, "etcd", "add", *inst.cli_args(add)))
     promises(inst, added, "etcd add", measured, four)
     assert manifest_flags(inst) == {h.name: four for h in inst.topo.masters}
     before = running(inst)
@@ -100,13 +72,13 @@ def test_etcd_add_then_remove_and_every_apiserver_follows(
     assert stored(inst) == four
 
     started = time.monotonic()
-    rc, out = kha_etcd(inst, "add", add, capsys)
+    rc, out = kha(capsys, "etcd", "add", *inst.cli_args(add))
     assert rc == 0, out
     assert running(inst) == before, "a second `kha etcd add` restarted an apiserver"
     measured(f"second etcd add: {time.monotonic() - started:.1f}s, no apiserver restarted")
 
     remove = inst.inventory_with(tmp_path / "hosts.del.ini", etcd=[WORKER], del_etcd=[WORKER])
-    removed = run.record(inst, SPAN_S, lambda: kha_etcd(inst, "remove", remove, capsys))
+    removed = run.record(inst, SPAN_S, lambda: kha(capsys, "etcd", "remove", *inst.cli_args(remove)))
     promises(inst, removed, "etcd remove", measured, three)
     assert manifest_flags(inst) == {h.name: three for h in inst.topo.masters}
     assert {name: urls for name, (_pid, urls) in running(inst).items()} == {h.name: three for h in inst.topo.masters}

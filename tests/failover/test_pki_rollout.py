@@ -15,25 +15,23 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from flows import Measured, kha, promises
 
 from installer.checks import verdicts
 from installer.etcd import render as etcd_render
 from installer.kubernetes import staticpods
 from installer.pki.store import NODES_DIR
 from installer.topology import Host
-from kha import cli
-from scenarios.failover import catalogue, checker, run
-from scenarios.failover.model import Outcome
+from scenarios.failover import run
 from scenarios.installed import Installed
 
 pytestmark = pytest.mark.failover
 
-Measured = Callable[..., None]
+
 #: the clients may run this long: three etcd restarts and three control planes' three static pods each
 SPAN_S = 900.0
 SHORT = dt.timedelta(minutes=15)
@@ -83,12 +81,6 @@ def processes(inst: Installed) -> dict[str, list[int]]:
     return out
 
 
-def kha(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    rc = cli.main(list(argv))
-    out = capsys.readouterr()
-    return rc, out.out + out.err
-
-
 def test_renewed_certificates_reach_every_node_without_an_outage(
     kubernetes_m_master: Installed, tmp_path: Path, measured: Measured, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -109,21 +101,7 @@ def test_renewed_certificates_reach_every_node_without_an_outage(
 
     pids = processes(inst)
     rolled = run.record(inst, SPAN_S, lambda: kha(capsys, "pki", "rollout", *args))
-    rc, out = rolled.outcome
-    assert rc == 0, out
-    bound = catalogue.backend_down(inst.topo)
-    vip = [o for o in rolled.ops if o.client == checker.VIP_CLIENT]
-    seconds = checker.longest_outage(vip, rolled.started)
-    failed = [o for o in vip if o.outcome is not Outcome.OK]
-    holders = checker.holders_at([s for s in rolled.samples if s.observer == "vip"])
-    equal, detail = run.hashkv(inst)
-    measured(f"pki rollout (every leaf): {rolled.stopped - rolled.started:.1f}s, longest outage through the VIP "
-             f"{seconds:.2f}s ({len(failed)} of {len(vip)} probes failed; bound {bound.seconds:.2f}s × 1.5: "
-             f"{bound.formula}); writes {rolled.ledger.summary()}", outage_s=seconds, writes_lost=rolled.ledger.lost)
-    assert seconds <= 1.5 * bound.seconds, [(o.start - rolled.started, o.outcome, o.detail) for o in failed]
-    assert rolled.ledger.lost == 0 and not rolled.ledger.failed_present, rolled.ledger.summary()
-    assert holders and max(n for _t, n in holders) == 1 and holders[-1][1] == 1, holders
-    assert equal, detail
+    promises(inst, rolled, "pki rollout (every leaf)", measured)
 
     # Every etcd member and every control-plane component was restarted (the client certificates they
     # present, such as the apiserver's to etcd and to the kubelets, are read only at start) ...

@@ -202,6 +202,10 @@ CASES: list[Case] = [
     Case("pki-rollout-known-hosts-folder", r"kha: --known-hosts .*/kh: is a folder; expected a file",
          argv=("pki", "rollout", "-i", "{inv}", "--state", "{tmp}/state", "--known-hosts", "{tmp}/kh"),
          setup=_folder("kh")),
+    Case("reset-unknown-node", r"--node node9: not a node of .*\(its nodes: node1, node2, node3, node4\)",
+         argv=("reset", "-i", "{inv}", "--state", "{tmp}/state", "--node", "node9")),
+    Case("node-remove-a-control-plane", r"node1 is a control plane; kha node remove takes workers only",
+         swap=("[del-node]", "[del-node]\nnode1"), argv=("node", "remove", "-i", "{inv}", "--state", "{tmp}/state")),
     Case("inventory-is-a-folder", r"cannot read inventory", argv=("inventory", "check", "{tmp}/inv.d"),
          setup=_folder("inv.d")),
     Case("inventory-missing", r"no such inventory file", argv=("render", "-i", "{tmp}/nope.ini", "--dir", "{tmp}/o")),
@@ -236,9 +240,9 @@ def _inventory(tmp_path: Path, case: Case) -> tuple[Path, int | None]:
     if case.swap is not None:
         old, new = case.swap
         assert old in text, f"{case.name}: {old!r} not in the scenario inventory"
+        at = text.index(old)
         text = text.replace(old, new, 1)
-        last = new.splitlines()[-1]  # the line the check points at: the swap's last line
-        line = next(n for n, row in enumerate(text.splitlines(), start=1) if last in row)
+        line = text[:at].count("\n") + len(new.splitlines())  # the line the check points at: the swap's last
     if case.var is not None:  # replaces the scenario's own setting of that variable, if any
         name = case.var.split("=", 1)[0] + "="
         text = "\n".join(row for row in text.splitlines() if not row.startswith(name)) + "\n" + case.var + "\n"

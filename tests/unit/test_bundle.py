@@ -252,7 +252,13 @@ elif rest[:3] == ["containers", "list", "-q"]:
 elif rest[:2] == ["containers", "info"]:
     print('{\n  "ID": "%s",\n  "Labels": {\n    "io.kubernetes.pod.uid": "uid-1"\n  }\n}' % rest[2])
 elif rest[:2] == ["tasks", "list"]:
-    print("TASK    PID    STATUS\nc1      10     RUNNING\nc2      0      STOPPED")
+    killed = set(state.get("killed", []))
+    print("TASK    PID    STATUS\n" + "".join(f"{t}      10     {'STOPPED' if t in killed else 'RUNNING'}\n"
+                                            for t in state.get("running", ["c1"])) + "c2      0      STOPPED")
+elif rest[:2] == ["tasks", "kill"]:
+    if state.get("unkillable") != rest[-1]:
+        state.setdefault("killed", []).append(rest[-1])
+        json.dump(state, open(os.environ["FAKE_CTR_STATE"], "w"))
 elif rest[0] in ("tasks", "containers"):
     pass
 else:
@@ -378,13 +384,19 @@ def test_crictl_pods_stopp_rmp_for_kubeadm_reset(shim: Shim) -> None:
     assert out.returncode == 0 and out.stdout.split() == ["p1", "p2"]
     assert shim.calls() == [["containers", "list", "-q", 'labels."io.cri-containerd.kind"==sandbox']]
 
+    shim.set(sandboxes=["p1", "p2"], pod_members=["p1", "c1"], running=["p1", "c1"])
     out = shim("-r", SOCK, "stopp", "p1")
     assert out.returncode == 0, out.stderr
+    # the pod's container before its sandbox: killed, seen stopped, deleted (never `delete --force`)
     assert shim.calls() == [
         ["containers", "info", "p1"],
         ["containers", "list", "-q", 'labels."io.kubernetes.pod.uid"==uid-1'],
-        ["tasks", "delete", "--force", "p1"],
-        ["tasks", "delete", "--force", "c1"],
+        ["tasks", "kill", "--all", "--signal", "SIGKILL", "c1"],
+        ["tasks", "list"],
+        ["tasks", "delete", "c1"],
+        ["tasks", "kill", "--all", "--signal", "SIGKILL", "p1"],
+        ["tasks", "list"],
+        ["tasks", "delete", "p1"],
     ]
     out = shim("-r", SOCK, "rmp", "p1")
     assert out.returncode == 0, out.stderr

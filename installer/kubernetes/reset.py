@@ -1,0 +1,66 @@
+"""A node taken back to before kha's Kubernetes (kubeadm-ha's 99-reset, for one node).
+
+``kubeadm reset`` removes what kubeadm made (the static pod manifests, /etc/kubernetes's certificates and
+kubeconfigs, /var/lib/kubelet) and says what it leaves: the CNI configuration, iptables rules, IPVS
+tables. kha removes those and what it added itself:
+
+- the kubelet stopped and disabled (its unit stays: the binaries and the runtime are the node's, a later
+  ``kha install`` joins it again quickly);
+- the kubeadm configuration kha wrote (``/etc/kha/kubeadm.yaml``: it names the bootstrap token);
+- the bridge CNI's conflist, the routes unit, the ``cni0`` bridge and host-local's address leases;
+- the iptables rules of kube-proxy and the CNI portmap plugin (every rule naming a ``KUBE-`` or ``CNI-``
+  chain, and those chains): rules anyone else wrote are kept.
+
+A node with none of these has nothing to reset: nothing runs, nothing is written.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from installer import nodeops
+from installer.kubernetes.phases import CNI_CONFLIST, KUBELET_CONF, ROUTES_UNIT
+from installer.kubernetes.render import KUBEADM_CONFIG
+from installer.phases import Context
+from installer.remote import Transport
+
+log = logging.getLogger(__name__)
+
+BRIDGE = "cni0"
+IPAM_STATE = "/var/lib/cni/networks/kha"
+#: what a joined node has that a reset node does not
+_LEFT = (KUBELET_CONF, "/etc/kubernetes/manifests", KUBEADM_CONFIG, CNI_CONFLIST, ROUTES_UNIT, IPAM_STATE)
+#: kube-proxy's and portmap's rules and chains out, everything else back in, in one iptables-restore
+_IPTABLES = ("for t in iptables ip6tables; do command -v $t-save >/dev/null || continue; "
+             "$t-save | grep -v -e KUBE- -e CNI- | $t-restore; done")
+
+
+def leftovers(t: Transport) -> list[str]:
+    """What of Kubernetes the node still has (empty: nothing to reset)."""
+    found = [p for p in _LEFT if t.run(["test", "-e", p], sudo=True, check=False).ok]
+    if nodeops.is_active(t, "kubelet"):
+        found.append("kubelet running")
+    if t.run(["ip", "link", "show", BRIDGE], check=False).ok:
+        found.append(f"the {BRIDGE} bridge")
+    return found
+
+
+def kubernetes(ctx: Context, t: Transport) -> bool:
+    """Reset the node; False when it had nothing left to reset."""
+    found = leftovers(t)
+    if not found:
+        return False
+    if ctx.would(f"reset Kubernetes on {t.node} ({', '.join(found)}): kubeadm reset, kubelet stopped and disabled, "
+                 "kha's CNI files, bridge and iptables rules removed"):
+        return True
+    if t.run(["sh", "-c", "command -v kubeadm"], sudo=True, check=False).ok:
+        t.run(["kubeadm", "reset", "--force"], sudo=True, timeout=300)
+    nodeops.systemctl(t, "disable", "--now", "kubelet", check=False)
+    nodeops.systemctl(t, "disable", "--now", "kha-pod-routes", check=False)
+    t.run(["rm", "-rf", "--", KUBEADM_CONFIG, CNI_CONFLIST, ROUTES_UNIT, IPAM_STATE], sudo=True)
+    nodeops.systemctl(t, "daemon-reload")
+    if t.run(["ip", "link", "show", BRIDGE], check=False).ok:
+        t.run(["ip", "link", "delete", BRIDGE], sudo=True)
+    t.run(["sh", "-c", _IPTABLES], sudo=True, timeout=60)
+    log.info("%s: Kubernetes reset (%s)", t.node, ", ".join(found))
+    return True
