@@ -16,10 +16,12 @@ recorded in the manifest, not hashed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from images.bundle.crictl import shim_text
 from images.bundle.errors import UnknownBundle
 from images.cache import digest
 from images.recipes import named
@@ -281,8 +283,11 @@ BundleRecipe = DebianSourceRecipe | UpstreamRecipe
 
 
 def bundle_hash(r: BundleRecipe) -> str:
-    """12 hex digits over the whole recipe and the builder version, as base images are named."""
-    return digest("bundle_builder_version", BUNDLE_BUILDER_VERSION, r)
+    """12 hex digits over the whole recipe and the builder version, as base images are named. The crictl shim
+    ships in every bundle as it is in this tree: its text counts as part of the builder (a fixed shim used
+    to leave the old one in the cached bundle)."""
+    shim = hashlib.sha256(shim_text().encode()).hexdigest()[:12]
+    return digest("bundle_builder_version", f"{BUNDLE_BUILDER_VERSION}+crictl.{shim}", r)
 
 
 def recipe_doc(r: BundleRecipe) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from core.bundle_manifest import (
 )
 from images import bundle
 from images.bundle import cli as bundle_cli
+from images.bundle import recipe as recipe_module
 from images.bundle.apt import PrivateApt
 from images.bundle.crictl import install_shim
 from images.bundle.dockerarchive import ImageConfig, read_archive_manifest, write_docker_archive
@@ -712,3 +713,12 @@ def test_store_keeps_the_log_of_a_failed_build(tmp_path: Path) -> None:
     with pytest.raises(ImageError):
         store.build(_debian(), failing)
     assert "undefined: reflect2.Foo" in store.failed_log(_debian()).read_text()
+
+
+def test_a_changed_crictl_shim_is_a_new_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shim ships in the bundle: a cached bundle with the old shim must not be reused."""
+    recipe = BUNDLE_RECIPES[DEFAULT_BUNDLE]
+    before = bundle_hash(recipe)
+    assert bundle_hash(recipe) == before
+    monkeypatch.setattr(recipe_module, "shim_text", lambda: "#!/bin/sh\necho another shim\n")
+    assert bundle_hash(recipe) != before
