@@ -162,10 +162,11 @@ task_status() {
 }
 
 stop_task() {
-	# SIGKILL the container's task, wait (up to 20 s) for it to exit, delete it. Never `tasks delete --force`:
-	# it waits for an exit event that the CRI plugin, watching the same task, can take first (kubeadm reset
-	# hung there for ever). A container without a task is already stopped.
-	_ctr tasks kill --all --signal SIGKILL "$1" >/dev/null 2>&1 || true
+	# SIGKILL the container's init process (the kernel then ends its PID namespace), wait (up to 20 s) for
+	# the task to stop, delete it. Neither `tasks kill --all` nor `tasks delete --force` (which kills with
+	# --all): runc's kill --all walks the container's cgroup, and inside an LXC node that never returned
+	# (kubeadm reset hung there). A container without a task is already stopped.
+	_ctr tasks kill --signal SIGKILL "$1" >/dev/null 2>&1 || true
 	waited=0
 	while [ "$waited" -lt 20 ] && [ "$(task_status "$1")" = RUNNING ]; do
 		sleep 1

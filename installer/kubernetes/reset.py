@@ -42,6 +42,10 @@ def leftovers(t: Transport) -> list[str]:
         found.append("kubelet running")
     if t.run(["ip", "link", "show", BRIDGE], check=False).ok:
         found.append(f"the {BRIDGE} bridge")
+    running = t.run(["sh", "-c", "command -v crictl >/dev/null || exit 0; crictl ps -q"], sudo=True,
+                    check=False).stdout.split()
+    if running:
+        found.append(f"{len(running)} containers running")
     return found
 
 

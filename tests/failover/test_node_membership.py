@@ -23,7 +23,7 @@ from installer.kubernetes.bundle import Bundle
 from scenarios.failover import run
 from scenarios.installed import Installed
 
-pytestmark = pytest.mark.failover
+pytestmark = [pytest.mark.failover, pytest.mark.full_tier]
 
 WORKER = "10.56.56.14"
 SPAN_S = 600.0

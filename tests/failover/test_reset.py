@@ -17,7 +17,7 @@ from installer.topology import Host
 from scenarios.failover import run
 from scenarios.installed import Installed
 
-pytestmark = pytest.mark.failover
+pytestmark = [pytest.mark.failover, pytest.mark.full_tier]
 
 WORKER = "10.56.56.14"
 

@@ -388,14 +388,14 @@ def test_crictl_pods_stopp_rmp_for_kubeadm_reset(shim: Shim) -> None:
     shim.set(sandboxes=["p1", "p2"], pod_members=["p1", "c1"], running=["p1", "c1"])
     out = shim("-r", SOCK, "stopp", "p1")
     assert out.returncode == 0, out.stderr
-    # the pod's container before its sandbox: killed, seen stopped, deleted (never `delete --force`)
+    # the pod's container before its sandbox: killed, seen stopped, deleted (never --all, never --force)
     assert shim.calls() == [
         ["containers", "info", "p1"],
         ["containers", "list", "-q", 'labels."io.kubernetes.pod.uid"==uid-1'],
-        ["tasks", "kill", "--all", "--signal", "SIGKILL", "c1"],
+        ["tasks", "kill", "--signal", "SIGKILL", "c1"],
         ["tasks", "list"],
         ["tasks", "delete", "c1"],
-        ["tasks", "kill", "--all", "--signal", "SIGKILL", "p1"],
+        ["tasks", "kill", "--signal", "SIGKILL", "p1"],
         ["tasks", "list"],
         ["tasks", "delete", "p1"],
     ]

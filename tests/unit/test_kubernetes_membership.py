@@ -98,7 +98,8 @@ class JoinedWorker(Transport):
 
     def __init__(self, *, joined: bool = True, kubeadm: bool = True) -> None:
         self.paths = set(reset._LEFT) if joined else set()
-        self.kubelet, self.bridge, self.kubeadm = joined, joined, kubeadm
+        self.kubelet, self.bridge, self.kubeadm, self.containers = joined, joined, kubeadm, joined
+        self.out = ""
         self.log: list[str] = []
 
     @property
@@ -107,7 +108,9 @@ class JoinedWorker(Transport):
 
     def _exec(self, argv: tuple[str, ...], stdin: bytes | None, timeout: float | None
               ) -> tuple[int | None, bytes, bytes]:
-        return self._answer(list(argv)), b"", b""
+        self.out = ""
+        code = self._answer(list(argv))
+        return code, self.out.encode(), b""
 
     def _answer(self, argv: list[str]) -> int:
         match argv:
@@ -119,11 +122,14 @@ class JoinedWorker(Transport):
                 return 0 if self.bridge else 1
             case ["sh", "-c", "command -v kubeadm"]:
                 return 0 if self.kubeadm else 1
+            case ["sh", "-c", script] if "crictl ps -q" in script:
+                self.out = "c1\nc2\n" if self.containers else ""
+                return 0
         self.log.append(" ".join(argv))
         match argv:
             case ["kubeadm", "reset", "--force"]:
                 self.paths -= {"/etc/kubernetes/kubelet.conf", "/etc/kubernetes/manifests"}
-                self.kubelet = False
+                self.kubelet = self.containers = False
             case ["systemctl", "disable", "--now", "kubelet"]:
                 self.kubelet = False
             case ["rm", "-rf", "--", *paths]:
@@ -163,3 +169,4 @@ def test_reset_without_kubeadm_still_removes_what_kha_left_and_a_dry_run_nothing
     assert reset.kubernetes(Context(), t) is True
     assert not any(line.startswith("kubeadm") for line in t.log)
     assert "/etc/kha/kubeadm.yaml" not in t.paths and not t.bridge
+    assert "2 containers running" in reset.leftovers(t), "without kubeadm nobody stopped the pods"
