@@ -3,13 +3,14 @@
 Phases, each on the chosen nodes that have its part:
 
 - ``kubernetes``: ``installer.kubernetes.reset`` (kubeadm reset, the kubelet stopped and disabled, kha's CNI
-  files, bridge and iptables rules gone);
+  files, bridge and iptables rules gone). kubeadm reset empties /etc/kubernetes/pki, where an etcd member
+  keeps its certificates: on an etcd node they are set aside and put back;
 - ``loadbalancer``: haproxy or nginx, and keepalived, stopped and disabled (so the VIP is released); the
   files only kha writes (keepalived's config, its check script and drop-in) removed. haproxy.cfg and
   nginx.conf are the packages' own files: they keep kha's content, with their daemons off;
 - ``etcd``: only with ``--yes-delete-etcd-data`` (a cluster's whole state lives there, and a reset is not
-  how it is lost by accident): the member stopped and disabled, its data directory, unit and initial
-  environment removed. Without the flag etcd keeps running, untouched, and the run says so.
+  how it is lost by accident): the member stopped and disabled, its data directory, unit, initial
+  environment and certificates removed. Without the flag etcd keeps running, untouched, and the run says so.
 
 The state folder (PKI store, secrets) stays: ``kha install`` with it builds the same cluster again (same
 CAs). A node with nothing left of a part is not touched by it: a second reset changes nothing.
@@ -51,7 +52,8 @@ def _on(ctx: ResetContext, hosts: tuple[Host, ...]) -> list[Host]:
 def _kubernetes(ctx: ResetContext) -> None:
     for host in _on(ctx, kubernetes_nodes(ctx.topo)):
         with ctx.node(host.name):
-            kubernetes_reset.kubernetes(ctx, ctx.transport(host))
+            keep = (etcd_render.PKI_DIR,) if host in ctx.topo.etcd else ()
+            kubernetes_reset.kubernetes(ctx, ctx.transport(host), keep)
 
 
 def _present(ctx: ResetContext, host: Host, paths: tuple[str, ...]) -> list[str]:
@@ -81,7 +83,7 @@ def _loadbalancer(ctx: ResetContext) -> None:
 
 def _etcd(ctx: ResetContext) -> None:
     data_dir = ctx.topo.settings.etcd_data_dir
-    paths = (data_dir, etcd_render.UNIT_PATH, etcd_render.INITIAL_ENV_PATH)
+    paths = (data_dir, etcd_render.UNIT_PATH, etcd_render.INITIAL_ENV_PATH, etcd_render.PKI_DIR)
     for host in _on(ctx, ctx.topo.etcd):
         with ctx.node(host.name):
             t = ctx.transport(host)

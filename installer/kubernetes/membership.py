@@ -32,6 +32,7 @@ from core.errors import InputError
 from installer import inventory, nodeops, topology
 from installer.context import InstallContext, open_context
 from installer.errors import ConfigError, KubernetesError, Problem
+from installer.etcd import render as etcd_render
 from installer.files import NodeFile
 from installer.kubernetes import render as k8s
 from installer.kubernetes import reset
@@ -178,7 +179,8 @@ def _delete(ctx: NodeContext) -> None:
 def _reset(ctx: NodeContext) -> None:
     for host in leaving(ctx.topo):
         with ctx.node(host.name):
-            reset.kubernetes(ctx, ctx.transport(host))
+            keep = (etcd_render.PKI_DIR,) if host in ctx.topo.etcd else ()
+            reset.kubernetes(ctx, ctx.transport(host), keep)
 
 
 def _routes(ctx: NodeContext) -> None:

@@ -17,8 +17,10 @@ A node with none of these has nothing to reset: nothing runs, nothing is written
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from installer import nodeops
+from installer.kubernetes import staticpods
 from installer.kubernetes.phases import CNI_CONFLIST, KUBELET_CONF, ROUTES_UNIT
 from installer.kubernetes.render import KUBEADM_CONFIG
 from installer.phases import Context
@@ -27,9 +29,12 @@ from installer.remote import Transport
 log = logging.getLogger(__name__)
 
 BRIDGE = "cni0"
+#: where a reset sets aside the folders it must keep while kubeadm reset runs
+KEEP_DIR = "/var/lib/kha/kept-by-reset"
 IPAM_STATE = "/var/lib/cni/networks/kha"
 #: what a joined node has that a reset node does not
-_LEFT = (KUBELET_CONF, "/etc/kubernetes/manifests", KUBEADM_CONFIG, CNI_CONFLIST, ROUTES_UNIT, IPAM_STATE)
+_LEFT = (KUBELET_CONF, *(pod.manifest for pod in staticpods.CONTROL_PLANE), KUBEADM_CONFIG, CNI_CONFLIST,
+         ROUTES_UNIT, IPAM_STATE)
 #: kube-proxy's and portmap's rules and chains out, everything else back in, in one iptables-restore
 _IPTABLES = ("for t in iptables ip6tables; do command -v $t-save >/dev/null || continue; "
              "$t-save | grep -v -e KUBE- -e CNI- | $t-restore; done")
@@ -49,16 +54,38 @@ def leftovers(t: Transport) -> list[str]:
     return found
 
 
-def kubernetes(ctx: Context, t: Transport) -> bool:
-    """Reset the node; False when it had nothing left to reset."""
+def _kept(path: str) -> str:
+    return f"{KEEP_DIR}/{path.strip('/').replace('/', '_')}"
+
+
+def _put_back(t: Transport, keep: Sequence[str]) -> None:
+    """What ``kubernetes`` set aside, back in place (also after a reset that stopped half-way)."""
+    if not keep:
+        return
+    for path in keep:
+        t.run(["sh", "-c", 'if [ -d "$1" ]; then mkdir -p "$2" && cp -a "$1/." "$2/"; fi', "put-back",
+               _kept(path), path], sudo=True)
+    t.run(["rm", "-rf", "--", KEEP_DIR], sudo=True)
+
+
+def kubernetes(ctx: Context, t: Transport, keep: Sequence[str] = ()) -> bool:
+    """Reset the node; False when it had nothing left to reset. ``keep``: folders kubeadm reset would empty
+    that something else still uses (an etcd member's certificates under /etc/kubernetes/pki/etcd: kubeadm
+    reset empties /etc/kubernetes/pki, and the member could not start again)."""
+    if not ctx.dry_run:
+        _put_back(t, keep)
     found = leftovers(t)
     if not found:
         return False
     if ctx.would(f"reset Kubernetes on {t.node} ({', '.join(found)}): kubeadm reset, kubelet stopped and disabled, "
-                 "kha's CNI files, bridge and iptables rules removed"):
+                 "kha's CNI files, bridge and iptables rules removed" + (f"; {', '.join(keep)} kept" if keep else "")):
         return True
+    for path in keep:
+        t.run(["sh", "-c", 'if [ -d "$1" ]; then mkdir -p "$2" && cp -a "$1/." "$2/"; fi', "set-aside", path,
+               _kept(path)], sudo=True)
     if t.run(["sh", "-c", "command -v kubeadm"], sudo=True, check=False).ok:
         t.run(["kubeadm", "reset", "--force"], sudo=True, timeout=300)
+    _put_back(t, keep)
     nodeops.systemctl(t, "disable", "--now", "kubelet", check=False)
     nodeops.systemctl(t, "disable", "--now", "kha-pod-routes", check=False)
     t.run(["rm", "-rf", "--", KUBEADM_CONFIG, CNI_CONFLIST, ROUTES_UNIT, IPAM_STATE], sudo=True)

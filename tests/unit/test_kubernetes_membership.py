@@ -128,7 +128,7 @@ class JoinedWorker(Transport):
         self.log.append(" ".join(argv))
         match argv:
             case ["kubeadm", "reset", "--force"]:
-                self.paths -= {"/etc/kubernetes/kubelet.conf", "/etc/kubernetes/manifests"}
+                self.paths -= {"/etc/kubernetes/kubelet.conf", *(p for p in self.paths if "/manifests/" in p)}
                 self.kubelet = self.containers = False
             case ["systemctl", "disable", "--now", "kubelet"]:
                 self.kubelet = False
@@ -170,3 +170,13 @@ def test_reset_without_kubeadm_still_removes_what_kha_left_and_a_dry_run_nothing
     assert not any(line.startswith("kubeadm") for line in t.log)
     assert "/etc/kha/kubeadm.yaml" not in t.paths and not t.bridge
     assert "2 containers running" in reset.leftovers(t), "without kubeadm nobody stopped the pods"
+
+
+def test_an_etcd_members_certificates_are_set_aside_around_kubeadm_reset() -> None:
+    """kubeadm reset empties /etc/kubernetes/pki; a co-located etcd member keeps its certificates there."""
+    t = JoinedWorker()
+    assert reset.kubernetes(Context(), t, keep=("/etc/kubernetes/pki/etcd",)) is True
+    names = [line.split()[-3] if line.startswith("sh -c") else line for line in t.log]
+    at = names.index("kubeadm reset --force")
+    assert names[:at].count("set-aside") == 1 and names[at:].count("put-back") == 1, t.log
+    assert f"rm -rf -- {reset.KEEP_DIR}" in t.log[at:], "the set-aside copy stays behind"
