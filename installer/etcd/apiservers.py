@@ -85,7 +85,8 @@ def _restart_one(ctx: EtcdContext, host: Host, t: Transport, manifest: str, urls
     if new is None:
         return False
     flag = f"--etcd-servers={','.join(urls)}"
-    if ctx.would(f"rewrite {flag} in {APISERVER_MANIFEST} and wait for the restarted apiserver's /readyz"):
+    if ctx.would(f"rewrite --etcd-servers in {APISERVER_MANIFEST} to {','.join(urls)} and wait for the restarted "
+                 "apiserver's /readyz"):
         return True
     url = staticpods.APISERVER.health_url(str(host.address), ctx.topo.apiserver_port)
     staticpods.restart(ctx, t, staticpods.APISERVER, new, url, flag=flag)

@@ -9,6 +9,8 @@ import yaml
 from installer.errors import EtcdError
 from installer.etcd import apiservers
 from installer.etcd.ctl import MemberInfo
+from installer.phases import Context
+from installer.topology import Host
 
 A, B, C, D = (f"https://10.56.56.1{i}:2379" for i in (1, 2, 3, 4))
 
@@ -94,3 +96,14 @@ def test_the_stored_configuration_follows_and_keeps_the_rest() -> None:
 def test_a_stored_configuration_without_external_etcd_is_refused() -> None:
     with pytest.raises(EtcdError, match=r"no ClusterConfiguration with etcd\.external"):
         apiservers.stored_config({"data": {"ClusterConfiguration": "etcd:\n  local: {}\n"}}, [A])
+
+
+def test_a_dry_run_says_which_flag_it_would_write_and_touches_no_node() -> None:
+    """What `kha etcd add --dry-run` prints per control plane (the README and the flow test quote it)."""
+    ctx = Context(dry_run=True)
+    host = Host(name="node1", address="10.56.56.11")  # type: ignore[call-arg]
+    assert apiservers._restart_one(ctx, host, None, MANIFEST, [A, B, C, D]) is True  # type: ignore[arg-type]
+    assert [str(w) for w in ctx.report] == [
+        f"would rewrite --etcd-servers in /etc/kubernetes/manifests/kube-apiserver.yaml to {A},{B},{C},{D} and "
+        "wait for the restarted apiserver's /readyz"]
+    assert apiservers._restart_one(ctx, host, None, MANIFEST, [A, B, C]) is False  # type: ignore[arg-type]
