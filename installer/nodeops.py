@@ -46,6 +46,11 @@ def remote_sha256(t: Transport, path: str) -> str | None:
     return res.stdout.split()[0] if res.ok and res.stdout else None
 
 
+def exists(t: Transport, path: str) -> bool:
+    """Whether ``path`` exists on the node (read as root)."""
+    return t.run(["test", "-e", path], sudo=True, check=False).ok
+
+
 def remote_stat(t: Transport, path: str) -> tuple[int, str, str] | None:
     """(mode, owner, group) of a remote path, or None when it does not exist."""
     res = t.run(["stat", "-c", "%a %U %G", "--", path], sudo=True, check=False)
@@ -203,7 +208,7 @@ def mark_pending(ctx: Context, t: Transport, unit: str) -> None:
 
 
 def is_pending(t: Transport, unit: str) -> bool:
-    return t.run(["test", "-e", f"{PENDING_DIR}/{unit}"], sudo=True, check=False).ok
+    return exists(t, f"{PENDING_DIR}/{unit}")
 
 
 def clear_pending(ctx: Context, t: Transport, unit: str) -> None:

@@ -58,7 +58,7 @@ def _kubernetes(ctx: ResetContext) -> None:
 
 def _present(ctx: ResetContext, host: Host, paths: tuple[str, ...]) -> list[str]:
     t = ctx.transport(host)
-    return [p for p in paths if t.run(["test", "-e", p], sudo=True, check=False).ok]
+    return [p for p in paths if nodeops.exists(t, p)]
 
 
 def _loadbalancer(ctx: ResetContext) -> None:

@@ -36,7 +36,7 @@ from installer.etcd import render as etcd_render
 from installer.files import NodeFile
 from installer.kubernetes import render as k8s
 from installer.kubernetes import reset
-from installer.kubernetes.phases import ADMIN_CONF, ROUTES_UNIT, routes_unit
+from installer.kubernetes.phases import ADMIN_CONF, POD_CIDRS_OUTPUT, ROUTES_UNIT, pod_ranges, routes_unit
 from installer.phases import Phase, Runner
 from installer.settings import NetworkPlugin
 from installer.topology import Host, Role, Topology
@@ -189,10 +189,8 @@ def _routes(ctx: NodeContext) -> None:
         return
     gone = {h.name for h in leaving(ctx.topo)}
     staying = [h for h in k8s.kubernetes_nodes(ctx.topo) if h.name not in gone]
-    _code, out = _kubectl(ctx, "get", "nodes", "-o",
-                          "jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR}{'\\n'}{end}")
-    ranges = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    ranges = {name: cidr for name, cidr in ranges.items() if cidr and name not in gone}
+    ranges = {name: cidr for name, cidr in pod_ranges(_kubectl(ctx, "get", "nodes", "-o", POD_CIDRS_OUTPUT)[1]).items()
+              if name not in gone}
     addresses = {h.name: str(h.address) for h in staying}
     for host in staying:
         with ctx.node(host.name):

@@ -267,10 +267,6 @@ def _restart(ctx: InstallContext) -> None:
 
 
 # -- kubeadm -------------------------------------------------------------------------------------
-def _has(t: Transport, path: str) -> bool:
-    return t.run(["test", "-e", path], sudo=True, check=False).ok
-
-
 def _kubeadm(ctx: InstallContext, t: Transport, config: NodeFile, verb: str, ignore: Sequence[str] = ()) -> None:
     nodeops.sync_file(ctx, t, config)
     ignored = ",".join([*IGNORE_PREFLIGHT, *ignore])
@@ -293,12 +289,13 @@ def _init(ctx: InstallContext) -> None:
     host = ctx.topo.first_master
     with ctx.node(host.name):
         t = ctx.transport(host)
-        if _has(t, APISERVER_MANIFEST) and _has(t, f"{_release(ctx).bin_dir}/kubectl") and initialised(ctx):
+        if (nodeops.exists(t, APISERVER_MANIFEST) and nodeops.exists(t, f"{_release(ctx).bin_dir}/kubectl")
+                and initialised(ctx)):
             return  # initialised before: kubeadm init must not run twice
         # An init that stopped half-way left its manifests, and its static pods hold their ports: the
         # next init would fail those preflight checks. kubeadm rewrites all of it, so let it. (Not
         # `kubeadm reset`: it waits minutes for an API server that never came up.)
-        resume = RESUME_PREFLIGHT if _has(t, APISERVER_MANIFEST) else ()
+        resume = RESUME_PREFLIGHT if nodeops.exists(t, APISERVER_MANIFEST) else ()
         _kubeadm(ctx, t, k8s.init_config(ctx.topo, host, ctx.secrets, _release(ctx)), "init", ignore=resume)
 
 
@@ -335,7 +332,7 @@ def _fresh_token(ctx: InstallContext) -> None:
 
 def _join_masters(ctx: InstallContext) -> None:
     masters = [h for h in _nodes(ctx) if k8s._is_control_plane(ctx.topo, h) and h != ctx.topo.first_master]
-    todo = [h for h in masters if not _has(ctx.transport(h), KUBELET_CONF)]
+    todo = [h for h in masters if not nodeops.exists(ctx.transport(h), KUBELET_CONF)]
     if todo:
         _fresh_token(ctx)
     for host in todo:  # one at a time: each join changes the etcd-backed control plane
@@ -345,7 +342,7 @@ def _join_masters(ctx: InstallContext) -> None:
 
 def _join_workers(ctx: InstallContext) -> None:
     workers = [h for h in _nodes(ctx) if not k8s._is_control_plane(ctx.topo, h)]
-    todo = [h for h in workers if not _has(ctx.transport(h), KUBELET_CONF)]
+    todo = [h for h in workers if not nodeops.exists(ctx.transport(h), KUBELET_CONF)]
     if not todo:
         return
     _fresh_token(ctx)
@@ -374,11 +371,18 @@ def kubectl(ctx: InstallContext, *args: str, check: bool = True, timeout: float 
     return t.run(argv, sudo=True, check=check, timeout=timeout).stdout
 
 
-def pod_cidrs(ctx: InstallContext) -> dict[str, str]:
-    out = kubectl(ctx, "get", "nodes", "-o",
-                  "jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR}{'\\n'}{end}")
+#: ``kubectl get nodes -o`` this: one ``name=podCIDR`` line per node (``pod_ranges`` reads it)
+POD_CIDRS_OUTPUT = "jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR}{'\\n'}{end}"
+
+
+def pod_ranges(out: str) -> dict[str, str]:
+    """Node name → pod range, from ``kubectl get nodes -o POD_CIDRS_OUTPUT`` (nodes without one left out)."""
     pairs = (line.split("=", 1) for line in out.splitlines() if "=" in line)
     return {name: cidr for name, cidr in pairs if cidr}
+
+
+def pod_cidrs(ctx: InstallContext) -> dict[str, str]:
+    return pod_ranges(kubectl(ctx, "get", "nodes", "-o", POD_CIDRS_OUTPUT))
 
 
 def conflist(cidr: str) -> bytes:

@@ -42,7 +42,7 @@ _IPTABLES = ("for t in iptables ip6tables; do command -v $t-save >/dev/null || c
 
 def leftovers(t: Transport) -> list[str]:
     """What of Kubernetes the node still has (empty: nothing to reset)."""
-    found = [p for p in _LEFT if t.run(["test", "-e", p], sudo=True, check=False).ok]
+    found = [p for p in _LEFT if nodeops.exists(t, p)]
     if nodeops.is_active(t, "kubelet"):
         found.append("kubelet running")
     if t.run(["ip", "link", "show", BRIDGE], check=False).ok:
@@ -58,13 +58,18 @@ def _kept(path: str) -> str:
     return f"{KEEP_DIR}/{path.strip('/').replace('/', '_')}"
 
 
+def _copy(t: Transport, why: str, src: str, dest: str) -> None:
+    """The folder ``src``'s contents into ``dest`` (made when missing), modes and owners kept; nothing when
+    ``src`` is not there."""
+    t.run(["sh", "-c", 'if [ -d "$1" ]; then mkdir -p "$2" && cp -a "$1/." "$2/"; fi', why, src, dest], sudo=True)
+
+
 def _put_back(t: Transport, keep: Sequence[str]) -> None:
     """What ``kubernetes`` set aside, back in place (also after a reset that stopped half-way)."""
     if not keep:
         return
     for path in keep:
-        t.run(["sh", "-c", 'if [ -d "$1" ]; then mkdir -p "$2" && cp -a "$1/." "$2/"; fi', "put-back",
-               _kept(path), path], sudo=True)
+        _copy(t, "put-back", _kept(path), path)
     t.run(["rm", "-rf", "--", KEEP_DIR], sudo=True)
 
 
@@ -81,8 +86,7 @@ def kubernetes(ctx: Context, t: Transport, keep: Sequence[str] = ()) -> bool:
                  "kha's CNI files, bridge and iptables rules removed" + (f"; {', '.join(keep)} kept" if keep else "")):
         return True
     for path in keep:
-        t.run(["sh", "-c", 'if [ -d "$1" ]; then mkdir -p "$2" && cp -a "$1/." "$2/"; fi', "set-aside", path,
-               _kept(path)], sudo=True)
+        _copy(t, "set-aside", path, _kept(path))
     if t.run(["sh", "-c", "command -v kubeadm"], sudo=True, check=False).ok:
         t.run(["kubeadm", "reset", "--force"], sudo=True, timeout=300)
     _put_back(t, keep)
