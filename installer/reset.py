@@ -10,7 +10,8 @@ Phases, each on the chosen nodes that have its part:
   nginx.conf are the packages' own files: they keep kha's content, with their daemons off;
 - ``etcd``: only with ``--yes-delete-etcd-data`` (a cluster's whole state lives there, and a reset is not
   how it is lost by accident): the member stopped and disabled, its data directory, unit, initial
-  environment and certificates removed. Without the flag etcd keeps running, untouched, and the run says so.
+  environment and certificates removed, and its snapshot timer (the snapshots in /var/backups/kha-etcd
+  stay). Without the flag etcd keeps running, untouched, and the run says so.
 
 The state folder (PKI store, secrets) stays: ``kha install`` with it builds the same cluster again (same
 CAs). A node with nothing left of a part is not touched by it: a second reset changes nothing.
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from core.errors import InputError
 from installer import nodeops, topology
 from installer.context import InstallContext, add_arguments, open_context
+from installer.etcd import backup
 from installer.etcd import render as etcd_render
 from installer.kubernetes import reset as kubernetes_reset
 from installer.kubernetes.render import kubernetes_nodes
@@ -83,7 +85,8 @@ def _loadbalancer(ctx: ResetContext) -> None:
 
 def _etcd(ctx: ResetContext) -> None:
     data_dir = ctx.topo.settings.etcd_data_dir
-    paths = (data_dir, etcd_render.UNIT_PATH, etcd_render.INITIAL_ENV_PATH, etcd_render.PKI_DIR)
+    paths = (data_dir, etcd_render.UNIT_PATH, etcd_render.INITIAL_ENV_PATH, etcd_render.PKI_DIR,
+             *(f.path for f in backup.units(ctx.topo, ctx.topo.etcd[0])), backup.SCRIPT_PATH)
     for host in _on(ctx, ctx.topo.etcd):
         with ctx.node(host.name):
             t = ctx.transport(host)
@@ -97,7 +100,7 @@ def _etcd(ctx: ResetContext) -> None:
                 continue
             if ctx.would(f"stop and disable etcd; delete {', '.join(found)}"):
                 continue
-            nodeops.systemctl(t, "disable", "--now", "etcd", check=False)
+            nodeops.systemctl(t, "disable", "--now", backup.TIMER, "etcd", check=False)
             t.run(["rm", "-rf", "--", *found], sudo=True)
             nodeops.systemctl(t, "daemon-reload")
 

@@ -532,8 +532,6 @@ _CONTROLLER = "kha keeps kube-controller-manager's defaults: remove it"
 _EXTRA = "kha does not pass extra flags or volumes to the control plane: remove it"
 _AUDIT = "kha writes its own audit policy (metadata only) and log rotation: use kubernetes_audit to turn it off"
 _CALICO = "kha installs calico with its defaults (IP-in-IP with BGP, MTU detected): remove it"
-_BACKUP = ("checked (hour 0-23, expiry 1-3650 days) and kept for the day-2 etcd backup timer, which "
-           "kha does not install yet: take snapshots with `kha etcd snapshot save`")
 _LB_EXTRAS = "kha's load balancer carries the apiserver only, and haproxy has no stats page: remove it"
 
 #: Every variable kubeadm-ha's example/variables.yaml and example inventories know, and kha's own, with
@@ -575,6 +573,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("kubelet_root_dir", _data_dir("/var/lib/kubelet"), "/var/lib/kubelet", "kubelet root directory",
          stock="/var/lib/kubelet"),
     Knob("etcd_data_dir", _data_dir("/var/lib/etcd"), "/var/lib/etcd", "etcd data directory", stock="/var/lib/etcd"),
+    Knob("etcd_backup_hour", _int_range(0, 23), 3, "hour (0-23, the node's clock) of each etcd member's daily "
+         "snapshot (kha-etcd-backup.timer)", stock="3"),
+    Knob("etcd_backup_expiry", _int_range(1, 3650), 7, "days an etcd snapshot is kept on its node", stock="7"),
     Knob("containerd_storage_dir", _data_dir("/var/lib/containerd"), "/var/lib/containerd", "containerd root",
          stock="/var/lib/containerd"),
     Knob("kube_ca_certs_expired", _int_range(1, 36500), 3650, "CA lifetime in days (cluster, front proxy)",
@@ -634,8 +635,6 @@ KNOBS: tuple[Knob, ...] = (
     Knob("eviction_hard_nodefs_inodes_free", _threshold, None, "kubelet evictionHard nodefs.inodesFree",
          stock="5%"),
     # -- no-op: accepted with a warning -------------------------------------------------------
-    _noop("etcd_backup_hour", _int_range(0, 23), "3", _BACKUP),
-    _noop("etcd_backup_expiry", _int_range(1, 3650), "7", _BACKUP),
     _noop("firewalld_disabled", _bool, True, "kha leaves the firewall as it is: open the ports in the README's "
           "list or disable it yourself"),
     _noop("nftables_to_iptables", _bool, False, "kha leaves the iptables backend as the distribution set it"),
@@ -814,6 +813,8 @@ class Settings:
     kube_master_external_domain: tuple[str, ...] = ()
     kubelet_root_dir: str = "/var/lib/kubelet"
     etcd_data_dir: str = "/var/lib/etcd"
+    etcd_backup_hour: int = 3
+    etcd_backup_expiry: int = 7
     containerd_storage_dir: str = "/var/lib/containerd"
     kube_ca_certs_expired: int = 3650
     kube_certs_expired: int = 365

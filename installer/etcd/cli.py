@@ -49,16 +49,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     snap = sub.add_parser("snapshot", help="save a snapshot here, or restore every member from one")
     snap_sub = snap.add_subparsers(dest="snapshot_command", metavar="ACTION", required=True)
-    p = snap_sub.add_parser("save", help="snapshot one healthy member into FILE on this machine")
+    p = snap_sub.add_parser("save", help="snapshot one healthy member into FILE on this machine (with FILE.sha256 "
+                                          "and FILE.json, which restore checks)")
     add_arguments(p, dry_run=False)
     p.add_argument("file", metavar="FILE", type=Path)
     p.set_defaults(handler=_save)
     p = snap_sub.add_parser(
         "restore", help="stop every member and restore them all from FILE (fresh cluster token)",
-        description="Stop etcd on every [etcd] member, restore FILE into each with a fresh cluster token (the old "
-                    "data is kept beside the data dir as *.kha-before-restore), start them all. The revision is "
-                    "bumped (--bump-revision/--mark-compacted) where the node's etcdutl supports it (3.5.10+); "
-                    "etcd 3.4 cannot, so its revision goes back to the snapshot's: restart kube-apiserver after.")
+        description="Check FILE (its FILE.sha256 and FILE.json when present, then a trial restore on one node: a "
+                    "corrupt snapshot or one of another cluster is refused with nothing stopped), stop etcd on "
+                    "every [etcd] member, restore FILE into each with a fresh cluster token (the old data is kept "
+                    "beside the data dir as *.kha-before-restore), start them all, then restart every control "
+                    "plane's static pods one node at a time and every kubelet. The revision is bumped "
+                    "(--bump-revision/--mark-compacted) where the node's etcdutl supports it (3.5.10+); etcd 3.4 "
+                    "cannot, so its revision goes back to the snapshot's.")
     add_arguments(p)
     p.add_argument("file", metavar="FILE", type=Path)
     p.set_defaults(handler=_restore)

@@ -1,4 +1,5 @@
-"""Install phases for the external etcd cluster: packages, certificates, unit, start, wait healthy.
+"""Install phases for the external etcd cluster: packages, certificates, unit, start, wait healthy, and the
+daily snapshot timer (``installer.etcd.backup``).
 
 A member that has data is never re-bootstrapped: the initial-cluster settings are written only
 while its data dir is empty, and a changed unit or certificate restarts members one at a time,
@@ -12,7 +13,7 @@ import logging
 from installer import nodeops
 from installer.context import InstallContext
 from installer.errors import EtcdError
-from installer.etcd import ctl, render
+from installer.etcd import backup, ctl, render
 from installer.facts import OSFamily
 from installer.files import NodeFile
 from installer.phases import Phase
@@ -137,6 +138,7 @@ PHASE: Phase[InstallContext] = Phase(
         Phase("config", _config, description="systemd unit with TLS everywhere; data dir 0700"),
         Phase("start", _start, description="start new members together; restart changed ones one at a time"),
         Phase("wait", _wait, description="every member reports healthy"),
+        backup.PHASE,
     ),
     description="external etcd cluster on the [etcd] nodes",
 )

@@ -5,13 +5,19 @@ Restore (https://etcd.io/docs/v3.4/op-guide/recovery/) rebuilds every [etcd] mem
 fresh ``--initial-cluster-token``, so members still holding the old data can never rejoin the restored
 cluster. Raising the revision past anything a watcher saw (``--bump-revision``/``--mark-compacted``)
 needs etcdutl 3.5.10+ or 3.6; etcdctl 3.4 (Debian 12's etcd) has neither flag, so there the revision goes
-back to the snapshot's and kube-apiserver must be restarted after a restore. kha asks the node's tool
-(``restore_tool``) and bumps when it can. The pure parts (the restore argv, the token) are plain
-functions, unit-tested without a cluster.
+back to the snapshot's. kha asks the node's tool (``restore_tool``) and bumps when it can, and either way
+restarts what watched the old history: every control plane's static pods, one node at a time, then the
+kubelets. That makes it a restore of the whole Kubernetes cluster, not only of etcd.
+
+Before anything is stopped, the file is checked: against its sidecars (``installer.etcd.backup``: its
+sha256, and the cluster it is of), then by a trial restore on one node (etcd's integrity hash). A corrupt
+or foreign snapshot is refused (exit 2) with every member still running. The pure parts (the restore
+argv, the token, the sidecar check) are plain functions, unit-tested without a cluster.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import secrets
@@ -23,11 +29,13 @@ from typing import TextIO
 
 from installer import nodeops
 from installer.errors import ConfigError, EtcdError, Problem, RemoteError
-from installer.etcd import ctl, render
+from installer.etcd import backup, ctl, render
 from installer.etcd.context import EtcdContext, run
 from installer.etcd.ctl import host_of, member_of
 from installer.etcd.membership import check_data_dir, stop_etcd
 from installer.etcd.phases import record_cluster_id
+from installer.kubernetes import staticpods
+from installer.kubernetes.render import kubernetes_nodes
 from installer.phases import Phase
 from installer.remote import Transport
 
@@ -81,6 +89,7 @@ def save(ctx: EtcdContext, dest: Path) -> SnapshotInfo:
             finally:
                 t.run(["rm", "-f", "--", remote], sudo=True, check=False)
         _write_atomic(dest, data)
+        backup.write_sidecars(dest, backup.store_identity(ctx), m.name, dt.datetime.now(dt.UTC))
         snap = SnapshotInfo(dest, m.name, info.revision, info.total_keys, len(data), info.hash)
         log.info("saved snapshot of %s at revision %d to %s", m.name, snap.revision, dest)
         return snap
@@ -130,8 +139,15 @@ def restore_argv(snapshot: str, member: render.Member, members: Sequence[render.
 
 def _restore_upload(ctx: EtcdContext) -> None:
     src = ctx.snapshot
-    if src is None or not src.is_file():
-        raise ConfigError([Problem(str(src), None, "no such snapshot file", "FILE")])
+    if src is None:
+        raise ConfigError([Problem("FILE", None, "no snapshot file given", "FILE")])
+    # Whole and of this cluster, by its sidecars (the timer's, or `kha etcd snapshot save`'s): before any node.
+    problems, vouched = backup.check(src, backup.store_identity(ctx))
+    if problems:
+        raise ConfigError(problems)
+    if not vouched:
+        log.warning("%s has no %s or %s beside it: kha cannot tell which cluster it is of; restoring it as this "
+                    "inventory's", src, *(p.name for p in backup.sidecars(src)))
     data = src.read_bytes()
     for host in ctx.topo.etcd:
         with ctx.node(host.name):
@@ -140,12 +156,32 @@ def _restore_upload(ctx: EtcdContext) -> None:
             ctx.transport(host).put(data, _remote_snapshot(), mode=0o600, sudo=True)
     if ctx.dry_run:
         return
-    # Check the file on a node before anything is stopped: a corrupt snapshot must not cost a cluster.
+    # A trial restore on one node before anything is stopped: it checks the snapshot's integrity hash, so a
+    # corrupt file must not cost a cluster.
+    first = ctx.topo.etcd[0]
+    with ctx.node(first.name):
+        _trial(ctx, ctx.transport(first), src)
+
+
+def _trial(ctx: EtcdContext, t: Transport, src: Path) -> None:
+    scratch = f"{SNAPSHOT_TMP}/kha-etcd-restore-check"
+    tool, _ = restore_tool(t)
+    member = member_of(ctx.topo.etcd[0])
+    argv = restore_argv(_remote_snapshot(), member, [member], token="kha-check", data_dir=scratch, tool=tool)
     try:
-        info = status(ctx.transport(ctx.topo.etcd[0]), _remote_snapshot())
+        info = status(t, _remote_snapshot())
+        res = t.run(["sh", "-c", 'rm -rf -- "$1" && shift && exec "$@"', "sh", scratch, *ctl.offline(*argv)],
+                    sudo=True, check=False, timeout=600)
+        if not res.ok:
+            raise EtcdError(f"`{tool} snapshot restore`: {(res.stderr or res.stdout).strip()[-300:]}")
     except EtcdError as exc:
-        raise EtcdError(f"{src} is not a usable etcd snapshot: {exc}") from None
-    log.info("snapshot %s: revision %s, %s keys", src, info.revision, info.total_keys)
+        for host in ctx.topo.etcd:
+            ctx.transport(host).run(["rm", "-f", "--", _remote_snapshot()], sudo=True, check=False)
+        raise ConfigError([Problem(str(src), None, f"not a usable etcd snapshot ({exc}); nothing was stopped",
+                                   "FILE")]) from None
+    finally:
+        t.run(["rm", "-rf", "--", scratch], sudo=True, check=False)
+    log.info("snapshot %s: revision %s, %s keys, restores cleanly", src, info.revision, info.total_keys)
 
 
 def _remote_snapshot() -> str:
@@ -203,7 +239,8 @@ def _restore_data(ctx: EtcdContext) -> None:
             tool, bump = restore_tool(t)
             if bump is None:
                 log.warning("%s: %s cannot bump the revision on restore (etcd 3.4); the restored cluster's "
-                            "revision goes back to the snapshot's: restart kube-apiserver afterwards", host.name, tool)
+                            "revision goes back to the snapshot's (kha restarts the control planes and kubelets "
+                            "after)", host.name, tool)
             argv = restore_argv(_remote_snapshot(), member_of(host), members, token=token, data_dir=staging,
                                 tool=tool, bump=bump)
             if ctx.would(f"restore the snapshot into {data_dir} (token {token}); keep the old data in {backup}"):
@@ -244,12 +281,32 @@ def _wait_topo(ctx: EtcdContext) -> None:
 
 
 
+def _kubernetes(ctx: EtcdContext) -> None:
+    """Kubernetes reads the restored data: every control plane's static pods restart, one node at a time (the
+    apiserver's watch cache and the controllers' informers hold the lost history), then every kubelet
+    (https://kubernetes.io/docs/tasks/administer-cluster/configure-upgrade-etcd/#restoring-an-etcd-cluster).
+    An etcd-only cluster has none of them."""
+    for host in ctx.topo.masters:
+        with ctx.node(host.name):
+            t = ctx.transport(host)
+            for pod in staticpods.CONTROL_PLANE:
+                staticpods.restart_stamped(ctx, t, pod, str(host.address), ctx.topo.apiserver_port,
+                                           why="to read the restored etcd")
+    for host in kubernetes_nodes(ctx.topo):
+        with ctx.node(host.name):
+            t = ctx.transport(host)
+            if nodeops.is_active(t, "kubelet") and not ctx.would("restart the kubelet"):
+                nodeops.systemctl(t, "restart", "kubelet")
+
+
 RESTORE: Phase[EtcdContext] = Phase("etcd-restore", children=(
     Phase("upload", _restore_upload, description="copy the snapshot to every member and check it"),
     Phase("stop", _restore_stop, description="stop etcd on every member"),
     Phase("restore", _restore_data, description="snapshot restore with a fresh cluster token; old data kept aside"),
     Phase("start", _restore_start, description="start every member"),
     Phase("wait", _wait_topo, description="every member reports healthy"),
+    Phase("kubernetes", _kubernetes, description="control planes' static pods restarted one node at a time, "
+                                                 "then the kubelets"),
 ), description="roll the cluster back to a snapshot")
 
 

@@ -13,7 +13,6 @@ with a kubelet.conf has joined, an image that containerd has is not imported aga
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shlex
 from collections.abc import Callable, Sequence
@@ -256,13 +255,8 @@ def _restart(ctx: InstallContext) -> None:
             for pod in staticpods.CONTROL_PLANE:
                 if pod.name not in changed and not nodeops.is_pending(t, pod.name):
                     continue
-                manifest = staticpods.manifest(t, pod)
-                if manifest is not None and not ctx.would(f"restart {pod.name}, which reads files that changed, "
-                                                          f"and wait for its /{pod.health}"):
-                    new = staticpods.stamped(manifest, "to read the files kha changed", dt.datetime.now(dt.UTC),
-                                             pod.manifest)
-                    url = pod.health_url(str(host.address), ctx.topo.apiserver_port)
-                    staticpods.restart(ctx, t, pod, new, url)
+                staticpods.restart_stamped(ctx, t, pod, str(host.address), ctx.topo.apiserver_port,
+                                           why="to read the files kha changed")
                 nodeops.clear_pending(ctx, t, pod.name)
 
 

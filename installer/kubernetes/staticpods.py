@@ -165,3 +165,15 @@ def restart(ctx: Context, t: Transport, pod: StaticPod, new_manifest: str, url: 
                              "(the control planes after this one were not touched)"))
     log.info("%s: %s restarted in %.1fs", t.node, pod.name, took)
     return took
+
+
+def restart_stamped(ctx: Context, t: Transport, pod: StaticPod, address: str, port: int, *, why: str) -> bool:
+    """Restart ``pod`` with its spec unchanged (``kha.io/restarted`` says when and ``why``), wait until it is
+    back; False when the node has no manifest of it (not a control plane, or not joined yet)."""
+    text = manifest(t, pod)
+    if text is None:
+        return False
+    if ctx.would(f"restart {pod.name} ({why}) and wait for its /{pod.health}"):
+        return True
+    restart(ctx, t, pod, stamped(text, why, dt.datetime.now(dt.UTC), pod.manifest), pod.health_url(address, port))
+    return True

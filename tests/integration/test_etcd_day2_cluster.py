@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from installer.etcd import ctl
+from installer.etcd import backup, ctl
 from installer.etcd.context import EtcdContext
 from kha import cli
 from scenarios import workload
@@ -180,3 +180,81 @@ def test_snapshot_save_and_restore_round_trip(
         tokens = {c(h).run(["grep", "^ETCD_INITIAL_CLUSTER_TOKEN=", "/etc/kha/etcd-initial.env"]).stdout.strip()
                   for h in etcd_lb.topo.etcd}
     assert len(tokens) == 1 and "-restore-" in tokens.pop()
+
+
+def test_backup_timer_keeps_checked_snapshots_that_restore(
+    etcd_lb: Installed, ctx: EtcdContext, tmp_path: Path
+) -> None:
+    """The install's timer on every member; its snapshot comes with a hash ``sha256sum -c`` accepts and a
+    sidecar naming this cluster, old ones expire, and ``kha etcd snapshot restore`` takes it back."""
+    first = etcd_lb.topo.etcd[0]
+    eps = ctl.client_urls(etcd_lb.topo.etcd)
+    client = workload.EtcdHTTP(workload.TLSFiles.from_store(etcd_lb.state / "pki"), timeout=5.0)
+    workload.in_netns(etcd_lb.netns, lambda: [client.put(eps[0], f"timed/{i}", "v") for i in range(5)])
+    d = backup.BACKUP_DIR
+    with etcd_lb.connector() as c:
+        for host in etcd_lb.topo.etcd:
+            t = c(host)
+            assert t.run(["systemctl", "is-enabled", backup.TIMER]).stdout.strip() == "enabled", host.name
+            assert t.run(["systemctl", "is-active", backup.TIMER]).stdout.strip() == "active", host.name
+            calendar = t.run(["systemctl", "show", "-p", "TimersCalendar", backup.TIMER]).stdout
+            assert "03:00:00" in calendar, calendar  # etcd_backup_hour's default
+        t = c(first)
+        # An expired snapshot (older than etcd_backup_expiry, 7 days) with its sidecars, and one still kept.
+        old, kept = f"{d}/{backup.PREFIX}{first.name}-old.db", f"{d}/{backup.PREFIX}{first.name}-kept.db"
+        t.run(["mkdir", "-p", d], sudo=True)
+        for path, age in ((old, "8 days ago"), (kept, "6 days ago")):
+            for f in (path, f"{path}.sha256", f"{path}.json"):
+                t.run(["touch", "-d", age, f], sudo=True)
+        t.run(["systemctl", "start", backup.SERVICE], sudo=True, timeout=120)
+        listing = t.run(["ls", "-1", d], sudo=True).stdout.split()
+        assert Path(old).name not in listing and Path(kept).name in listing, listing
+        (name,) = [n for n in listing if n.endswith(".db") and n not in (Path(kept).name,)]
+        assert {f"{name}.sha256", f"{name}.json"} <= set(listing), listing
+        assert t.run(["sh", "-c", f"cd {d} && sha256sum -c {name}.sha256"], sudo=True, check=False).ok
+        snap = tmp_path / name
+        for f in (name, f"{name}.sha256", f"{name}.json"):
+            (tmp_path / f).write_bytes(t.get(f"{d}/{f}", sudo=True))
+    problems, vouched = backup.check(snap, backup.store_identity(ctx))
+    assert problems == [] and vouched
+    workload.in_netns(etcd_lb.netns, lambda: client.put(eps[0], "after-timer", "v"))
+    assert cli.main(kha(etcd_lb, "snapshot", "restore", str(snap))) == 0
+    checker = workload.Checker(client, eps, netns=etcd_lb.netns)
+    for ep, kv in checker.read_all("timed/").items():
+        assert len(kv) == 5, ep
+    for ep, kv in checker.read_all("after-timer").items():
+        assert kv == {}, ep
+
+
+def test_restore_refuses_a_corrupt_or_foreign_snapshot_with_nothing_stopped(
+    etcd_lb: Installed, ctx: EtcdContext, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snap = tmp_path / "etcd.db"
+    assert cli.main(kha(etcd_lb, "snapshot", "save", str(snap))) == 0
+    sums, meta = backup.sidecars(snap)
+    assert sums.is_file() and meta.is_file()
+    before = {m.name: m.id for m in members(ctx)}
+    good = snap.read_bytes()
+    capsys.readouterr()
+
+    # One byte flipped: the hash beside it says so, before any node is touched.
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0xFF
+    snap.write_bytes(bytes(bad))
+    assert cli.main(kha(etcd_lb, "snapshot", "restore", str(snap))) == 2
+    assert f"{sums}:1" in capsys.readouterr().err
+    # The same without its sidecars (a file etcdctl saved): the trial restore on a node catches it.
+    sums.unlink()
+    meta_text = meta.read_text()
+    meta.unlink()
+    assert cli.main(kha(etcd_lb, "snapshot", "restore", str(snap))) == 2
+    err = capsys.readouterr().err
+    assert str(snap) in err and "nothing was stopped" in err, err
+    # Whole, but of another cluster (another etcd CA).
+    snap.write_bytes(good)
+    meta.write_text(meta_text.replace('"etcd_ca": "sha256:', '"etcd_ca": "sha256:00'))
+    assert cli.main(kha(etcd_lb, "snapshot", "restore", str(snap))) == 2
+    assert "another cluster" in capsys.readouterr().err
+    # Nothing changed: the same members, healthy.
+    assert {m.name: m.id for m in members(ctx)} == before
+    assert etcd_lb.etcd_healthy()
