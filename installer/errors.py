@@ -152,9 +152,12 @@ class PackageError(InstallerError):
 
 
 class PhaseError(InstallerError):
-    """A phase failed. Names the phase path and, when known, the node."""
+    """A phase failed. Names the phase path and, when known, the node. The CLI exits with its cause's code: a
+    phase that refuses bad input before changing anything (a guard) exits 2 like any other bad input."""
 
     def __init__(self, path: str, cause: BaseException, node: str | None = None) -> None:
+        if isinstance(cause, KhaError):
+            self.cli_exit_code = cause.cli_exit_code
         self.path = path
         self.node = node if node is not None else getattr(cause, "node", None)
         self.cause = cause
