@@ -135,8 +135,9 @@ class EtcdError(InstallerError):
     """The etcd cluster did not become healthy, or a membership change was refused."""
 
 
-class QuorumError(EtcdError):
-    """A membership change was refused because the cluster would lose its healthy majority."""
+class QuorumError(EtcdError, InputError):
+    """A membership change was refused because the cluster would lose its healthy majority (nothing was
+    changed; exit 2, as bad input)."""
 
 
 class LoadBalancerError(InstallerError):

@@ -108,7 +108,7 @@ def test_remove_refused_when_it_would_break_quorum(
     cluster.power_off(SECOND)
     cluster.power_off(THIRD)
     try:
-        assert cli.main(kha(etcd_lb, "remove", inventory=inv)) == 1
+        assert cli.main(kha(etcd_lb, "remove", inventory=inv)) == 2
         err = capsys.readouterr().err
         assert "refused" in err and "--force" in err and "quorum" in err
         # Nothing changed: the member list (served locally, no quorum needed) still has all three.
