@@ -7,8 +7,9 @@ restarts nothing. Commands are argv lists; the transport quotes them once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import PurePosixPath
 
 from installer.facts import NodeFacts, OSFamily, parse_os_release
@@ -144,22 +145,66 @@ def ensure_packages(ctx: Context, t: Transport, facts: NodeFacts, names: Sequenc
     if not missing or ctx.would(f"install packages {' '.join(missing)}"):
         return missing
     if facts.os_family is OSFamily.DEBIAN:
-        env = {"DEBIAN_FRONTEND": "noninteractive"}
         argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-        # Debian starts a daemon as soon as it is installed, with its packaged config (etcd on
-        # localhost, haproxy's demo config …). policy-rc.d(8) keeps it down until kha configured it.
-        made = t.run(["sh", "-c", _POLICY_RC_D], sudo=True).stdout.strip() == "made"
-        try:
-            if not t.run(argv, sudo=True, env=env, check=False, timeout=900).ok:
+        with _daemons_held(t):
+            if not t.run(argv, sudo=True, env=_APT_ENV, check=False, timeout=900).ok:
                 # A stale package list is the usual cause: refresh once and try again.
-                t.run(["apt-get", "update", "-q"], sudo=True, env=env, timeout=600)
-                t.run(argv, sudo=True, env=env, timeout=900)
-        finally:
-            if made:
-                t.run(["rm", "-f", "/usr/sbin/policy-rc.d"], sudo=True)
+                t.run(["apt-get", "update", "-q"], sudo=True, env=_APT_ENV, timeout=600)
+                t.run(argv, sudo=True, env=_APT_ENV, timeout=900)
     else:
         t.run(["dnf", "install", "-y", "-q", *missing], sudo=True, timeout=900)
     return missing
+
+
+def behind(policy: str) -> list[str]:
+    """The packages ``apt-cache policy NAME...`` shows installed at another version than its candidate."""
+    out, name, installed = [], "", ""
+    for line in policy.splitlines():
+        if line and not line[0].isspace() and line.rstrip().endswith(":"):
+            name = line.rstrip()[:-1]
+        elif line.strip().startswith("Installed:"):
+            installed = line.split(":", 1)[1].strip()
+        elif line.strip().startswith("Candidate:"):
+            candidate = line.split(":", 1)[1].strip()
+            if name and "(none)" not in (installed, candidate) and installed != candidate:
+                out.append(name)
+    return out
+
+
+def upgrade_packages(ctx: Context, t: Transport, facts: NodeFacts, names: Sequence[str]) -> list[str]:
+    """The installed ``names`` moved to what the node's repositories offer now; returns those that moved. Their
+    services are not restarted by the packages (the caller restarts them, one node at a time)."""
+    if facts.os_family is OSFamily.DEBIAN:
+        if not ctx.dry_run:
+            t.run(["apt-get", "update", "-q"], sudo=True, env=_APT_ENV, timeout=600)
+        moving = behind(t.run(["apt-cache", "policy", *names], sudo=True).stdout)
+    else:
+        moving = [n for n in names
+                  if t.run(["dnf", "-q", "check-update", n], sudo=True, check=False, timeout=600).exit_code == 100]
+    if not moving or ctx.would(f"upgrade packages {' '.join(moving)}"):
+        return moving
+    if facts.os_family is OSFamily.DEBIAN:
+        with _daemons_held(t):
+            t.run(["apt-get", "install", "-y", "-q", "--only-upgrade", *moving], sudo=True, env=_APT_ENV,
+                  timeout=900)
+    else:
+        t.run(["dnf", "upgrade", "-y", "-q", *moving], sudo=True, timeout=900)
+    return moving
+
+
+_APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
+
+
+@contextlib.contextmanager
+def _daemons_held(t: Transport) -> Iterator[None]:
+    """Debian starts (or restarts) a daemon as soon as its package is installed, with its packaged config (etcd
+    on localhost, haproxy's demo config …). policy-rc.d(8) keeps it as it is until kha configured it."""
+    made = t.run(["sh", "-c", _POLICY_RC_D], sudo=True).stdout.strip() == "made"
+    try:
+        yield
+    finally:
+        if made:
+            t.run(["rm", "-f", "/usr/sbin/policy-rc.d"], sudo=True)
 
 
 # A fixed script (no data in it): create policy-rc.d only when the node has none of its own.

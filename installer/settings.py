@@ -764,8 +764,8 @@ KNOBS: tuple[Knob, ...] = (
     _refused("flannel_image", _text, "{{ kube_image_repository }}/flannelcni_flannel:v0.20.2", _IMAGES),
     _refused("flannel_cni_plugin_image", _text, "{{ kube_image_repository }}/flannelcni_flannel-cni-plugin:v1.1.0",
              _IMAGES),
-    _refused("kube_upgrade", _bool, False, "kha does not upgrade a running cluster yet: install the version you "
-             "want on new nodes, or upgrade with kubeadm by hand"),
+    _refused("kube_upgrade", _bool, False, "a running cluster is upgraded by a command, not a variable: set "
+             "kube_version and run `kha upgrade -i INVENTORY --to VERSION`"),
 )
 
 KNOBS_BY_NAME: Mapping[str, Knob] = {k.name: k for k in KNOBS}

@@ -24,6 +24,7 @@ from installer.checks import run as checks_run
 from installer.errors import ConfigError
 from installer.etcd import cli as etcd_cli
 from installer.kubernetes import cli as node_cli
+from installer.kubernetes import upgrade
 from installer.pki import cli as pki_cli
 from installer.state import StateDir
 from kha import harness_cli
@@ -84,6 +85,7 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
         etcd_cli.register,
         node_cli.register,
         reset.register,
+        upgrade.register,
         images_cli.add_parser,
         bundle_cli.add_parser,
         harness_cli.register,

@@ -15,7 +15,7 @@ come from an offline bundle.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from installer import nodeops
 from installer.errors import ConfigError, PackageError, Problem
@@ -114,17 +114,36 @@ def install(ctx: Context, t: Transport, facts: NodeFacts, topo: Topology) -> Non
         # Moving a node to another version is an upgrade (kubeadm upgrade), not an install.
         listed = ", ".join(f"{n} {got}" for n, got in sorted(other.items()))
         raise ConfigError([Problem(topo.source, topo.settings.line("kube_version"),
-                                   f"kube_version={wanted} but the node has {listed}; kha does not upgrade",
+                                   f"kube_version={wanted} but the node has {listed}; move a running cluster to "
+                                   f"another version with `kha upgrade -i INVENTORY --to {wanted}`",
                                    "kube_version")])
     if all(have.values()):
         return
-    if family is OSFamily.DEBIAN:
-        _install_deb(ctx, t, facts, v, wanted)
+    _install(ctx, t, facts, v, names=PINNED, extra=("cri-tools", "kubernetes-cni"))
+
+
+def upgrade(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, names: Sequence[str]) -> bool:
+    """``names`` (of ``PINNED``) at exactly ``v``, from ``v``'s minor repository (the list file is switched to
+    it), held again; False when they already are (a resumed upgrade skips them)."""
+    wanted = f"{v.major}.{v.minor}.{v.patch}"
+    have = {name: _installed(t, facts.os_family, name) for name in names}
+    if all(got is not None and pick([got], wanted) is not None for got in have.values()):
+        return False
+    _install(ctx, t, facts, v, names=names)
+    return True
+
+
+def _install(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, *, names: Sequence[str],
+             extra: Sequence[str] = ()) -> None:
+    if facts.os_family is OSFamily.DEBIAN:
+        _install_deb(ctx, t, facts, v, names=names, extra=extra)
     else:
-        _install_rpm(ctx, t, v, wanted)
+        _install_rpm(ctx, t, v, names=names, extra=extra)
 
 
-def _install_deb(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, wanted: str) -> None:
+def _install_deb(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, *, names: Sequence[str],
+                 extra: Sequence[str]) -> None:
+    wanted = f"{v.major}.{v.minor}.{v.patch}"
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     nodeops.ensure_packages(ctx, t, facts, DEB_PREREQUISITES)
     if not t.run(["test", "-s", DEB_KEY], check=False).ok and not ctx.would(f"fetch the repository key to {DEB_KEY}"):
@@ -135,7 +154,7 @@ def _install_deb(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, w
     if nodeops.sync_files(ctx, t, [repo_file(v, OSFamily.DEBIAN)]) and not ctx.would("apt-get update"):
         t.run(["apt-get", "update", "-q"], sudo=True, env=env, timeout=600)
         updated = True
-    if ctx.would(f"install {' '.join(PACKAGES)} ({wanted}) and hold them"):
+    if ctx.would(f"install {' '.join([*names, *extra])} ({wanted}) and hold them"):
         return
 
     def offered() -> list[str]:
@@ -151,14 +170,15 @@ def _install_deb(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, w
         raise PackageError(f"{repo_url(v, OSFamily.DEBIAN)} has no kubeadm {wanted} "
                            f"(it has {', '.join(versions[:5]) or 'nothing'})")
     argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "--allow-change-held-packages",
-            *(f"{name}={exact}" for name in PINNED), "cri-tools", "kubernetes-cni"]
+            *(f"{name}={exact}" for name in names), *extra]
     t.run(argv, sudo=True, env=env, timeout=900)
-    t.run(["apt-mark", "hold", *PACKAGES], sudo=True)
+    t.run(["apt-mark", "hold", *names, *extra], sudo=True)
 
 
-def _install_rpm(ctx: Context, t: Transport, v: KubeVersion, wanted: str) -> None:
+def _install_rpm(ctx: Context, t: Transport, v: KubeVersion, *, names: Sequence[str], extra: Sequence[str]) -> None:
+    wanted = f"{v.major}.{v.minor}.{v.patch}"
     nodeops.sync_files(ctx, t, [repo_file(v, OSFamily.REDHAT)])
-    if ctx.would(f"install {' '.join(PACKAGES)} ({wanted})"):
+    if ctx.would(f"install {' '.join([*names, *extra])} ({wanted})"):
         return
     out = t.run(["dnf", "list", "--showduplicates", f"--disableexcludes={REPO_ID}", "kubeadm"], sudo=True,
                 timeout=600).stdout
@@ -166,4 +186,4 @@ def _install_rpm(ctx: Context, t: Transport, v: KubeVersion, wanted: str) -> Non
     if exact is None:
         raise PackageError(f"{repo_url(v, OSFamily.REDHAT)} has no kubeadm {wanted}")
     t.run(["dnf", "install", "-y", "-q", f"--disableexcludes={REPO_ID}",
-           *(f"{name}-{exact}" for name in PINNED), "cri-tools", "kubernetes-cni"], sudo=True, timeout=900)
+           *(f"{name}-{exact}" for name in names), *extra], sudo=True, timeout=900)
