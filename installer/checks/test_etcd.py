@@ -1,5 +1,6 @@
-"""The external etcd cluster: every member healthy, the members exactly the inventory's [etcd] nodes, and
-every member's key-value store the same (``endpoint hashkv`` at one revision). etcdctl runs on a member
+"""The external etcd cluster: every member healthy, the members exactly the inventory's [etcd] nodes,
+every member's key-value store the same (``endpoint hashkv`` at one revision), and the daily snapshot
+timer armed with no failed run. etcdctl runs on a member
 as the healthcheck client (``installer.etcd.ctl``, the one etcdctl command line)."""
 
 from __future__ import annotations
@@ -8,10 +9,13 @@ import pytest
 
 from installer.checks import verdicts
 from installer.checks.target import Target, output
-from installer.etcd import ctl
+from installer.etcd import backup, ctl
+from installer.topology import Host
 
 #: Members that just (re)started elect a leader and answer within the install's own bound.
 DEADLINE_S = ctl.HEALTH_TIMEOUT_S
+#: the timer is armed by the install itself: nothing to wait for but a slow answer
+BACKUP_DEADLINE_S = 10.0
 
 
 def _etcdctl(target: Target, *args: str) -> tuple[str, str]:
@@ -68,3 +72,25 @@ def test_hashkv(target: Target, note: list[str]) -> None:
 
     target.until(look, DEADLINE_S)
     note.append(f"equal at revision {seen[0]}")
+
+
+def test_backup(target: Target, note: list[str]) -> None:
+    """The daily snapshot timer (``installer.etcd.backup``) armed on every member, and its last run, if it ran,
+    succeeded: a backup that has been failing for weeks is found here, not on the day it is needed."""
+    hosts = target.topo.etcd
+    _members(target)
+
+    def look(h: Host) -> str | None:
+        timer = target.run(h, ["systemctl", "is-active", backup.TIMER]).stdout.strip()
+        if timer != "active":
+            return f"{backup.TIMER} is {timer or 'missing'}: no daily snapshot here (kha install puts it back)"
+        show = target.run(h, ["systemctl", "show", "--property=Result,ExecMainStartTimestampMonotonic",
+                              backup.SERVICE]).stdout
+        props = dict(line.split("=", 1) for line in show.splitlines() if "=" in line)
+        ran = props.get("ExecMainStartTimestampMonotonic", "0") not in ("", "0")
+        if ran and props.get("Result") != "success":
+            return f"the last snapshot failed: {target.unit_state(h, backup.SERVICE)}"
+        return None
+
+    target.until(lambda: target.each(hosts, look), BACKUP_DEADLINE_S)
+    note.append(f"{backup.TIMER} armed on {len(hosts)} members, at {target.topo.settings.etcd_backup_hour:02d}:00")

@@ -24,6 +24,7 @@ from e2e_support import Installed
 from installer import install
 from installer.checks import run as checks
 from installer.checks.plugin import MODULE_PREFIX, check_name
+from installer.etcd import backup
 from installer.loadbalancer import render as lb_render
 from installer.settings import LBMode
 from installer.topology import LBKind
@@ -156,3 +157,23 @@ def test_a_stopped_chrony_turns_node_time_red(installed: Installed, tmp_path: Pa
     finally:
         installed.run(node, ["systemctl", "start", "chrony"])
     _green(kha_check(installed, tmp_path, "--only", "node/time", inventory=inventory), ["node/time"])
+
+
+def test_a_stopped_or_failing_backup_turns_etcd_backup_red(installed: Installed, tmp_path: Path) -> None:
+    node = installed.topo.etcd[-1]
+    installed.run(node, ["systemctl", "stop", backup.TIMER])
+    try:
+        res = kha_check(installed, tmp_path, "--only", "etcd/backup", "--timeout", "0")
+        _broken(res, "etcd/backup", f"{node.name}: {backup.TIMER} is inactive")
+    finally:
+        installed.run(node, ["systemctl", "start", backup.TIMER])
+    # A snapshot run that fails (its script cannot be executed) is red until one succeeds again.
+    installed.run(node, ["chmod", "0600", backup.SCRIPT_PATH])
+    try:
+        installed.run(node, ["systemctl", "start", backup.SERVICE], check=False, timeout=120)
+        res = kha_check(installed, tmp_path, "--only", "etcd/backup", "--timeout", "0")
+        _broken(res, "etcd/backup", f"{node.name}: the last snapshot failed", f"{backup.SERVICE}: failed")
+    finally:
+        installed.run(node, ["chmod", "0700", backup.SCRIPT_PATH])
+    installed.run(node, ["systemctl", "start", backup.SERVICE], timeout=120)
+    _green(kha_check(installed, tmp_path, "--only", "etcd/backup"), ["etcd/backup"])

@@ -157,7 +157,7 @@ def test_only_runs_the_named_checks_in_order(cluster_files: Path) -> None:
     proc = _kha_check("-i", str(cluster_files), "--ssh-config", _unanswered(cluster_files), "--timeout", "0",
                       "--only", "pki/files,etcd")
     assert [ln.split()[1] for ln in _lines(proc.stdout)] == ["etcd/health", "etcd/members", "etcd/hashkv",
-                                                            "pki/files"], proc.stdout
+                                                            "etcd/backup", "pki/files"], proc.stdout
 
 
 # -- testinfra on kha's transport ------------------------------------------------------------------
