@@ -146,7 +146,11 @@ class Topology:
 
     @property
     def first_master(self) -> Host:
-        return self.masters[0]
+        """The control plane kha talks to the cluster through (and runs ``kubeadm init`` on): the first of
+        [kube-master] that is not leaving in this run ([del-master], [del-node]), so the first master can be
+        removed like any other. The inventory check keeps at least one master staying."""
+        leaving = set(self.group(Role.DEL_MASTER)) | set(self.group(Role.DEL_NODE))
+        return next((h for h in self.masters if h not in leaving), self.masters[0])
 
     @property
     def lb_kind(self) -> LBKind:

@@ -1,24 +1,31 @@
-"""Workers leave the cluster: ``kha node remove`` (kubeadm-ha's del-worker / del-node playbooks).
+"""Nodes leave the cluster: ``kha node remove`` (kubeadm-ha's del-worker, del-master and del-node playbooks).
 
-The nodes listed under ``[del-worker]`` (and the workers under ``[del-node]``) leave one at a time:
+The nodes listed under ``[del-worker]``, ``[del-master]`` and ``[del-node]`` leave one at a time:
 
 1. ``guard``: a pod on a leaving node whose PodDisruptionBudget allows no disruption now would make the
    drain wait for ever. kha refuses before changing anything (not even a cordon) and names the pod and the
    budget, unless ``--force``: then the drain deletes the pods instead of evicting them.
 2. ``drain``: ``kubectl drain`` (cordon, evict everything but DaemonSet pods).
-3. ``delete``: ``kubectl delete node``; the node's pod range is remembered for step 5.
-4. ``reset``: on the node itself, ``installer.kubernetes.reset``: kubeadm reset, the kubelet stopped and
-   disabled, kha's CNI config, routes unit, bridge and iptables rules gone.
-5. ``routes``: every node that stays drops its route to the removed pod range (bridge CNI has no overlay;
+3. ``loadbalancer``: when control planes leave, every load balancer's backends without them, reloaded
+   (one node at a time; haproxy and nginx hand over without dropping the listener, the VIP stays).
+4. ``delete``: ``kubectl delete node``; the node's pod range is remembered for step 6.
+5. ``reset``: on the node itself, ``installer.kubernetes.reset``: kubeadm reset (on a control plane this
+   stops its static pods and takes it out of kubeadm's ClusterStatus), the kubelet stopped and disabled,
+   kha's CNI config, routes unit, bridge and iptables rules gone. An etcd member's certificates stay.
+6. ``routes``: every node that stays drops its route to the removed pod range (bridge CNI has no overlay;
    the routes unit is rewritten without it).
 
-A node no longer in the API and without a kubelet.conf has nothing left to remove: a second run changes
-nothing. Adding a worker needs no command of its own: list it under ``[new-worker]`` and run ``kha install``
-(the join phases join a node without a kubelet.conf, with a fresh bootstrap token), then move it to
-``[kube-node]``. Control planes cannot be removed this way yet (their etcd member, LB backends and
-certificates follow separately): that is refused as bad input.
-"""
+The first master can leave like any other: kha talks to the cluster through the first master that stays
+(``Topology.first_master``). A control plane that is also an etcd member stays a member: its membership is
+``kha etcd remove`` (quorum guard, apiservers following), run first; listing it in [del-etcd] or
+[del-node] here is refused at its line. The other apiservers' certificates still name the removed node
+until ``kha pki rollout`` (or ``kha install``) with the node out of the inventory.
 
+A node no longer in the API and without a kubelet.conf has nothing left to remove: a second run changes
+nothing. Adding a node needs no command of its own: list it under ``[new-worker]`` or ``[new-master]`` and
+run ``kha install`` (the PKI store issues what it needs, every load balancer gets the new backend, the join
+phases join a node without a kubelet.conf with a fresh bootstrap token), then move it to its group.
+"""
 from __future__ import annotations
 
 import json
@@ -37,6 +44,7 @@ from installer.files import NodeFile
 from installer.kubernetes import render as k8s
 from installer.kubernetes import reset
 from installer.kubernetes.phases import ADMIN_CONF, POD_CIDRS_OUTPUT, ROUTES_UNIT, pod_ranges, routes_unit
+from installer.loadbalancer import phases as lb_phases
 from installer.phases import Phase, Runner
 from installer.settings import NetworkPlugin
 from installer.topology import Host, Role, Topology
@@ -54,20 +62,27 @@ class NodeContext(InstallContext):
 
 
 def leaving(topo: Topology) -> tuple[Host, ...]:
-    """The workers to remove, in [all] order; a control plane among them is bad input (exit 2, at its line)."""
-    named = set(topo.groups[Role.DEL_WORKER]) | set(topo.groups[Role.DEL_NODE])
-    masters = named & set(topo.groups[Role.MASTER]) | set(topo.groups[Role.DEL_MASTER])
-    if masters:
+    """The nodes to remove, in [all] order: workers in [del-worker]/[del-node], control planes in
+    [del-master]/[del-node]. A leaving control plane that is also leaving etcd is bad input (exit 2, at its
+    line): etcd's membership goes first, with its quorum guard, through ``kha etcd remove``."""
+    named = set(topo.groups[Role.DEL_WORKER]) | set(topo.groups[Role.DEL_NODE]) | set(topo.groups[Role.DEL_MASTER])
+    etcd_too = named & (set(topo.groups[Role.DEL_ETCD]) | set(topo.groups[Role.DEL_NODE])) & set(topo.groups[Role.ETCD])
+    if etcd_too:
         raw = inventory.read(topo.source)
         raise ConfigError([
-            Problem(topo.source, line, f"{name} is a control plane; kha node remove takes workers only (removing a "
-                    "control plane is not built yet)")
-            for role in (Role.DEL_MASTER, Role.DEL_NODE, Role.DEL_WORKER)
-            for name, line in raw.groups.get(role.value, []) if name in masters])
+            Problem(topo.source, line, f"{name} is also an etcd member leaving: run `kha etcd remove` for its "
+                    "membership first (quorum guard, apiservers following), then list it in [del-master] only")
+            for role in (Role.DEL_NODE, Role.DEL_ETCD)
+            for name, line in raw.groups.get(role.value, []) if name in etcd_too])
     hosts = tuple(h for h in topo.hosts if h.name in named)
     if not hosts:
-        raise InputError(f"{topo.source}: [del-worker] and [del-node] are empty: list the workers to remove there")
+        raise InputError(f"{topo.source}: [del-worker], [del-master] and [del-node] are empty: list the nodes to "
+                         "remove there")
     return hosts
+
+
+def control_planes_leaving(topo: Topology) -> tuple[Host, ...]:
+    return tuple(h for h in leaving(topo) if h in topo.masters)
 
 
 # -- the PodDisruptionBudget guard (pure) ----------------------------------------------------------
@@ -163,6 +178,13 @@ def _drain(ctx: NodeContext) -> None:
             _kubectl(ctx, *argv, timeout=DRAIN_TIMEOUT_S + 60)
 
 
+def _loadbalancer(ctx: NodeContext) -> None:
+    """Before a control plane goes: every load balancer's backends without it, reloaded (haproxy and nginx
+    hand over without dropping their listener; keepalived keeps the VIP where it is)."""
+    if control_planes_leaving(ctx.topo):
+        lb_phases.reconcile(ctx)
+
+
 def _delete(ctx: NodeContext) -> None:
     for host in leaving(ctx.topo):
         with ctx.node(host.name):
@@ -210,11 +232,13 @@ REMOVE: Phase[NodeContext] = Phase(
         Phase("connect", _connect, description="log in to the first control plane and the leaving workers"),
         Phase("guard", _guard, description="refuse (changing nothing) when a PodDisruptionBudget forbids the drain"),
         Phase("drain", _drain, description="kubectl drain, one node at a time"),
+        Phase("loadbalancer", _loadbalancer, description="leaving control planes dropped from every load "
+                                                         "balancer's backends (reload, the VIP stays)"),
         Phase("delete", _delete, description="kubectl delete node (its pod range kept for the routes)"),
         Phase("reset", _reset, description="on each leaving node: kubeadm reset, kubelet off, kha's CNI files gone"),
         Phase("routes", _routes, description="the nodes that stay lose their route to the removed pod ranges"),
     ),
-    description="workers leave the cluster ([del-worker], [del-node])",
+    description="nodes leave the cluster ([del-worker], [del-master], [del-node])",
 )
 
 

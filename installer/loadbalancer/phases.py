@@ -90,6 +90,12 @@ def _start(ctx: InstallContext) -> None:
                     _wait_holder(ctx, host)
 
 
+def reconcile(ctx: InstallContext) -> None:
+    """The config phase and the start phase (reload where it changed) again: a day-2 change of the backends."""
+    _config(ctx)
+    _start(ctx)
+
+
 def vip_holders(ctx: InstallContext) -> list[str]:
     return vip.holders(ctx.topo, ctx.transport)
 

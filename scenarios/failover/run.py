@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 
 from core import waiting
 from installer.etcd import ctl
-from installer.topology import Topology
+from installer.topology import Host, Topology
 from scenarios.errors import CaseRefused, ScenarioError
 from scenarios.failover import actions, checker, ledger, observers, selectors, timeline
 from scenarios.failover.catalogue import Case
@@ -160,17 +160,20 @@ class Recorded(Generic[T]):
     outcome: T
 
 
-def record(inst: Installed, span: float, act: Callable[[], T]) -> Recorded[T]:
+def record(inst: Installed, span: float, act: Callable[[], T], *,
+           masters: Sequence[Host] | None = None) -> Recorded[T]:
     """Run ``act`` while the clients (``/readyz`` through the VIP and on every apiserver, the write ledger
     through the VIP) and the observers record, ``CALM_S`` before and after it; then read every ledger write
-    back through each apiserver and from etcd. ``span``: the longest the clients may run."""
+    back through each apiserver and from etcd. ``span``: the longest the clients may run. ``masters``: the
+    control planes whose apiservers are probed and read back (default: the inventory's; a flow that removes
+    one leaves it out)."""
     ns, vip = inst.netns, f"https://{inst.topo.vip}:{inst.topo.settings.lb_kube_apiserver_port}"
     pki = inst.state / "pki"
     with ApiTLS.from_store(pki) as tls:
         etcd = EtcdHTTP(TLSFiles.from_store(pki))
         ledger.ensure_namespace(vip, tls, netns=ns)
         probers = [ApiProber("readyz vip", vip, tls, netns=ns, max_duration=span)]
-        apiservers = {h.name: f"https://{h.address}:6443" for h in inst.topo.masters}
+        apiservers = {h.name: f"https://{h.address}:6443" for h in (inst.topo.masters if masters is None else masters)}
         probers += [ApiProber(f"readyz {name}", url, tls, netns=ns, max_duration=span)
                     for name, url in apiservers.items()]
         writes = ledger.WriteLedger(vip, tls, netns=ns, max_duration=span)

@@ -204,7 +204,7 @@ CASES: list[Case] = [
          setup=_folder("kh")),
     Case("reset-unknown-node", r"--node node9: not a node of .*\(its nodes: node1, node2, node3, node4\)",
          argv=("reset", "-i", "{inv}", "--state", "{tmp}/state", "--node", "node9")),
-    Case("node-remove-a-control-plane", r"node1 is a control plane; kha node remove takes workers only",
+    Case("node-remove-an-etcd-member", r"node1 is also an etcd member leaving: run `kha etcd remove`",
          swap=("[del-node]", "[del-node]\nnode1"), argv=("node", "remove", "-i", "{inv}", "--state", "{tmp}/state")),
     Case("inventory-is-a-folder", r"cannot read inventory", argv=("inventory", "check", "{tmp}/inv.d"),
          setup=_folder("inv.d")),

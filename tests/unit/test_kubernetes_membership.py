@@ -76,17 +76,32 @@ def _inventory(tmp_path: Path, **groups: list[str]) -> Path:
 def test_the_leaving_workers_and_what_is_refused(tmp_path: Path) -> None:
     worker = _inventory(tmp_path / "w", del_worker=["node4"])
     assert [h.name for h in membership.leaving(topology.load(worker))] == ["node4"]
-    with pytest.raises(ConfigError, match=r"node2 is a control plane; kha node remove takes workers only"):
-        membership.leaving(topology.load(_inventory(tmp_path / "m", del_node=["node2"])))
-    with pytest.raises(InputError, match=r"\[del-worker\] and \[del-node\] are empty"):
+    # A control plane leaves ([del-master]); the first master too, and kha then talks through the second.
+    first = topology.load(_inventory(tmp_path / "m", del_master=["node1"]))
+    assert [h.name for h in membership.leaving(first)] == ["node1"]
+    assert [h.name for h in membership.control_planes_leaving(first)] == ["node1"]
+    assert first.first_master.name == "node2"
+    # Its etcd membership is `kha etcd remove`'s (quorum guard): [del-node] / [del-etcd] here are refused.
+    with pytest.raises(ConfigError, match=r"node2 is also an etcd member leaving: run `kha etcd remove`"):
+        membership.leaving(topology.load(_inventory(tmp_path / "n", del_node=["node2"])))
+    with pytest.raises(InputError, match=r"\[del-worker\], \[del-master\] and \[del-node\] are empty"):
         membership.leaving(topology.load(_inventory(tmp_path / "e")))
+
+
+def test_removing_every_master_or_adding_at_the_same_time_is_refused_at_its_line(tmp_path: Path) -> None:
+    every = _inventory(tmp_path / "a", del_master=["node1", "node2", "node3"])
+    with pytest.raises(ConfigError, match=r":\d+: this would remove every master; keep at least one"):
+        topology.load(every)
+    both = _inventory(tmp_path / "b", del_master=["node3"], new_etcd=["node4"])
+    with pytest.raises(ConfigError, match=r":\d+: \[new-etcd\] and \[del-master\] are both filled"):
+        topology.load(both)
 
 
 def test_kha_node_remove_refuses_bad_input_before_connecting(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     inv = _inventory(tmp_path, del_node=["node1"])
     assert cli.main(["node", "remove", "-i", str(inv), "--state", str(tmp_path / "state")]) == 2
-    assert "node1 is a control plane" in capsys.readouterr().err
+    assert "node1 is also an etcd member leaving" in capsys.readouterr().err
     assert not (tmp_path / "state").exists()
 
 
