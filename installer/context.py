@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from installer import topology
 from installer.connect import Connector
@@ -23,7 +24,7 @@ from installer.errors import PKIError
 from installer.facts import NodeFacts
 from installer.kubernetes.bundle import Bundle
 from installer.nodeops import gather_facts
-from installer.phases import Context
+from installer.phases import Context, Phase, Runner
 from installer.pki import trust
 from installer.remote import Transport
 from installer.secrets import ClusterSecrets
@@ -144,3 +145,13 @@ def add_arguments(p: argparse.ArgumentParser, *, dry_run: bool = True) -> None:
                    help="accept and record host keys not yet in known_hosts (never a changed key)")
     if dry_run:
         p.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
+
+
+def walk(phase: Phase[C], ctx: C, out: TextIO | None = None) -> None:
+    """Walk one day-2 phase tree on ``ctx`` with the phase runner (dry-run as the context says: ``--dry-run``
+    prints what would change), then log out of every node."""
+    runner: Runner[C] = Runner([phase], dry_run=ctx.dry_run, out=out or sys.stdout)
+    try:
+        runner.run(ctx)
+    finally:
+        ctx.close()

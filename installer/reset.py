@@ -20,18 +20,17 @@ CAs). A node with nothing left of a part is not touched by it: a second reset ch
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 
 from core.errors import InputError
 from installer import nodeops, topology
-from installer.context import InstallContext, add_arguments, open_context
+from installer.context import InstallContext, add_arguments, open_context, walk
 from installer.etcd import backup
 from installer.etcd import render as etcd_render
 from installer.kubernetes import reset as kubernetes_reset
 from installer.kubernetes.render import kubernetes_nodes
 from installer.loadbalancer import render as lb_render
-from installer.phases import Phase, Runner
+from installer.phases import Phase
 from installer.topology import Host, LBKind
 
 #: what only kha writes on an LB node (the packages' own haproxy.cfg / nginx.conf stay)
@@ -128,10 +127,7 @@ def run(inventory: str, *, node: str | None = None, delete_etcd_data: bool = Fal
     ctx = open_context(ResetContext, inventory, topo=topo, state=state, known_hosts=known_hosts,
                        ssh_config=ssh_config, trust_unknown=trust_unknown, dry_run=dry_run, write_secrets=False,
                        chosen=chosen, delete_etcd_data=delete_etcd_data)
-    try:
-        Runner([RESET], dry_run=dry_run, out=sys.stdout).run(ctx)
-    finally:
-        ctx.close()
+    walk(RESET, ctx)
 
 
 def _cmd(args: argparse.Namespace) -> int:

@@ -1,19 +1,17 @@
 """The context of ``kha etcd …``: the install context, the command's options and an etcdctl runner per
-set of members to keep off, set up by ``installer.context.open_context`` like every other context; and
-``run``, which walks one of the day-2 phase trees (``membership``, ``snapshot``) with the phase runner.
+set of members to keep off, set up by ``installer.context.open_context`` like every other context (and
+walked through its phase trees, ``membership`` and ``snapshot``, by ``installer.context.walk``).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from installer.context import InstallContext, open_context
 from installer.etcd.ctl import Admin
-from installer.phases import Phase, Runner
 
 #: Day-2 commands are run exactly when a node may be down, and ``Admin`` pays one connect timeout per
 #: dead node and command: shorter than the installer's default.
@@ -43,11 +41,3 @@ class EtcdContext(InstallContext):
             self.admins[key] = Admin(self, self.topo.etcd, avoid=key)
         return self.admins[key]
 
-
-def run(phase: Phase[EtcdContext], ctx: EtcdContext, out: TextIO | None = None) -> None:
-    """Walk ``phase`` (dry-run as the context says), then log out of every node."""
-    runner: Runner[EtcdContext] = Runner([phase], dry_run=ctx.dry_run, out=out or sys.stdout)
-    try:
-        runner.run(ctx)
-    finally:
-        ctx.close()

@@ -27,10 +27,10 @@ from typing import TextIO
 
 from core import waiting
 from installer import nodeops
-from installer.context import InstallContext
+from installer.context import InstallContext, walk
 from installer.errors import ConfigError, EtcdError, Problem, QuorumError
 from installer.etcd import apiservers, ctl, render
-from installer.etcd.context import EtcdContext, run
+from installer.etcd.context import EtcdContext
 from installer.etcd.ctl import Admin, MemberInfo, find_member, member_of
 from installer.etcd.phases import PACKAGES, cert_files, ensure_data_dir
 from installer.files import NodeFile
@@ -447,14 +447,14 @@ REPLACE: Phase[EtcdContext] = Phase("etcd-replace", children=(
 
 
 def run_add(ctx: EtcdContext, out: TextIO | None = None) -> None:
-    run(ADD, ctx, out)
+    walk(ADD, ctx, out)
 
 
 def run_remove(ctx: EtcdContext, out: TextIO | None = None) -> None:
-    run(REMOVE, ctx, out)
+    walk(REMOVE, ctx, out)
 
 
 def run_replace(ctx: EtcdContext, node: str, out: TextIO | None = None) -> None:
     ctx.target = node
-    run(REPLACE, ctx, out)
+    walk(REPLACE, ctx, out)
 

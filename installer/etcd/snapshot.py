@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import TextIO
 
 from installer import nodeops
+from installer.context import walk
 from installer.errors import ConfigError, EtcdError, Problem, RemoteError
 from installer.etcd import backup, ctl, render
-from installer.etcd.context import EtcdContext, run
+from installer.etcd.context import EtcdContext
 from installer.etcd.ctl import host_of, member_of
 from installer.etcd.membership import check_data_dir, stop_etcd
 from installer.etcd.phases import record_cluster_id
@@ -314,5 +315,5 @@ RESTORE: Phase[EtcdContext] = Phase("etcd-restore", children=(
 def run_restore(ctx: EtcdContext, snapshot: Path, out: TextIO | None = None) -> str:
     """Restore every [etcd] member from ``snapshot``; returns the new cluster token."""
     ctx.snapshot = snapshot
-    run(RESTORE, ctx, out)
+    walk(RESTORE, ctx, out)
     return ctx.token or ""

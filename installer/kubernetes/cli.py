@@ -16,10 +16,11 @@ __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``node`` and its actions to the ``kha`` command."""
-    node = subparsers.add_parser("node", help="day-2 operations on Kubernetes nodes (adding one: [new-worker] and "
-                                              "kha install)")
+    node = subparsers.add_parser("node", help="day-2 operations on Kubernetes nodes (adding one: [new-worker] or "
+                                              "[new-master] and kha install)")
     sub = node.add_subparsers(dest="node_command", metavar="ACTION", required=True)
-    p = sub.add_parser("remove", help="drain, delete and reset the [del-worker] / [del-node] workers, one at a time")
+    p = sub.add_parser("remove", help="drain, delete and reset the [del-worker] / [del-master] / [del-node] nodes, "
+                                      "one at a time (control planes leave the load balancers first)")
     add_arguments(p)
     p.add_argument("--force", action="store_true",
                    help="drain even when a PodDisruptionBudget forbids it: its pods are deleted, not evicted")

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import InputError
 from installer import inventory, nodeops, topology
-from installer.context import InstallContext, open_context
+from installer.context import InstallContext, open_context, walk
 from installer.errors import ConfigError, KubernetesError, Problem
 from installer.etcd import render as etcd_render
 from installer.files import NodeFile
@@ -45,7 +44,7 @@ from installer.kubernetes import render as k8s
 from installer.kubernetes import reset
 from installer.kubernetes.phases import ADMIN_CONF, POD_CIDRS_OUTPUT, ROUTES_UNIT, pod_ranges, routes_unit
 from installer.loadbalancer import phases as lb_phases
-from installer.phases import Phase, Runner
+from installer.phases import Phase
 from installer.settings import NetworkPlugin
 from installer.topology import Host, Role, Topology
 
@@ -251,7 +250,4 @@ def remove(inventory: str, *, state: str | None = None, known_hosts: str | None 
     ctx = open_context(NodeContext, inventory, topo=topo, state=state, known_hosts=known_hosts,
                        ssh_config=ssh_config, trust_unknown=trust_unknown, dry_run=dry_run, write_secrets=False,
                        force=force)
-    try:
-        Runner([REMOVE], dry_run=dry_run, out=sys.stdout).run(ctx)
-    finally:
-        ctx.close()
+    walk(REMOVE, ctx)

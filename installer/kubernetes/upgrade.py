@@ -27,20 +27,19 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
-import sys
 from dataclasses import dataclass
 
 import yaml
 
 from core import waiting
 from installer import nodeops, topology
-from installer.context import InstallContext, add_arguments, open_context
+from installer.context import InstallContext, add_arguments, open_context, walk
 from installer.errors import ConfigError, KubernetesError, Problem
 from installer.etcd import ctl
 from installer.kubernetes import packages, staticpods
 from installer.kubernetes.phases import ADMIN_CONF
 from installer.kubernetes.render import kubernetes_nodes
-from installer.phases import Phase, Runner
+from installer.phases import Phase
 from installer.settings import KubeVersion
 from installer.topology import Host, Topology
 
@@ -281,10 +280,7 @@ def run(inventory: str, target: str, *, with_etcd: bool = False, state: str | No
     ctx = open_context(UpgradeContext, inventory, topo=topo, state=state, known_hosts=known_hosts,
                        ssh_config=ssh_config, trust_unknown=trust_unknown, dry_run=dry_run, write_secrets=False,
                        target=version, with_etcd=with_etcd)
-    try:
-        Runner([UPGRADE], dry_run=dry_run, out=sys.stdout).run(ctx)
-    finally:
-        ctx.close()
+    walk(UPGRADE, ctx)
 
 
 def _cmd(args: argparse.Namespace) -> int:
