@@ -70,20 +70,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @dataclass
 class Topologies:
-    """Clusters booted during this session, by (scenario, driver)."""
+    """Clusters booted during this session, by (scenario, driver, variant spec)."""
 
     root: Path
     factory: SpecFactory
     keep: bool = False
-    clusters: dict[tuple[str, str | None], Cluster] = field(default_factory=dict)
+    clusters: dict[tuple[str, str | None, TopologySpec | None], Cluster] = field(default_factory=dict)
     owned: list[Cluster] = field(default_factory=list)
     dirty: set[str] = field(default_factory=set)
     boot_seconds: dict[str, float] = field(default_factory=dict)
 
-    def get(self, scenario: str, driver: str | None = None) -> Cluster:
-        key = (scenario, driver)
+    def get(self, scenario: str, driver: str | None = None, *, spec: TopologySpec | None = None) -> Cluster:
+        """The session's topology for ``scenario`` on ``driver``, booted on first use. ``spec``: boot this
+        instead of the scenario's own (a variant: another image, an inventory rewritten)."""
+        key = (scenario, driver, spec)
         if key not in self.clusters:
-            self.clusters[key] = self._boot(scenario, driver)
+            self.clusters[key] = self._boot(scenario, driver, spec=spec)
         return self.clusters[key]
 
     def own(self, scenario: str, driver: str | None = None, *, spec: TopologySpec | None = None) -> Cluster:

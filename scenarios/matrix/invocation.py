@@ -3,9 +3,10 @@
 The matrix adds no test code of its own: a cell is one of the existing tiers, with the same arguments tox
 gives them (tox.ini): ``install`` is ``tox -e allinone|s-master|m-master`` / ``allinone-qemu`` (tests/e2e),
 ``failover`` is ``tox -e failover-pr`` / ``failover`` (tests/failover), ``day2`` is the etcd day-2 module of
-the integration tier. What those fixtures cannot yet vary (they boot scenarios.toml's image, install the
-inventory's load balancer and the offline bundle) is a reason the cell does not run, said in words by
-``unsupported``.
+the integration tier. The e2e tier also takes another base image (``--kha-os``) and another load balancer
+(``--kha-lb``: the scenario's inventory rewritten, ``scenarios.matrix.variant``); what the fixtures cannot
+vary yet (another image or LB for the other suites, an external LB, an online Kubernetes) is a reason the
+cell does not run, said in words by ``unsupported``.
 
 Relative Kubernetes versions are resolved when a cell runs, the way kinder does it: ``latest`` is
 upstream's ``stable.txt``, ``latest-N`` the newest patch of the minor N below it (``stable-1.M.txt``).
@@ -24,8 +25,8 @@ from functools import cache
 from pathlib import Path
 
 from installer import topology
-from installer.settings import LBMode
 from scenarios import catalog
+from scenarios.matrix import variant
 from scenarios.matrix.model import RELATIVE, Cell
 
 #: The offline bundle's Kubernetes (images/bundle/recipe.py builds v1.20.2 from Debian's source package).
@@ -43,28 +44,30 @@ def lb_of(scenario: str) -> str:
 
 @cache
 def _lb_of(scenario: str) -> str:
-    topo = topology.load(catalog.get(scenario).inventory)
-    mode = topo.settings.lb_mode
-    if mode is LBMode.SLB:
-        return "slb"
-    return f"{mode.value}-vip" if topo.vip is not None else f"local-{mode.value}"
+    return variant.lb_value(topology.load(catalog.get(scenario).inventory))
 
 
 def unsupported(cell: Cell) -> str | None:
-    """Why no test fixture can run ``cell`` yet, or None when one can."""
+    """Why no test fixture can run ``cell`` yet, or None when one can. The e2e tier (``install``) boots any
+    base image (``--kha-os``) and installs any load balancer the scenario's inventory can be rewritten for
+    (``--kha-lb``, ``scenarios.matrix.variant``); the other suites run the scenario as it is."""
     if cell.suite == "day2" and (cell.topology != "m-master" or cell.driver != "lxc"):
         return ("the day-2 tests run on the integration tier's installed m-master on LXC only "
                 "(tests/integration: etcd_lb)")
     if cell.suite == "failover" and cell.topology != "m-master":
         return "the failover fixture installs m-master only (tests/failover/conftest.py)"
     image = catalog.get(cell.topology).image
-    if cell.os != image:
-        return (f"the test fixtures boot scenarios.toml's image for {cell.topology} ({image}); "
-                f"no fixture takes another OS yet (issue 14 item 5)")
+    if cell.os != image and cell.suite != "install":
+        return (f"the {cell.suite} fixtures boot scenarios.toml's image for {cell.topology} ({image}); only the "
+                "install suite takes another (--kha-os)")
     native = lb_of(cell.topology)
     if cell.lb != native:
-        return (f"{cell.topology}'s inventory installs {native}; no scenario installs {cell.lb} on "
-                f"{cell.topology} yet (issue 14 item 5)")
+        if cell.suite != "install":
+            return (f"{cell.topology}'s inventory installs {native}; only the install suite rewrites it for "
+                    f"another load balancer (--kha-lb)")
+        why = variant.problem(cell.topology, cell.lb)
+        if why is not None:
+            return why
     if cell.kubernetes != BUNDLE_VERSION:
         return (f"the test fixtures install the offline bundle (Kubernetes {BUNDLE_VERSION}) only; "
                 f"{cell.kubernetes} has no fixture yet")
@@ -79,7 +82,9 @@ def argv(cell: Cell, failover_cases: str, out: Path) -> list[str]:
         raise ValueError(f"{cell.id}: {why}")
     pytest = [sys.executable, "-m", "pytest", "--junitxml", str(out / "junit.xml")]
     if cell.suite == "install":
-        return [*pytest, "-m", "e2e", "--kha-scenario", cell.topology, "--kha-driver", cell.driver,
+        varied = [*(("--kha-os", cell.os) if cell.os != catalog.get(cell.topology).image else ()),
+                  *(("--kha-lb", cell.lb) if cell.lb != lb_of(cell.topology) else ())]
+        return [*pytest, "-m", "e2e", "--kha-scenario", cell.topology, "--kha-driver", cell.driver, *varied,
                 str(TESTS / "e2e")]
     if cell.suite == "failover":
         return [*pytest, "-m", "failover", "--kha-tier", failover_cases, "--kha-driver", cell.driver,

@@ -36,6 +36,7 @@ from installer import topology
 from installer.errors import InstallerError
 from installer.phases import Status
 from scenarios import catalog
+from scenarios.matrix import invocation, variant
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,16 @@ def chosen_scenario(config: pytest.Config) -> str:
 
 def chosen_driver(config: pytest.Config) -> str:
     return str(config.getoption("kha_driver") or DEFAULT_DRIVER)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kha", "kha harness topologies")
+    group.addoption("--kha-os", default=None, metavar="IMAGE",
+                    help="boot the scenario's nodes from this base image (kha image list) instead of its own "
+                         "(a test matrix cell's os)")
+    group.addoption("--kha-lb", default=None, metavar="LB", choices=(*variant.LB_MODES, "slb"),
+                    help="install this load balancer (haproxy-vip, nginx-vip, local-haproxy, local-nginx): the "
+                         "scenario's inventory rewritten for it (a test matrix cell's lb)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -96,8 +107,18 @@ def installed(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFacto
     config.stash[TIMINGS] = timings
 
     scen = catalog.get(scenario)
-    with _timed(timings, f"boot {scenario} ({driver}, isolated)"):
-        cluster = kha_topologies.get(scenario, driver)
+    inventory = Path(scen.inventory)
+    image_name, lb = config.getoption("kha_os"), config.getoption("kha_lb")
+    if lb is not None and lb != invocation.lb_of(scenario):
+        why = variant.problem(scenario, lb)
+        if why is not None:
+            pytest.fail(f"--kha-lb {lb}: {why}", pytrace=False)
+        inventory = variant.inventory(scenario, lb, tmp_path_factory.mktemp(f"{scenario}-{lb}") / inventory.name)
+    varied = image_name is not None or inventory != Path(scen.inventory)
+    spec = variant.spec(scenario, inventory, driver, image_name) if varied else None
+    shown = ", ".join(x for x in (image_name, lb) if x)
+    with _timed(timings, f"boot {scenario} ({driver}, isolated{', ' + shown if shown else ''})"):
+        cluster = kha_topologies.get(scenario, driver, spec=spec)
     try:
         start = time.monotonic()
         cached = bundles.get() is not None
@@ -111,13 +132,13 @@ def installed(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFacto
         pytest.fail(f"e2e needs the offline bundle and the test image: {exc}", pytrace=False)
 
     state = tmp_path_factory.mktemp(f"{scenario}-state")
-    inventory = Path(scen.inventory)
     if driver == "qemu":
         # A VM keeps a clock of its own, and the image's chronyd (Debian's pool) has no source it can reach
         # here: kha's check finds it unsynchronised. As an operator would, let kha run time (chrony_enabled:
         # the first master serves every node).
-        inventory = tmp_path_factory.mktemp(f"{scenario}-inventory") / inventory.name
-        inventory.write_text(Path(scen.inventory).read_text() + "\nchrony_enabled=true\n")
+        timed = tmp_path_factory.mktemp(f"{scenario}-inventory") / inventory.name
+        timed.write_text(inventory.read_text() + "\nchrony_enabled=true\n")
+        inventory = timed
     inst = Installed(cluster, topology.load(inventory), inventory, state, built.path,
                      scenario=scenario, image=image, timings=timings)
     out = io.StringIO()

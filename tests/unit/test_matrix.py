@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from core.errors import InputError
+from installer import topology
 from installer.errors import ConfigError
 from kha import cli
-from scenarios.matrix import invocation, probe, results, runner
+from scenarios import catalog
+from scenarios.matrix import invocation, probe, results, runner, variant
 from scenarios.matrix.model import MATRIX, Cell, load
 from scenarios.matrix.probe import Host
 
@@ -183,7 +185,7 @@ def test_refusals_say_every_reason() -> None:
     reasons = probe.refusals(cell, need, host(mem_available_mib=1000,
                                               images={"ubuntu-24.04": "no ubuntu mirror"}))
     text = "\n".join(reasons)
-    for part in ("no fixture takes another OS", "not configured to reach", "needs a KVM", "MiB available",
+    for part in ("latest has no fixture yet", "not configured to reach", "needs a KVM", "MiB available",
                  "base image ubuntu-24.04: no ubuntu mirror"):
         assert part in text, part
     assert len(reasons) == 5
@@ -311,9 +313,8 @@ def test_a_cell_without_tests_or_with_a_failed_case_fails(tmp_path: Path) -> Non
 def test_refused_cells_of_a_tier_are_recorded_not_skipped(tmp_path: Path) -> None:
     m = load()
     out = tmp_path / "out"
-    with pytest.raises(InputError, match="2 of the cells asked for cannot run here"):
-        runner.plan(m, "nightly", ["debian-1[123]/*/allinone/*/lxc/*"], out,
-                    host=host(images={"debian-11": None, "debian-12": None, "debian-13": None}))
+    with pytest.raises(InputError, match="1 of the cells asked for cannot run here"):
+        runner.plan(m, "nightly", ["debian-12/*/m-master/*/lxc/install"], out, host=host())
     tier_plan = runner.plan(m, "nightly", (), out, host=host(images={"debian-11": None, "debian-12": None,
                                                                        "debian-13": None, "ubuntu-24.04": None}))
     assert tier_plan.refused and all(r.reasons for r in tier_plan.refused)
@@ -349,10 +350,10 @@ def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert cli.main(["matrix", "run", "--tier", "pr", "--cells", "*/nothing/*", "--out", str(tmp_path)]) == 2
     assert "no cell of tier pr matching --cells" in capsys.readouterr().err
     # A cell asked for by name that cannot run here: refused before anything starts.
-    code = cli.main(["matrix", "run", "--cells", "debian-11/1.20.2/allinone/local-nginx/lxc/install",
+    code = cli.main(["matrix", "run", "--cells", "debian-12/1.20.2/m-master/slb/lxc/install",
                      "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert code == 2 and "cannot run here" in err and "no fixture takes another OS" in err
+    assert code == 2 and "cannot run here" in err and "slb needs an external load balancer" in err
     assert not (tmp_path / "o").exists()
     bad = write_matrix(tmp_path, SMALL.replace('lb = "haproxy-vip" }', 'lb = "vip" }'))
     assert cli.main(["matrix", "--matrix", str(bad), "list"]) == 2
@@ -368,3 +369,32 @@ def test_cli_list_shows_needs_and_verdicts(capsys: pytest.CaptureFixture[str], m
     assert re.search(r"^14 cells, \d+ runnable here, \d+ not$", out, re.MULTILINE)
     assert "needs a KVM that boots guests; here: tcg (KHA_ACCEL)" in out
     assert MATRIX.is_file()
+
+
+# -- variants: another image, another load balancer ----------------------------------------------------------
+
+
+def test_an_inventory_rewritten_for_another_load_balancer(tmp_path: Path) -> None:
+    local = topology.load(variant.inventory("m-master", "local-haproxy", tmp_path / "local.ini"))
+    assert variant.lb_value(local) == "local-haproxy" and local.vip is None and local.lb == ()
+    assert [h.name for h in local.masters] == ["10.56.56.11", "10.56.56.12", "10.56.56.13"]
+    nginx = topology.load(variant.inventory("m-master", "nginx-vip", tmp_path / "nginx.ini"))
+    assert variant.lb_value(nginx) == "nginx-vip" and [h.name for h in nginx.lb] == ["10.56.56.11", "10.56.56.12"]
+    assert variant.problem("s-master", "haproxy-vip") == ("s-master's inventory has no [lb] nodes and no VIP for "
+                                                          "haproxy-vip")
+    assert "external load balancer" in (variant.problem("m-master", "slb") or "")
+    with pytest.raises(ValueError, match="no \\[lb\\] nodes"):
+        variant.inventory("allinone", "nginx-vip", tmp_path / "x.ini")
+
+
+def test_a_varied_cell_passes_its_image_and_load_balancer_to_the_e2e_tier(tmp_path: Path) -> None:
+    cell = Cell("debian-13", "1.20.2", "m-master", "nginx-vip", "lxc", "install")
+    assert invocation.unsupported(cell) is None
+    argv = invocation.argv(cell, "pr", tmp_path)
+    assert argv[argv.index("--kha-os") + 1] == "debian-13" and argv[argv.index("--kha-lb") + 1] == "nginx-vip"
+    native = invocation.argv(Cell("debian-12", "1.20.2", "m-master", "haproxy-vip", "lxc", "install"), "pr", tmp_path)
+    assert "--kha-os" not in native and "--kha-lb" not in native
+    spec = variant.spec("allinone", Path(catalog.get("allinone").inventory), "lxc", "debian-13")
+    assert spec.image == "debian-13"
+    failover = Cell("debian-13", "1.20.2", "m-master", "haproxy-vip", "lxc", "failover")
+    assert "only the install suite takes another" in (invocation.unsupported(failover) or "")
