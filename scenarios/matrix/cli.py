@@ -88,13 +88,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     ls = s.add_parser("list", help="cells, what each needs, and whether it runs here (or why not)")
     ls.add_argument("--tier", help="only this tier's cells, in its run order")
-    ls.add_argument("--cells", nargs="+", metavar="GLOB",
+    ls.add_argument("--cells", nargs="+", action="extend", metavar="GLOB",
                     help="only cells whose id matches (os/kubernetes/topology/lb/driver/suite)")
     ls.set_defaults(handler=_list)
 
     r = s.add_parser("run", help="run the cells of a tier (or --cells) here; exit 1 when one failed or was refused")
     r.add_argument("--tier", help="the tier (pr, nightly, weekly); without it --cells picks from every cell")
-    r.add_argument("--cells", nargs="+", metavar="GLOB", help="only cells whose id matches; each must run here")
+    r.add_argument("--cells", nargs="+", action="extend", metavar="GLOB",
+                   help="only cells whose id matches (the flag may be repeated); each must run here")
     r.add_argument("--jobs", type=int, default=1, metavar="N", help="cells at a time (default 1: sequential)")
     r.add_argument("--out", default="matrix-results", help="where results go (default: %(default)s)")
     r.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARG",

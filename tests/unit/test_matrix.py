@@ -324,6 +324,11 @@ def test_refused_cells_of_a_tier_are_recorded_not_skipped(tmp_path: Path) -> Non
     assert {r["cell"] for r in summary["refused"]} == {r.cell for r in tier_plan.refused}
 
 
+def test_cells_may_be_given_more_than_once() -> None:
+    args = cli.build_parser().parse_args(["matrix", "run", "--cells", "a/*", "--cells", "b/*", "c/*"])
+    assert args.cells == ["a/*", "b/*", "c/*"]
+
+
 def test_pytest_arguments_reach_every_cell(tmp_path: Path) -> None:
     plan = runner.plan(load(), "pr", ["*/qemu/*"], tmp_path, host=host(), pytest_args=["-x", "-k", "kubectl"])
     assert plan.runnable[0].argv[-3:] == ["-x", "-k", "kubectl"]
