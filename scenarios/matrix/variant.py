@@ -2,9 +2,11 @@
 (``lb_mode``, the VIP and its ``[lb]`` nodes) and the base image its nodes boot (scenarios.toml).
 
 ``inventory`` rewrites a scenario's inventory for another ``lb`` value the way an operator edits it:
-``lb_mode`` set in ``[all:vars]``; for a node-local LB the VIP and the ``[lb]`` members removed. ``spec`` is
-the harness request for that inventory on another image. What cannot be made from a scenario's inventory
-(a VIP where it has no ``[lb]`` nodes, an external LB) is said by ``problem``.
+``lb_mode`` set in ``[all:vars]``; for a node-local LB the VIP and the ``[lb]`` members removed; for ``slb``
+the ``[lb]`` members removed and the VIP's address kept as the external balancer's (the e2e tier runs a
+stand-in there: ``scenarios.external_lb``). ``spec`` is the harness request for that inventory on another
+image. What cannot be made from a scenario's inventory (a VIP or an external LB where it has no address
+for one) is said by ``problem``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from installer.topology import Topology
 from scenarios import catalog
 from scenarios.topologies import spec_from
 
-#: the matrix's lb values kha can install: (lb_mode, behind a keepalived VIP)
-LB_MODES = {"haproxy-vip": (LBMode.HAPROXY, True), "nginx-vip": (LBMode.NGINX, True),
-            "local-haproxy": (LBMode.HAPROXY, False), "local-nginx": (LBMode.NGINX, False)}
+#: the matrix's lb values: (lb_mode, where the apiserver endpoint is: "vip" on [lb] nodes, "local" on every
+#: node, "external" outside the nodes)
+LB_MODES = {"haproxy-vip": (LBMode.HAPROXY, "vip"), "nginx-vip": (LBMode.NGINX, "vip"),
+            "local-haproxy": (LBMode.HAPROXY, "local"), "local-nginx": (LBMode.NGINX, "local"),
+            "slb": (LBMode.SLB, "external")}
 
 
 def lb_value(topo: Topology) -> str:
@@ -35,15 +39,13 @@ def lb_value(topo: Topology) -> str:
 
 def problem(scenario: str, lb: str) -> str | None:
     """Why ``scenario``'s inventory cannot be made to install ``lb`` (None: ``inventory`` can)."""
-    if lb == "slb":
-        return ("slb needs an external load balancer standing in outside the nodes; no fixture provides one yet "
-                "(issue 14 item 5)")
     if lb not in LB_MODES:
-        return f"{lb!r} is not a load balancer kha installs ({', '.join(LB_MODES)}, slb)"
-    _mode, vip = LB_MODES[lb]
+        return f"{lb!r} is not a load balancer kha installs or stands in for ({', '.join(LB_MODES)})"
+    _mode, where = LB_MODES[lb]
     topo = topology.load(catalog.get(scenario).inventory)
-    if vip and topo.vip is None:
-        return f"{scenario}'s inventory has no [lb] nodes and no VIP for {lb}"
+    if where != "local" and topo.vip is None:
+        return (f"{scenario}'s inventory has no [lb] nodes and no VIP for {lb}" if where == "vip" else
+                f"{scenario}'s inventory has no VIP address to give the external load balancer")
     return None
 
 
@@ -52,7 +54,7 @@ def inventory(scenario: str, lb: str, dest: Path) -> Path:
     why = problem(scenario, lb)
     if why is not None:
         raise ValueError(f"{scenario} with {lb}: {why}")
-    mode, vip = LB_MODES[lb]
+    mode, where = LB_MODES[lb]
     lines = Path(catalog.get(scenario).inventory).read_text().splitlines()
     out: list[str] = []
     group = ""
@@ -60,9 +62,10 @@ def inventory(scenario: str, lb: str, dest: Path) -> Path:
         header = re.fullmatch(r"\[([^\]]+)\]\s*", line)
         if header:
             group = header.group(1)
-        elif not vip and (line.startswith("lb_kube_apiserver_ip=")
-                          or (group == "lb" and line.strip() and not line.lstrip().startswith((";", "#")))):
-            continue  # a node-local LB: no VIP, no [lb] nodes
+        elif where == "local" and line.startswith("lb_kube_apiserver_ip="):
+            continue  # a node-local LB: no VIP
+        elif where != "vip" and group == "lb" and line.strip() and not line.lstrip().startswith((";", "#")):
+            continue  # nothing kha installs on [lb] nodes
         if line.startswith("lb_mode="):
             continue
         out.append(line)

@@ -17,7 +17,9 @@ the base image, the bundle's sources) is a failure with the reason, never a skip
 
 from __future__ import annotations
 
+import contextlib
 import io
+import ipaddress
 import logging
 import os
 import time
@@ -35,7 +37,8 @@ from images.errors import ImageError
 from installer import topology
 from installer.errors import InstallerError
 from installer.phases import Status
-from scenarios import catalog
+from installer.topology import LBKind
+from scenarios import catalog, external_lb
 from scenarios.matrix import invocation, variant
 
 log = logging.getLogger(__name__)
@@ -70,9 +73,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kha-os", default=None, metavar="IMAGE",
                     help="boot the scenario's nodes from this base image (kha image list) instead of its own "
                          "(a test matrix cell's os)")
-    group.addoption("--kha-lb", default=None, metavar="LB", choices=(*variant.LB_MODES, "slb"),
-                    help="install this load balancer (haproxy-vip, nginx-vip, local-haproxy, local-nginx): the "
-                         "scenario's inventory rewritten for it (a test matrix cell's lb)")
+    group.addoption("--kha-lb", default=None, metavar="LB", choices=tuple(variant.LB_MODES),
+                    help="install this load balancer (haproxy-vip, nginx-vip, local-haproxy, local-nginx), or slb "
+                         "with an external one standing in (scenarios/external_lb.py): the scenario's inventory "
+                         "rewritten for it (a test matrix cell's lb)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -141,22 +145,34 @@ def installed(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFacto
         inventory = timed
     inst = Installed(cluster, topology.load(inventory), inventory, state, built.path,
                      scenario=scenario, image=image, timings=timings)
-    out = io.StringIO()
-    start = time.monotonic()
-    try:
-        result = inst.install(out)
-    except InstallerError as exc:
-        pytest.fail(f"kha install on {scenario} failed: {exc}\n--- runner output ---\n{out.getvalue()}",
-                    pytrace=False)
-    timings.phases = ran(result)
-    timings.add("kha install (every phase)", time.monotonic() - start)
-    try:
-        with _timed(timings, f"import {image.ref} into containerd on {len(inst.kubernetes_nodes)} node(s)"):
-            for host in inst.kubernetes_nodes:
-                import_image(inst.node(host), image)
-        yield inst
-    finally:
-        inst.close()
+    with contextlib.ExitStack() as stack:
+        if inst.topo.lb_kind is LBKind.SLB:
+            stack.enter_context(_external_lb(inst))
+        out = io.StringIO()
+        start = time.monotonic()
+        try:
+            result = inst.install(out)
+        except InstallerError as exc:
+            pytest.fail(f"kha install on {scenario} failed: {exc}\n--- runner output ---\n{out.getvalue()}",
+                        pytrace=False)
+        timings.phases = ran(result)
+        timings.add("kha install (every phase)", time.monotonic() - start)
+        try:
+            with _timed(timings, f"import {image.ref} into containerd on {len(inst.kubernetes_nodes)} node(s)"):
+                for host in inst.kubernetes_nodes:
+                    import_image(inst.node(host), image)
+            yield inst
+        finally:
+            inst.close()
+
+
+def _external_lb(inst: Installed) -> contextlib.AbstractContextManager[int]:
+    """lb_mode=slb: the stand-in external LB at lb_kube_apiserver_ip, in the topology's namespace."""
+    s, topo = inst.topo.settings, inst.topo
+    assert s.lb_kube_apiserver_ip is not None  # the inventory check requires it for slb
+    address = ipaddress.IPv4Interface(f"{s.lb_kube_apiserver_ip}/{topo.node_network.prefixlen}")
+    backends = [(h.name, str(h.address), topo.apiserver_port) for h in topo.masters]
+    return external_lb.started(inst.netns, inst.cluster.state.bridge, address, s.lb_kube_apiserver_port, backends)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,

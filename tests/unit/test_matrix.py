@@ -313,8 +313,8 @@ def test_a_cell_without_tests_or_with_a_failed_case_fails(tmp_path: Path) -> Non
 def test_refused_cells_of_a_tier_are_recorded_not_skipped(tmp_path: Path) -> None:
     m = load()
     out = tmp_path / "out"
-    with pytest.raises(InputError, match="1 of the cells asked for cannot run here"):
-        runner.plan(m, "nightly", ["debian-12/*/m-master/*/lxc/install"], out, host=host())
+    with pytest.raises(InputError, match="2 of the cells asked for cannot run here"):
+        runner.plan(m, "nightly", ["debian-12/*/m-master/haproxy-vip/qemu/install"], out, host=host())
     tier_plan = runner.plan(m, "nightly", (), out, host=host(images={"debian-11": None, "debian-12": None,
                                                                        "debian-13": None, "ubuntu-24.04": None}))
     assert tier_plan.refused and all(r.reasons for r in tier_plan.refused)
@@ -355,10 +355,10 @@ def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert cli.main(["matrix", "run", "--tier", "pr", "--cells", "*/nothing/*", "--out", str(tmp_path)]) == 2
     assert "no cell of tier pr matching --cells" in capsys.readouterr().err
     # A cell asked for by name that cannot run here: refused before anything starts.
-    code = cli.main(["matrix", "run", "--cells", "debian-12/1.20.2/m-master/slb/lxc/install",
+    code = cli.main(["matrix", "run", "--cells", "debian-12/1.20.2/allinone/slb/lxc/install",
                      "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert code == 2 and "cannot run here" in err and "slb needs an external load balancer" in err
+    assert code == 2 and "cannot run here" in err and "no VIP address to give the external load balancer" in err
     assert not (tmp_path / "o").exists()
     bad = write_matrix(tmp_path, SMALL.replace('lb = "haproxy-vip" }', 'lb = "vip" }'))
     assert cli.main(["matrix", "--matrix", str(bad), "list"]) == 2
@@ -387,7 +387,9 @@ def test_an_inventory_rewritten_for_another_load_balancer(tmp_path: Path) -> Non
     assert variant.lb_value(nginx) == "nginx-vip" and [h.name for h in nginx.lb] == ["10.56.56.11", "10.56.56.12"]
     assert variant.problem("s-master", "haproxy-vip") == ("s-master's inventory has no [lb] nodes and no VIP for "
                                                           "haproxy-vip")
-    assert "external load balancer" in (variant.problem("m-master", "slb") or "")
+    slb = topology.load(variant.inventory("m-master", "slb", tmp_path / "slb.ini"))
+    assert variant.lb_value(slb) == "slb" and slb.lb == () and str(slb.settings.lb_kube_apiserver_ip) == "10.56.56.10"
+    assert "no VIP address" in (variant.problem("allinone", "slb") or "")
     with pytest.raises(ValueError, match="no \\[lb\\] nodes"):
         variant.inventory("allinone", "nginx-vip", tmp_path / "x.ini")
 
