@@ -60,6 +60,8 @@ class Host:
     mem_available_mib: int
     #: base image name → None when it is cached or can be built here, else why not.
     images: Mapping[str, str | None]
+    #: capabilities missing from this machine's bounding set (a container host may drop some)
+    missing_caps: tuple[str, ...] = ()
 
     def describe(self) -> list[str]:
         hosts = ", ".join(sorted(self.reachable)) or "none"
@@ -67,6 +69,8 @@ class Host:
             f"accelerator: {self.accel or 'not probed'} ({self.accel_how})",
             f"downloads configured (apt, KHA_REACHABLE_HOSTS; KHA_OFFLINE=1 for none): {hosts}",
             f"memory available: {self.mem_available_mib} MiB",
+            *([f"capabilities missing from the bounding set: {', '.join(self.missing_caps)}"]
+              if self.missing_caps else []),
         ]
 
 
@@ -97,6 +101,11 @@ def refusals(cell: Cell, need: Needs, host: Host) -> list[str]:
         out.append(f"needs a KVM that boots guests; here: {host.accel or 'not probed'} ({host.accel_how})")
     if need.ram_mib > host.mem_available_mib:
         out.append(f"needs {need.ram_mib} MiB for its nodes; {host.mem_available_mib} MiB available")
+    old_runc = OLD_RUNC.get(cell.os)
+    if cell.driver == "lxc" and old_runc and host.missing_caps:
+        out.append(f"{cell.os}'s {old_runc} cannot start a privileged container (kube-proxy: 'apply caps: operation "
+                   f"not permitted') in an LXC node while this machine's capability bounding set lacks "
+                   f"{', '.join(host.missing_caps)}; run it on qemu, or on a machine with the full set")
     image_problem = host.images.get(need.image, f"base image {need.image} was not probed")
     if image_problem is not None:
         out.append(f"base image {need.image}: {image_problem}")
@@ -114,7 +123,34 @@ def probe(matrix: Matrix, cells: Iterable[Cell], env: Mapping[str, str] | None =
         accel_name, how = None, "no selected cell needs KVM"
     oses = sorted({c.os for c in chosen})
     return Host(accel_name, how, reachable_hosts(env), mem_available_mib(meminfo),
-                {name: image_problem(name, env) for name in oses})
+                {name: image_problem(name, env) for name in oses}, missing_capabilities())
+
+
+#: Images whose runc applies every capability a privileged container asks for and fails on one the host's
+#: bounding set lacks (runc 1.1 skips those). Seen on this machine: kube-proxy never starts.
+OLD_RUNC = {"debian-11": "runc 1.0.0~rc93"}
+#: capability(7) names by number, 0 to 40
+CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE")
+
+
+def missing_capabilities(status: Path = Path("/proc/self/status"),
+                         last: Path = Path("/proc/sys/kernel/cap_last_cap")) -> tuple[str, ...]:
+    """The capabilities the kernel has (up to ``cap_last_cap``) that this process's bounding set lacks."""
+    try:
+        top = int(last.read_text())
+        bounding = next(int(line.split()[1], 16) for line in status.read_text().splitlines()
+                        if line.startswith("CapBnd:"))
+    except (OSError, ValueError, StopIteration):
+        return ()
+    return tuple(CAPABILITIES[n] if n < len(CAPABILITIES) else f"capability {n}"
+                 for n in range(top + 1) if not bounding >> n & 1)
 
 
 def probe_kvm() -> tuple[str, str]:

@@ -191,6 +191,23 @@ def test_refusals_say_every_reason() -> None:
     assert len(reasons) == 5
 
 
+def test_old_runc_on_lxc_is_refused_where_the_bounding_set_lacks_a_capability(tmp_path: Path) -> None:
+    m = load()
+    cell = Cell("debian-11", "1.20.2", "allinone", "local-nginx", "lxc", "install")
+    images = {"debian-11": None}
+    assert probe.refusals(cell, probe.needs(m, cell), host(images=images)) == []
+    (why,) = probe.refusals(cell, probe.needs(m, cell), host(images=images, missing_caps=("CAP_SYS_RESOURCE",)))
+    assert "runc 1.0.0~rc93" in why and "lacks CAP_SYS_RESOURCE" in why and "run it on qemu" in why
+    on_qemu = Cell("debian-11", "1.20.2", "allinone", "local-nginx", "qemu", "install")
+    assert probe.refusals(on_qemu, probe.needs(m, on_qemu), host(images=images, missing_caps=("CAP_BPF",))) == []
+    status, last = tmp_path / "status", tmp_path / "cap_last_cap"
+    status.write_text("Name:\tx\nCapBnd:\t000001fffeffffff\n")
+    last.write_text("40\n")
+    assert probe.missing_capabilities(status, last) == ("CAP_SYS_RESOURCE",)
+    status.write_text("CapBnd:\t000001ffffffffff\n")
+    assert probe.missing_capabilities(status, last) == ()
+
+
 def test_a_pr_cell_runs_on_a_machine_like_ours() -> None:
     m = load()
     for cell in m.tier_cells("pr"):
