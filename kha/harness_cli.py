@@ -129,15 +129,24 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def ssh_request(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """The cluster and the command of ``kha ssh NODE [--name N] [-- CMD]``: the command is everything after
+    NODE (argparse's REMAINDER), so a ``--name N`` written after NODE arrives at its head and is taken here."""
+    name, command = args.name, list(args.command)
+    if command[:1] == ["--name"] and len(command) > 1 and name is None:
+        name, command = command[1], command[2:]
+    if command[:1] == ["--"]:
+        command = command[1:]
+    return name, command
+
+
 def _ssh(args: argparse.Namespace) -> int:
-    d = _pick(args.name)
+    name, command = ssh_request(args)
+    d = _pick(name)
     state = ClusterState.load(d)
     known = {n.name for n in state.spec.nodes} | {str(n.address) for n in state.spec.nodes}
     if args.node not in known:
         raise HarnessError(f"cluster {state.spec.cluster} has no node {args.node!r}")
-    command = list(args.command)
-    if command[:1] == ["--"]:
-        command = command[1:]
     argv = ["ssh", "-F", str(d / "ssh_config"), args.node]
     if command:
         argv.append(shlex.join(command))

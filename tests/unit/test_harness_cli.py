@@ -54,3 +54,14 @@ def test_commands_on_a_missing_cluster_fail_clearly(capsys: pytest.CaptureFixtur
     assert "no cluster state" in capsys.readouterr().err
     assert cli.main(["down", "--name", "ghost"]) == 1
     assert "no cluster ghost" in capsys.readouterr().err
+
+
+def test_ssh_takes_name_after_the_node_and_the_command_after_double_dash() -> None:
+    def request(*argv: str) -> tuple[str, str | None, list[str]]:
+        args = cli.build_parser().parse_args(["ssh", *argv])
+        return (args.node, *harness_cli.ssh_request(args))
+
+    assert request("10.56.56.11", "--name", "c1", "--", "sudo", "ls", "-l") == (
+        "10.56.56.11", "c1", ["sudo", "ls", "-l"])
+    assert request("--name", "c1", "10.56.56.11", "--", "uptime") == ("10.56.56.11", "c1", ["uptime"])
+    assert request("10.56.56.11") == ("10.56.56.11", None, [])
