@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from e2e_support import Installed
 
+from core import run
 from installer import install
 from installer.checks import run as checks
 from installer.checks.plugin import MODULE_PREFIX, check_name
@@ -113,9 +114,12 @@ def _green(res: Checked, names: Sequence[str]) -> None:
 
 
 def test_a_stopped_load_balancer_turns_loadbalancer_backends_red(installed: Installed, tmp_path: Path) -> None:
+    """kha's LB stopped on one node turns loadbalancer/backends red (with slb: the external LB unreachable turns
+    apiserver/endpoint red)."""
     topo = installed.topo
     if topo.lb_kind is LBKind.SLB:
-        pytest.skip("lb_mode=slb: kha installs no load balancer to stop (the external one is not kha's)")
+        _unreachable_external_lb_turns_apiserver_endpoint_red(installed, tmp_path)
+        return
     daemon = "nginx" if topo.settings.lb_mode is LBMode.NGINX else "haproxy"
     node = lb_render.lb_nodes(topo)[-1]
     installed.run(node, ["systemctl", "stop", daemon])
@@ -130,6 +134,22 @@ def test_a_stopped_load_balancer_turns_loadbalancer_backends_red(installed: Inst
     finally:
         installed.run(node, ["systemctl", "start", daemon])
     _green(kha_check(installed, tmp_path, "--only", "loadbalancer"), ["loadbalancer/backends"])
+
+
+def _unreachable_external_lb_turns_apiserver_endpoint_red(installed: Installed, tmp_path: Path) -> None:
+    """lb_mode=slb: kha installs no LB, so the one the nodes cannot reach is the external one (the fixture's
+    stand-in, whose address is taken off the topology's bridge for a while): apiserver/endpoint is red."""
+    topo = installed.topo
+    address = f"{topo.settings.lb_kube_apiserver_ip}/{topo.node_network.prefixlen}"
+    ip = ["ip", "-n", installed.netns, "addr"]
+    bridge = ["dev", installed.cluster.state.bridge]
+    run.run([*ip, "del", address, *bridge])
+    try:
+        res = kha_check(installed, tmp_path, "--only", "apiserver/endpoint", "--timeout", "5")
+        _broken(res, "apiserver/endpoint", f"{topo.masters[0].name}: ", str(topo.settings.lb_kube_apiserver_ip))
+    finally:
+        run.run([*ip, "add", address, *bridge])
+    _green(kha_check(installed, tmp_path, "--only", "apiserver/endpoint"), ["apiserver/endpoint"])
 
 
 def test_a_moved_certificate_turns_pki_files_red(installed: Installed, tmp_path: Path) -> None:
