@@ -125,7 +125,7 @@ def install(ctx: Context, t: Transport, facts: NodeFacts, topo: Topology) -> Non
 def upgrade(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, names: Sequence[str]) -> bool:
     """``names`` (of ``PINNED``) at exactly ``v``, from ``v``'s minor repository (the list file is switched to
     it), held again; False when they already are (a resumed upgrade skips them)."""
-    wanted = f"{v.major}.{v.minor}.{v.patch}"
+    wanted = str(v)
     have = {name: _installed(t, facts.os_family, name) for name in names}
     if all(got is not None and pick([got], wanted) is not None for got in have.values()):
         return False
@@ -143,7 +143,7 @@ def _install(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, *, na
 
 def _install_deb(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, *, names: Sequence[str],
                  extra: Sequence[str]) -> None:
-    wanted = f"{v.major}.{v.minor}.{v.patch}"
+    wanted = str(v)
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     nodeops.ensure_packages(ctx, t, facts, DEB_PREREQUISITES)
     if not t.run(["test", "-s", DEB_KEY], check=False).ok and not ctx.would(f"fetch the repository key to {DEB_KEY}"):
@@ -176,7 +176,7 @@ def _install_deb(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, *
 
 
 def _install_rpm(ctx: Context, t: Transport, v: KubeVersion, *, names: Sequence[str], extra: Sequence[str]) -> None:
-    wanted = f"{v.major}.{v.minor}.{v.patch}"
+    wanted = str(v)
     nodeops.sync_files(ctx, t, [repo_file(v, OSFamily.REDHAT)])
     if ctx.would(f"install {' '.join([*names, *extra])} ({wanted})"):
         return

@@ -37,7 +37,7 @@ from installer.context import InstallContext, add_arguments, open_context, walk
 from installer.errors import ConfigError, KubernetesError, Problem
 from installer.etcd import ctl
 from installer.kubernetes import packages, staticpods
-from installer.kubernetes.phases import ADMIN_CONF
+from installer.kubernetes.phases import kubectl
 from installer.kubernetes.render import kubernetes_nodes
 from installer.phases import Phase
 from installer.settings import KubeVersion
@@ -121,19 +121,8 @@ class UpgradeContext(InstallContext):
     running: KubeVersion | None = None
 
 
-def _wanted(ctx: UpgradeContext) -> str:
-    v = ctx.target
-    return f"{v.major}.{v.minor}.{v.patch}"
-
-
-def _kubectl(ctx: UpgradeContext, *args: str, check: bool = True, timeout: float = 60) -> str:
-    t = ctx.transport(ctx.topo.first_master)
-    argv = [f"{packages.release(ctx.topo).bin_dir}/kubectl", f"--kubeconfig={ADMIN_CONF}", *args]
-    return t.run(argv, sudo=True, check=check, timeout=timeout).stdout
-
-
 def _nodes(ctx: UpgradeContext) -> dict[str, NodeState]:
-    return parse_nodes(_kubectl(ctx, "get", "nodes", "-o", NODES_OUTPUT))
+    return parse_nodes(kubectl(ctx, "get", "nodes", "-o", NODES_OUTPUT))
 
 
 # -- phases --------------------------------------------------------------------------------------
@@ -145,14 +134,14 @@ def _connect(ctx: UpgradeContext) -> None:
 
 def _plan(ctx: UpgradeContext) -> None:
     with ctx.node(ctx.topo.first_master.name):
-        stored = _kubectl(ctx, "-n", "kube-system", "get", "configmap", "kubeadm-config", "-o",
+        stored = kubectl(ctx, "-n", "kube-system", "get", "configmap", "kubeadm-config", "-o",
                           "jsonpath={.data.ClusterConfiguration}")
     ctx.running = running_version(stored)
     problems = check(ctx.topo, ctx.target, ctx.running)
     if problems:
         raise ConfigError(problems)
-    behind = [name for name, n in _nodes(ctx).items() if n.kubelet != _wanted(ctx)]
-    log.info("the control plane runs %s; kubelets not at %s yet: %s", ctx.running, _wanted(ctx),
+    behind = [name for name, n in _nodes(ctx).items() if n.kubelet != str(ctx.target)]
+    log.info("the control plane runs %s; kubelets not at %s yet: %s", ctx.running, ctx.target,
              ", ".join(behind) or "none")
 
 
@@ -169,42 +158,41 @@ def _etcd(ctx: UpgradeContext) -> None:
                 ctl.wait_healthy(ctx, ctx.topo.etcd)
 
 
-def _kubeadm(ctx: UpgradeContext, host: Host) -> None:
+def _kubeadm_package(ctx: UpgradeContext, host: Host) -> None:
     packages.upgrade(ctx, ctx.transport(host), ctx.node_facts(host), ctx.target, ("kubeadm",))
+
+
+def _kubeadm(ctx: UpgradeContext, host: Host, *args: str, timeout: float = 1200) -> None:
+    """``kubeadm ARGS`` on ``host`` (the upgraded package's), or what it would run in a dry run."""
+    if not ctx.would("kubeadm " + shlex.join(args)):
+        kubeadm = f"{packages.release(ctx.topo).bin_dir}/kubeadm"
+        ctx.transport(host).run([kubeadm, *args], sudo=True, timeout=timeout)
 
 
 def _at_target(ctx: UpgradeContext, host: Host) -> bool:
     """This control plane's static pods already run the target's images (``upgrade apply|node`` got through)."""
     text = staticpods.manifest(ctx.transport(host), staticpods.APISERVER)
-    return text is not None and f":v{_wanted(ctx)}" in text
+    return text is not None and f":v{ctx.target}" in text
 
 
 def _first(ctx: UpgradeContext) -> None:
     host = ctx.topo.first_master
     with ctx.node(host.name):
-        _kubeadm(ctx, host)
+        _kubeadm_package(ctx, host)
         if not _at_target(ctx, host):
-            kubeadm = f"{packages.release(ctx.topo).bin_dir}/kubeadm"
-            v = f"v{_wanted(ctx)}"
-            t = ctx.transport(host)
-            if not ctx.would(f"kubeadm upgrade plan {v}"):
-                t.run([kubeadm, "upgrade", "plan", v], sudo=True, timeout=300)
-            argv = ["upgrade", "apply", v, "--yes", "--certificate-renewal=false", "--etcd-upgrade=false"]
-            if not ctx.would("kubeadm " + shlex.join(argv)):
-                t.run([kubeadm, *argv], sudo=True, timeout=1200)
+            v = f"v{ctx.target}"
+            _kubeadm(ctx, host, "upgrade", "plan", v, timeout=300)
+            _kubeadm(ctx, host, "upgrade", "apply", v, "--yes", "--certificate-renewal=false", "--etcd-upgrade=false")
         _kubelet(ctx, host)
 
 
 def _node(ctx: UpgradeContext, host: Host, *, control_plane: bool) -> None:
     with ctx.node(host.name):
-        _kubeadm(ctx, host)
+        _kubeadm_package(ctx, host)
         done = _at_target(ctx, host) if control_plane else _nodes(ctx).get(host.name) == NodeState(
-            _wanted(ctx), cordoned=False, ready=True)
+            str(ctx.target), cordoned=False, ready=True)
         if not done:
-            argv = ["upgrade", "node", "--certificate-renewal=false"] if control_plane else ["upgrade", "node"]
-            if not ctx.would("kubeadm " + shlex.join(argv)):
-                ctx.transport(host).run([f"{packages.release(ctx.topo).bin_dir}/kubeadm", *argv], sudo=True,
-                                        timeout=1200)
+            _kubeadm(ctx, host, "upgrade", "node", *(["--certificate-renewal=false"] if control_plane else []))
         _kubelet(ctx, host)
 
 
@@ -223,7 +211,7 @@ def _workers(ctx: UpgradeContext) -> None:
 
 def _kubelet(ctx: UpgradeContext, host: Host) -> None:
     """Drained, kubelet and kubectl at the target, restarted, Ready at the target, uncordoned."""
-    wanted = _wanted(ctx)
+    wanted = str(ctx.target)
     state = _nodes(ctx).get(host.name)
     if state is None:
         raise KubernetesError(f"{host.name} is not a node of the cluster: join it first (kha install)")
@@ -231,7 +219,7 @@ def _kubelet(ctx: UpgradeContext, host: Host) -> None:
     if state.kubelet != wanted:
         drain = ["drain", host.name, "--ignore-daemonsets", "--delete-emptydir-data", f"--timeout={DRAIN_TIMEOUT_S}s"]
         if not ctx.would("kubectl " + shlex.join(drain)):
-            _kubectl(ctx, *drain, timeout=DRAIN_TIMEOUT_S + 60)
+            kubectl(ctx, *drain, timeout=DRAIN_TIMEOUT_S + 60)
         packages.upgrade(ctx, t, ctx.node_facts(host), ctx.target, ("kubelet", "kubectl"))
         if ctx.would(f"restart the kubelet and wait until {host.name} is Ready at {wanted}"):
             return
@@ -247,7 +235,7 @@ def _kubelet(ctx: UpgradeContext, host: Host) -> None:
             "check `journalctl -u kubelet` there, then run the same command again"))
         state = _nodes(ctx)[host.name]
     if state.cordoned and not ctx.would(f"kubectl uncordon {host.name}"):
-        _kubectl(ctx, "uncordon", host.name)
+        kubectl(ctx, "uncordon", host.name)
     log.info("%s: kubelet %s", host.name, wanted)
 
 
