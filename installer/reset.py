@@ -85,7 +85,7 @@ def _loadbalancer(ctx: ResetContext) -> None:
 def _etcd(ctx: ResetContext) -> None:
     data_dir = ctx.topo.settings.etcd_data_dir
     paths = (data_dir, etcd_render.UNIT_PATH, etcd_render.INITIAL_ENV_PATH, etcd_render.PKI_DIR,
-             *(f.path for f in backup.units(ctx.topo, ctx.topo.etcd[0])), backup.SCRIPT_PATH)
+             backup.SERVICE_PATH, backup.TIMER_PATH, backup.SCRIPT_PATH)
     for host in _on(ctx, ctx.topo.etcd):
         with ctx.node(host.name):
             t = ctx.transport(host)

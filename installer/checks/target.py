@@ -126,11 +126,16 @@ class Target:
         """kubectl on the first master with the admin kubeconfig kubeadm wrote there."""
         return self.run(self.topo.first_master, ["kubectl", f"--kubeconfig={ADMIN_CONF}", *args], timeout=timeout)
 
+    def unit_properties(self, host: Host, unit: str, *names: str) -> tuple[dict[str, str], Result]:
+        """``systemctl show --property=NAMES UNIT`` read into a dict (empty when it failed), and its result."""
+        show = self.run(host, ["systemctl", "show", f"--property={','.join(names)}", unit])
+        props = dict(line.split("=", 1) for line in show.stdout.splitlines() if "=" in line) if show.ok else {}
+        return props, show
+
     def unit_state(self, host: Host, unit: str) -> str:
         """A systemd unit's state as evidence: ``unit: inactive (dead), result success`` and the journal's last
         lines — the state first, so that cutting a long status never cuts what the check went red on."""
-        show = self.run(host, ["systemctl", "show", "--property=ActiveState,SubState,Result", unit])
-        props = dict(line.split("=", 1) for line in show.stdout.splitlines() if "=" in line)
+        props, show = self.unit_properties(host, unit, "ActiveState", "SubState", "Result")
         state = (f"{unit}: {props.get('ActiveState', '?')} ({props.get('SubState', '?')}), "
                  f"result {props.get('Result', '?')}") if show.exit_code == 0 else output(show)
         journal = self.run(host, ["journalctl", "--no-pager", "--lines=3", "--output=short", "--unit", unit])

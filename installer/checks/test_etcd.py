@@ -84,9 +84,7 @@ def test_backup(target: Target, note: list[str]) -> None:
         timer = target.run(h, ["systemctl", "is-active", backup.TIMER]).stdout.strip()
         if timer != "active":
             return f"{backup.TIMER} is {timer or 'missing'}: no daily snapshot here (kha install puts it back)"
-        show = target.run(h, ["systemctl", "show", "--property=Result,ExecMainStartTimestampMonotonic",
-                              backup.SERVICE]).stdout
-        props = dict(line.split("=", 1) for line in show.splitlines() if "=" in line)
+        props, _ = target.unit_properties(h, backup.SERVICE, "Result", "ExecMainStartTimestampMonotonic")
         ran = props.get("ExecMainStartTimestampMonotonic", "0") not in ("", "0")
         if ran and props.get("Result") != "success":
             return f"the last snapshot failed: {target.unit_state(h, backup.SERVICE)}"

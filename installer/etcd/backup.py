@@ -43,6 +43,7 @@ SCRIPT_PATH = "/usr/local/sbin/kha-etcd-backup"
 SERVICE = "kha-etcd-backup.service"
 TIMER = "kha-etcd-backup.timer"
 UNIT_DIR = "/etc/systemd/system"
+SERVICE_PATH, TIMER_PATH = f"{UNIT_DIR}/{SERVICE}", f"{UNIT_DIR}/{TIMER}"
 #: what the script names its snapshots: PREFIX + member + "-" + UTC time + ".db"
 PREFIX = "etcd-snapshot-"
 
@@ -84,9 +85,10 @@ def sidecars(snapshot: Path) -> tuple[Path, Path]:
     return snapshot.with_name(snapshot.name + ".sha256"), snapshot.with_name(snapshot.name + ".json")
 
 
-def write_sidecars(snapshot: Path, ident: Identity, member: str, now: dt.datetime) -> None:
-    """The two files a snapshot saved here keeps beside it, as the timer's script writes them on the nodes."""
-    digest = hashlib.sha256(snapshot.read_bytes()).hexdigest()
+def write_sidecars(snapshot: Path, data: bytes, ident: Identity, member: str, now: dt.datetime) -> None:
+    """The two files a snapshot saved here (``data``, its bytes) keeps beside it, as the timer's script writes
+    them on the nodes."""
+    digest = hashlib.sha256(data).hexdigest()
     sums, meta = sidecars(snapshot)
     sums.write_text(f"{digest}  {snapshot.name}\n")
     meta.write_text(Sidecar(ident, member, f"{now.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}", digest).text())
@@ -94,15 +96,12 @@ def write_sidecars(snapshot: Path, ident: Identity, member: str, now: dt.datetim
         f.chmod(0o600)
 
 
-def check(snapshot: Path, ours: Identity) -> tuple[list[Problem], bool]:
-    """What is wrong with restoring ``snapshot`` into the cluster ``ours``, read from the file and its
-    sidecars only (nothing on a node); and whether a sidecar vouched for it. A snapshot without sidecars
-    (taken with etcdctl) is not refused here: the restore's own trial run still checks it is whole."""
-    where = str(snapshot)
-    if not snapshot.is_file():
-        return [Problem(where, None, "no such snapshot file", "FILE")], False
+def check(snapshot: Path, data: bytes, ours: Identity) -> tuple[list[Problem], bool]:
+    """What is wrong with restoring ``snapshot`` (``data``, its bytes) into the cluster ``ours``, read from the
+    file and its sidecars only (nothing on a node); and whether a sidecar vouched for it. A snapshot without
+    sidecars (taken with etcdctl) is not refused here: the restore's own trial run still checks it is whole."""
     sums, meta = sidecars(snapshot)
-    digest = hashlib.sha256(snapshot.read_bytes()).hexdigest()
+    digest = hashlib.sha256(data).hexdigest()
     problems: list[Problem] = []
     if sums.is_file():
         words = sums.read_text(errors="replace").split()
@@ -112,8 +111,8 @@ def check(snapshot: Path, ours: Identity) -> tuple[list[Problem], bool]:
                                     "FILE"))
     if meta.is_file():
         try:
-            data = json.loads(meta.read_text())
-            theirs = Identity(str(data["cluster"]), str(data["etcd_ca"]))
+            said = json.loads(meta.read_text())
+            theirs = Identity(str(said["cluster"]), str(said["etcd_ca"]))
         except (ValueError, KeyError, TypeError) as exc:
             return [*problems, Problem(str(meta), None, f"not a kha snapshot description ({exc})", "FILE")], True
         if theirs.etcd_ca != ours.etcd_ca:
@@ -172,7 +171,7 @@ def units(topo: Topology, host: Host) -> list[NodeFile]:
          ("Timer", [("OnCalendar", f"*-*-* {hour:02d}:00:00"), ("Persistent", "true"),
                     ("RandomizedDelaySec", "10min")]),
          ("Install", [("WantedBy", "timers.target")])])
-    return [NodeFile(f"{UNIT_DIR}/{SERVICE}", service), NodeFile(f"{UNIT_DIR}/{TIMER}", timer)]
+    return [NodeFile(SERVICE_PATH, service), NodeFile(TIMER_PATH, timer)]
 
 
 def files(topo: Topology, host: Host, ident: Identity) -> list[NodeFile]:

@@ -90,7 +90,7 @@ def save(ctx: EtcdContext, dest: Path) -> SnapshotInfo:
             finally:
                 t.run(["rm", "-f", "--", remote], sudo=True, check=False)
         _write_atomic(dest, data)
-        backup.write_sidecars(dest, backup.store_identity(ctx), m.name, dt.datetime.now(dt.UTC))
+        backup.write_sidecars(dest, data, backup.store_identity(ctx), m.name, dt.datetime.now(dt.UTC))
         snap = SnapshotInfo(dest, m.name, info.revision, info.total_keys, len(data), info.hash)
         log.info("saved snapshot of %s at revision %d to %s", m.name, snap.revision, dest)
         return snap
@@ -142,14 +142,16 @@ def _restore_upload(ctx: EtcdContext) -> None:
     src = ctx.snapshot
     if src is None:
         raise ConfigError([Problem("FILE", None, "no snapshot file given", "FILE")])
+    if not src.is_file():
+        raise ConfigError([Problem(str(src), None, "no such snapshot file", "FILE")])
+    data = src.read_bytes()
     # Whole and of this cluster, by its sidecars (the timer's, or `kha etcd snapshot save`'s): before any node.
-    problems, vouched = backup.check(src, backup.store_identity(ctx))
+    problems, vouched = backup.check(src, data, backup.store_identity(ctx))
     if problems:
         raise ConfigError(problems)
     if not vouched:
         log.warning("%s has no %s or %s beside it: kha cannot tell which cluster it is of; restoring it as this "
                     "inventory's", src, *(p.name for p in backup.sidecars(src)))
-    data = src.read_bytes()
     for host in ctx.topo.etcd:
         with ctx.node(host.name):
             if ctx.would(f"copy {src} to {_remote_snapshot()}"):

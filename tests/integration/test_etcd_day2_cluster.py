@@ -215,7 +215,7 @@ def test_backup_timer_keeps_checked_snapshots_that_restore(
         snap = tmp_path / name
         for f in (name, f"{name}.sha256", f"{name}.json"):
             (tmp_path / f).write_bytes(t.get(f"{d}/{f}", sudo=True))
-    problems, vouched = backup.check(snap, backup.store_identity(ctx))
+    problems, vouched = backup.check(snap, snap.read_bytes(), backup.store_identity(ctx))
     assert problems == [] and vouched
     workload.in_netns(etcd_lb.netns, lambda: client.put(eps[0], "after-timer", "v"))
     assert cli.main(kha(etcd_lb, "snapshot", "restore", str(snap))) == 0

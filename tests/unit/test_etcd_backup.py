@@ -17,6 +17,7 @@ from installer.etcd import backup
 from installer.pki import crypto
 from installer.settings import KeyType
 from installer.topology import Topology
+from kha import cli
 
 NOW = dt.datetime(2026, 12, 5, 3, 0, tzinfo=dt.UTC)
 
@@ -86,7 +87,7 @@ def test_the_script_keeps_a_snapshot_its_check_accepts_and_expires_old_ones(topo
     assert young.name in names and stranger.name in names  # younger, or not the timer's
     (new,) = [out / n for n in names if n.endswith(".db") and n not in (young.name, stranger.name)]
     assert new.read_bytes() == b"snapshot-bytes" and not list(out.glob(".*.part"))
-    assert backup.check(new, ident) == ([], True)
+    assert backup.check(new, new.read_bytes(), ident) == ([], True)
     assert subprocess.run(["sha256sum", "-c", f"{new.name}.sha256"], cwd=out, capture_output=True,
                           check=False).returncode == 0
 
@@ -107,14 +108,14 @@ def test_a_failed_snapshot_keeps_every_old_one(topo: Topology, tmp_path: Path) -
 def _saved(tmp_path: Path, ident: backup.Identity, data: bytes = b"etcd-bytes") -> Path:
     snap = tmp_path / "etcd.db"
     snap.write_bytes(data)
-    backup.write_sidecars(snap, ident, "10.56.56.11", NOW)
+    backup.write_sidecars(snap, data, ident, "10.56.56.11", NOW)
     return snap
 
 
 def test_check_accepts_a_whole_snapshot_of_this_cluster(topo: Topology, tmp_path: Path) -> None:
     ident = backup.identity(topo, _ca_pem())
     snap = _saved(tmp_path, ident)
-    assert backup.check(snap, ident) == ([], True)
+    assert backup.check(snap, snap.read_bytes(), ident) == ([], True)
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in backup.sidecars(snap))
 
 
@@ -122,7 +123,7 @@ def test_check_refuses_a_changed_byte_naming_the_hash_file(topo: Topology, tmp_p
     ident = backup.identity(topo, _ca_pem())
     snap = _saved(tmp_path, ident)
     snap.write_bytes(b"etcd-bytez")
-    (problem,), vouched = backup.check(snap, ident)
+    (problem,), vouched = backup.check(snap, snap.read_bytes(), ident)
     assert vouched and str(problem).startswith(f"{snap}.sha256:1:")
     assert "corrupt or truncated" in str(problem)
 
@@ -130,21 +131,29 @@ def test_check_refuses_a_changed_byte_naming_the_hash_file(topo: Topology, tmp_p
 def test_check_refuses_a_snapshot_of_another_cluster(topo: Topology, tmp_path: Path) -> None:
     theirs = backup.identity(topo, _ca_pem("other-etcd-ca"))
     snap = _saved(tmp_path, theirs)
-    (problem,), _ = backup.check(snap, backup.identity(topo, _ca_pem()))
+    (problem,), _ = backup.check(snap, snap.read_bytes(), backup.identity(topo, _ca_pem()))
     assert str(problem).startswith(f"{snap}.json") and "another cluster" in str(problem)
 
 
 def test_check_without_sidecars_leaves_it_to_the_trial_restore(topo: Topology, tmp_path: Path) -> None:
     snap = tmp_path / "plain.db"
     snap.write_bytes(b"x")
-    assert backup.check(snap, backup.identity(topo, _ca_pem())) == ([], False)
-    (problem,), _ = backup.check(tmp_path / "missing.db", backup.identity(topo, _ca_pem()))
-    assert "no such snapshot file" in str(problem)
+    assert backup.check(snap, b"x", backup.identity(topo, _ca_pem())) == ([], False)
+
+
+def test_restore_of_a_missing_file_is_refused_before_anything(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    inv = variants.inventory(tmp_path, "m-master")
+    missing = tmp_path / "missing.db"
+    assert cli.main(["etcd", "snapshot", "restore", str(missing), "-i", str(inv), "--state",
+                     str(tmp_path / "state")]) == 2
+    assert f"{missing}: FILE: no such snapshot file" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()
 
 
 def test_check_refuses_an_unreadable_description(topo: Topology, tmp_path: Path) -> None:
     ident = backup.identity(topo, _ca_pem())
     snap = _saved(tmp_path, ident)
     backup.sidecars(snap)[1].write_text("{not json")
-    (problem,), _ = backup.check(snap, ident)
+    (problem,), _ = backup.check(snap, snap.read_bytes(), ident)
     assert "not a kha snapshot description" in str(problem)
