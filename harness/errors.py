@@ -6,7 +6,9 @@
     └── HarnessError
         ├── SpecError              a topology spec is invalid; found before any side effect (an InputError)
         ├── DriverUnavailable      a node driver cannot run on this machine (binary, image or kernel missing)
-        ├── DaemonError            the private libvirtd/virtlogd did not start or stop
+        ├── DaemonError            the private libvirtd/virtlogd did not start or stop, or a --connect URI's
+        │                          libvirtd cannot be reached or lacks what the cluster needs
+        ├── ConnectUriError        a --connect URI that is no libvirt URI kha can use (an InputError)
         ├── LibvirtError           a libvirt call failed: what the harness was doing and libvirt's message
         ├── NodeNotReady           a node accepted no SSH login in time: node, seconds waited, last error
         ├── ProbeError             (harness/probe.py) a prober or watcher could not run
@@ -43,7 +45,12 @@ class DriverUnavailable(HarnessError):
 
 
 class DaemonError(HarnessError):
-    """The private libvirt daemon (isolated mode) could not be started, reached or stopped."""
+    """The private libvirt daemon (isolated mode) could not be started, reached or stopped; or the libvirtd
+    a ``--connect`` URI names cannot be reached or lacks what the cluster needs (paths, a named namespace)."""
+
+
+class ConnectUriError(HarnessError, InputError):
+    """A ``--connect`` URI that is not a libvirt URI kha can use: found before any connection (exit 2)."""
 
 
 class LibvirtError(HarnessError):

@@ -29,7 +29,6 @@ import libvirt
 
 from core import waiting
 from harness import hostcmd, libvirtxml
-from harness.daemon import PrivateLibvirt
 from harness.errors import CommandFailed, LibvirtError, Unsupported
 from harness.firstboot import lxc_files, write_tree
 from harness.keys import KeyPair
@@ -274,12 +273,10 @@ def _snapshot_dir(ctx: Context, name: str) -> Path:
 
 
 def _is_mounted(ctx: Context, path: Path) -> bool:
-    """Is ``path`` a mount point where libvirt sees it (the private daemon's mount namespace or here)?"""
-    if isinstance(ctx.daemon, PrivateLibvirt):
-        pid = ctx.daemon.pids.get("libvirtd")
-        mountinfo = Path(f"/proc/{pid}/mountinfo")
-    else:
-        mountinfo = Path("/proc/self/mountinfo")
+    """Is ``path`` a mount point where libvirt sees it (its daemon's mount namespace, or here)?"""
+    mountinfo = ctx.daemon.mountinfo()
+    if mountinfo is None:
+        return False
     try:
         text = mountinfo.read_text()
     except OSError:

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import libvirt
 
-from harness.daemon import PrivateLibvirt, SystemLibvirt
+from harness.daemon import AnyLibvirt
 from harness.keys import KeyPair
 from harness.spec import Driver, NodeSpec
 from harness.state import ClusterState
@@ -25,7 +25,7 @@ class Context:
     """What a driver may use: the cluster's state, the libvirt it runs on, an open connection."""
 
     state: ClusterState
-    daemon: SystemLibvirt | PrivateLibvirt
+    daemon: AnyLibvirt
     conn: libvirt.virConnect
 
     def node_dir(self, node: str) -> Path:

@@ -7,8 +7,10 @@ or qemu), creation as an ordered list of steps each reported as one ✓/✗ line
 cluster that failed to come up is deleted unless the caller asks to keep it.
 
 ``up`` order: image → (VM base disk, accelerator) → keys, known_hosts, ssh_config → libvirt (private
-daemon in a new network namespace when isolated) → network → node roots → define + start all domains
-in parallel → wait for a real SSH login on every node. ``teardown`` removes exactly what carries this
+daemon in a new network namespace when isolated; with ``connect``, a libvirtd named by URI, checked first:
+it answers, and it sees the image and the state dir at the same paths, ``harness.daemon``) → network →
+node roots → define + start all domains in parallel → wait for a real SSH login on every node, reached
+the way the libvirt kind says (``harness.ssh.Reach``). ``teardown`` removes exactly what carries this
 cluster's kha mark (domains, network), the mounts under its state dir, its daemon and namespace, then
 the state dir — and nothing else.
 """
@@ -31,8 +33,8 @@ import paramiko
 
 from core.progress import Emit, Steps
 from harness import accel, daemon, firstboot, hostcmd, image, libvirtxml, netns, paths, seed, ssh
-from harness.daemon import PrivateLibvirt, SystemLibvirt
-from harness.errors import HarnessError, LibvirtError, StateError, Unsupported
+from harness.daemon import AnyLibvirt, PrivateLibvirt, RemoteLibvirt, SystemLibvirt
+from harness.errors import DaemonError, HarnessError, LibvirtError, StateError, Unsupported
 from harness.keys import KeyPair, known_hosts_line, write_private
 from harness.lxc import LxcDriver, cleanup_cgroups, kill_domain
 from harness.node import Context, NodeDriver
@@ -76,10 +78,15 @@ def _open(uri: str) -> libvirt.virConnect:
 
 
 class Provider:
-    """Creates clusters. ``emit`` receives the ✓/✗ progress lines (default: the log)."""
+    """Creates clusters. ``emit`` receives the ✓/✗ progress lines (default: the log).
 
-    def __init__(self, *, isolated: bool = True, emit: Emit | None = None) -> None:
-        self.isolated = isolated
+    ``isolated``: a private libvirtd per cluster; ``connect``: a libvirt URI kha did not start (``kha up
+    --connect``), which wins over ``isolated``; neither: the system libvirt.
+    """
+
+    def __init__(self, *, isolated: bool = True, connect: str | None = None, emit: Emit | None = None) -> None:
+        self.isolated = isolated and connect is None
+        self.connect = connect
         self.steps = Steps(emit) if emit is not None else Steps()
 
     def up(self, spec: TopologySpec, *, state_dir: Path | None = None, keep_on_failure: bool = False,
@@ -95,34 +102,53 @@ class Provider:
             teardown_dir(state_dir, spec.cluster, steps=self.steps)
         step = self.steps.step
         n = len(spec.nodes)
+        remote: RemoteLibvirt | None = None
+        if self.connect is not None:
+            # Before the image (a build takes a minute): a malformed URI, LXC on another machine, a daemon
+            # that does not answer are all known at once.
+            with step(f"libvirt at {self.connect}"):
+                remote = RemoteLibvirt.attach(self.connect, spec.driver)
         with step(f"image {spec.image}"):
             img = image.resolve(spec.image, build=build_image, progress=self.steps.emit)
             image.check(img, spec.driver)
         driver: NodeDriver
         accel_name: str | None = None
+        image_paths = [Path(img.rootfs)]  # what the domain XML names outside the state dir
         if spec.driver == "qemu":
             hostcmd.need("qemu-system-x86_64", "qemu-system-x86")
             hostcmd.need("qemu-img", "qemu-utils")
             with step("VM base disk"):
                 base = seed.base_disk(img)
-            with step("accelerator"):
-                accel_name = accel.choose(Path(img.kernel))
+            image_paths = [base, Path(img.kernel), Path(img.initrd)]
+            if remote is not None and not remote.connect.local:
+                # The KVM probe boots a VM here; it says nothing about the hypervisor (harness.daemon).
+                accel_name = "tcg"
+            else:
+                with step("accelerator"):
+                    accel_name = accel.choose(Path(img.kernel))
             driver = QemuDriver(base, accel_name)
             log.info("qemu nodes use %s", accel_name.upper())
         else:
             hostcmd.need("libvirt_lxc", "libvirt-daemon-driver-lxc")
             driver = LxcDriver()
 
-        if not self.isolated:
+        if remote is not None:
+            with step(f"image paths where libvirtd runs ({remote.connect.where})"):
+                remote.check_paths(image_paths)  # before anything is written
+        elif not self.isolated:
             daemon.check_uri(SystemLibvirt().uri(spec.driver))  # before anything is written
         state_dir.mkdir(parents=True, exist_ok=True)
-        lv: SystemLibvirt | PrivateLibvirt
+        lv: AnyLibvirt
         try:
             with step("keys, known_hosts, ssh_config"):
                 root_key = KeyPair.generate(f"kha-{spec.cluster}")
                 root_key.write(state_dir / IDENTITY)
                 host_keys = {node.name: KeyPair.generate(f"{node.name}@kha-{spec.cluster}") for node in spec.nodes}
-            if self.isolated:
+            if remote is not None:
+                with step(f"state dir shared with libvirtd ({remote.connect.where})"):
+                    remote.check_shared(state_dir / "nodes")
+                lv = remote
+            elif self.isolated:
                 with step("libvirtd (private, in its own network namespace)"):
                     lv = PrivateLibvirt.start(netns.name_for(spec.cluster, state_dir), state_dir / "libvirt",
                                               paths.harness_cache() / "libvirt-cache")
@@ -140,7 +166,7 @@ class Provider:
                                         str(state_dir / "nodes" / node.name)) for node in spec.nodes},
             accel=accel_name, created=time.time())
         state.save()
-        _write_ssh_files(state, host_keys)
+        _write_ssh_files(state, host_keys, lv.reach())
         cluster = Cluster(state, lv, driver)
         try:
             with step("network"):
@@ -172,7 +198,7 @@ class Provider:
 class Cluster:
     """A running topology: operations on its nodes, and the files to reach them."""
 
-    def __init__(self, state: ClusterState, lv: SystemLibvirt | PrivateLibvirt, driver: NodeDriver) -> None:
+    def __init__(self, state: ClusterState, lv: AnyLibvirt, driver: NodeDriver) -> None:
         self.state = state
         self.libvirt = lv
         self.driver = driver
@@ -270,8 +296,9 @@ class Cluster:
         names = list(nodes) if nodes is not None else self.nodes
         limit = timeout or float(os.environ.get("KHA_SSH_TIMEOUT", SSH_TIMEOUT[self.spec.driver]))
         hint = self._console_hint()
+        reach = self.libvirt.reach()
         times = _parallel(lambda name: ssh.wait_ready(self._target(name), self.identity, self.known_hosts,
-                                                      self.state.netns, timeout=limit, hint=hint), names)
+                                                      reach, timeout=limit, hint=hint), names)
         for name, seconds in times.items():
             log.debug("%s: SSH ready after %.1fs", name, seconds)
         return times
@@ -289,7 +316,8 @@ class Cluster:
             return f"console log: {self.state.state_dir / 'nodes' / '<node>' / 'console.log'}"
         logdir = (Path(self.state.libvirt["root"]) / "log" / "lxc") if self.state.libvirt.get("isolated") else \
             Path("/var/log/libvirt/lxc")
-        return f"libvirt log: {logdir}/<domain>.log"
+        where = f" of the libvirtd at {self.state.libvirt['connect']}" if self.state.libvirt.get("connect") else ""
+        return f"libvirt log{where}: {logdir}/<domain>.log"
 
     def _target(self, name: str) -> ssh.Target:
         return ssh.Target(name, str(self.spec.node(name).address))
@@ -297,7 +325,7 @@ class Cluster:
     # -- reaching nodes ----------------------------------------------------------------------
     def ssh(self, node: str) -> paramiko.SSHClient:
         """A logged-in paramiko client to ``node`` (host key checked against the pinned one)."""
-        return ssh.client(self._target(node), self.identity, self.known_hosts, self.state.netns)
+        return ssh.client(self._target(node), self.identity, self.known_hosts, self.libvirt.reach())
 
     def run(self, node: str, argv: Sequence[str], timeout: float = 60.0) -> tuple[int, str, str]:
         cli = self.ssh(node)
@@ -407,11 +435,11 @@ class Cluster:
 # -- teardown --------------------------------------------------------------------------------
 
 
-def _write_ssh_files(state: ClusterState, host_keys: dict[str, KeyPair]) -> None:
+def _write_ssh_files(state: ClusterState, host_keys: dict[str, KeyPair], reach: ssh.Reach) -> None:
     lines = [known_hosts_line([name, str(state.spec.node(name).address)], key) for name, key in host_keys.items()]
     write_private(state.state_dir / KNOWN_HOSTS, "\n".join(lines) + "\n")
     targets = [ssh.Target(node.name, str(node.address)) for node in state.spec.nodes]
-    text = ssh.render_ssh_config(targets, state.state_dir / IDENTITY, state.state_dir / KNOWN_HOSTS, state.netns,
+    text = ssh.render_ssh_config(targets, state.state_dir / IDENTITY, state.state_dir / KNOWN_HOSTS, reach,
                                  state.spec.cluster)
     (state.state_dir / SSH_CONFIG).write_text(text)
 
@@ -474,9 +502,10 @@ def remove_marked(conn: libvirt.virConnect, cluster: str, after_destroy: Callabl
     return removed
 
 
-def _mounts_under(lv: SystemLibvirt | PrivateLibvirt, root: Path) -> list[str]:
-    pid = lv.pids.get("libvirtd") if isinstance(lv, PrivateLibvirt) else None
-    mountinfo = Path(f"/proc/{pid}/mountinfo") if pid else Path("/proc/self/mountinfo")
+def _mounts_under(lv: AnyLibvirt, root: Path) -> list[str]:
+    mountinfo = lv.mountinfo()
+    if mountinfo is None:
+        return []
     try:
         lines = mountinfo.read_text().splitlines()
     except OSError:
@@ -486,19 +515,28 @@ def _mounts_under(lv: SystemLibvirt | PrivateLibvirt, root: Path) -> list[str]:
     return sorted({p for p in points if p.startswith(prefix)}, key=len, reverse=True)
 
 
-def teardown(cluster: str, state_dir: Path, lv: SystemLibvirt | PrivateLibvirt, uris: Sequence[str]) -> list[str]:
-    """Everything ``up`` made for ``cluster``: marked libvirt objects, mounts, daemon, netns, state dir."""
+def teardown(cluster: str, state_dir: Path, lv: AnyLibvirt, uris: Sequence[str]) -> list[str]:
+    """Everything ``up`` made for ``cluster``: marked libvirt objects, mounts, daemon, netns, state dir.
+
+    A libvirtd named by ``--connect`` is never stopped; when it cannot be reached, nothing is removed and
+    the state stays, so ``kha down`` can try again (its domains would otherwise be lost track of).
+    """
     removed: list[str] = []
+    # The LXC cgroups libvirt leaves are only ours to clean on this machine.
+    local = lv.mountinfo() is not None
     if not isinstance(lv, PrivateLibvirt) or lv.alive():
         for uri in uris:
             try:
                 conn = libvirt.open(uri)
             except libvirt.libvirtError as exc:
+                if isinstance(lv, RemoteLibvirt):
+                    raise DaemonError(f"cannot reach {uri} to remove cluster {cluster}: {exc}; nothing was "
+                                      f"removed, the state in {state_dir} is kept for the next `kha down`") from exc
                 log.warning("cannot reach %s: %s", uri, exc)
                 continue
             try:
-                removed += remove_marked(
-                    conn, cluster, after_destroy=lambda dom: cleanup_cgroups(lv.mount_prefix(), dom, None, wait=5.0))
+                removed += remove_marked(conn, cluster, after_destroy=(
+                    (lambda dom: cleanup_cgroups(lv.mount_prefix(), dom, None, wait=5.0)) if local else None))
             finally:
                 conn.close()
     for point in _mounts_under(lv, state_dir):
@@ -537,6 +575,7 @@ def teardown_dir(state_dir: Path, cluster: str, steps: Steps | None = None) -> l
     steps = steps or Steps()
     with steps.step(f"down {cluster}"):
         uris: list[str]
+        lv: AnyLibvirt
         try:
             state = ClusterState.load(state_dir)
             lv = daemon.from_json(state.libvirt)

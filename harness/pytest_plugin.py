@@ -3,8 +3,10 @@
 Registered from the project's conftest.py (``pytest_plugins = ["harness.pytest_plugin"]``).
 
 - ``kha_topologies`` (session): boots topologies on demand, ``.get(scenario, driver)``, each once per
-  session, always in isolated mode (a private libvirtd in a network namespace of its own), under the
-  session's temporary directory; all are torn down at the end of the session, whatever happened.
+  session, in isolated mode (a private libvirtd in a network namespace of its own) — or, with
+  ``--kha-connect URI``, on the libvirtd that URI names (another hypervisor: ``kha matrix run --hosts``
+  hands each cell its host this way) — under the session's temporary directory; all are torn down at the
+  end of the session, whatever happened.
   Right after boot each topology is saved as snapshot ``kha-pristine``.
 - ``kha_topology`` (module; the cluster itself is booted once per session): the topology named by
   the nearest ``@pytest.mark.kha_topology(scenario, driver=None)`` marker (e.g. a module's
@@ -36,7 +38,8 @@ import paramiko
 import pytest
 
 from harness import paths
-from harness.errors import HarnessError
+from harness.daemon import parse_uri
+from harness.errors import ConnectUriError, HarnessError
 from harness.provider import Cluster, Provider
 from harness.spec import TopologySpec
 
@@ -59,11 +62,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kha-spec-factory", default=DEFAULT_FACTORY,
                     help="module:function turning (scenario, driver, name) into a harness TopologySpec "
                          f"(default: {DEFAULT_FACTORY})")
+    group.addoption("--kha-connect", metavar="URI", default=os.environ.get("KHA_CONNECT") or None,
+                    help="boot topologies on the libvirtd this libvirt URI names instead of a private one "
+                         "(kha up --connect; env KHA_CONNECT)")
     group.addoption("--kha-keep", action="store_true",
                     help="keep topologies after the session (for debugging; kha down --name … removes them)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    connect = config.getoption("kha_connect", None)
+    if connect:
+        try:
+            parse_uri(str(connect), flag="--kha-connect")  # a usage error at once, not a failure per test
+        except ConnectUriError as exc:
+            raise pytest.UsageError(str(exc)) from exc
     config.addinivalue_line("markers", "kha_topology(scenario, driver=None): the topology kha_topology boots "
                                        "for this module (overrides --kha-scenario/--kha-driver)")
 
@@ -75,6 +87,7 @@ class Topologies:
     root: Path
     factory: SpecFactory
     keep: bool = False
+    connect: str | None = None  # a libvirt URI (--kha-connect), else a private libvirtd per topology
     clusters: dict[tuple[str, str | None, TopologySpec | None], Cluster] = field(default_factory=dict)
     owned: list[Cluster] = field(default_factory=list)
     dirty: set[str] = field(default_factory=set)
@@ -102,7 +115,7 @@ class Topologies:
         # own topology, and nothing (domain names, namespaces, state) may be shared or mistaken.
         spec = dataclasses.replace(spec, cluster=f"{scenario}-{spec.driver}-{os.getpid()}{tag}")
         lines: list[str] = []
-        provider = Provider(isolated=True, emit=lines.append)
+        provider = Provider(isolated=True, connect=self.connect, emit=lines.append)
         try:
             cluster = provider.up(spec, state_dir=self.root / spec.cluster)
             cluster.snapshot(PRISTINE)
@@ -162,7 +175,8 @@ def kha_topologies(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytes
     # Kept topologies live where the kha command looks (kha status / ssh / down --name …); others in
     # the session's temporary folder.
     root = paths.clusters_root() if keep else tmp_path_factory.mktemp("kha")
-    tops = Topologies(root, load_factory(str(pytestconfig.getoption("kha_spec_factory"))), keep=keep)
+    tops = Topologies(root, load_factory(str(pytestconfig.getoption("kha_spec_factory"))), keep=keep,
+                      connect=pytestconfig.getoption("kha_connect"))
     try:
         yield tops
     finally:

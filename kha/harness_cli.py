@@ -28,9 +28,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument("scenario", nargs="?", help="scenario name (allinone, s-master, m-master)")
     up.add_argument("-i", "--inventory", help="inventory file instead of a scenario")
     up.add_argument("--driver", choices=DRIVERS, help="node driver (default: the scenario's, else lxc)")
-    up.add_argument("--isolated", action="store_true",
-                    help="run a private libvirtd in a new network namespace (nothing reachable from outside "
-                         "it; what tests use). Default: the system libvirt (qemu:///system, lxc:///system)")
+    where = up.add_mutually_exclusive_group()
+    where.add_argument("--isolated", action="store_true",
+                       help="run a private libvirtd in a new network namespace (nothing reachable from outside "
+                            "it; what tests use). Default: the system libvirt (qemu:///system, lxc:///system)")
+    where.add_argument("--connect", metavar="URI",
+                       help="a libvirtd kha did not start, by libvirt URI (qemu+ssh://[user@]host/system, "
+                            "qemu+unix:///system?socket=PATH); the other driver's URI is derived from it. It must "
+                            "see the image cache and the state dir at the same paths; LXC only on this machine")
     up.add_argument("--name", help="cluster name (default: the scenario name or the inventory file's stem)")
     up.add_argument("--keep-on-failure", action="store_true", help="keep a cluster that failed to come up")
     up.set_defaults(handler=_up)
@@ -77,9 +82,10 @@ def spec_for(args: argparse.Namespace) -> TopologySpec:
 
 def _up(args: argparse.Namespace) -> int:
     spec = spec_for(args)
-    mode = "isolated" if args.isolated else "system libvirt"
+    mode = f"libvirt at {args.connect}" if args.connect else "isolated" if args.isolated else "system libvirt"
     print(f"kha up {spec.cluster}: {len(spec.nodes)} node(s), {spec.driver}, {mode}, image {spec.image}")
-    cluster = Provider(isolated=args.isolated, emit=_emit).up(spec, keep_on_failure=args.keep_on_failure)
+    provider = Provider(isolated=args.isolated, connect=args.connect, emit=_emit)
+    cluster = provider.up(spec, keep_on_failure=args.keep_on_failure)
     first = cluster.nodes[0]
     print(f"cluster {cluster.name} is up; state in {cluster.state.state_dir}")
     print(f"  kha ssh {first}            (or: ssh -F {cluster.ssh_config} {first})")
@@ -110,7 +116,8 @@ def _status(args: argparse.Namespace) -> int:
             print(f"{d.name}: {exc}")
             failed = True
             continue
-        mode = f"isolated in netns {state.netns}" if state.netns else "system libvirt"
+        mode = (f"libvirt at {state.libvirt['connect']}" if state.libvirt.get("connect")
+                else f"isolated in netns {state.netns}" if state.netns else "system libvirt")
         print(f"{state.spec.cluster}: {state.spec.driver}, {mode}, {state.spec.source}")
         try:
             cluster = Cluster.load(d)

@@ -19,7 +19,7 @@ from core.progress import Steps
 from harness import firstboot, netns, seed
 from harness.errors import StateError
 from harness.keys import KeyPair, known_hosts_line
-from harness.ssh import Target, render_ssh_config
+from harness.ssh import Direct, Target, ViaNetns, render_ssh_config
 from harness.state import ClusterState
 
 
@@ -51,7 +51,8 @@ def test_missing_or_broken_state_is_a_state_error(tmp_path: Path) -> None:
 
 def test_ssh_config_reaches_nodes_by_name_and_address_through_the_namespace(tmp_path: Path) -> None:
     targets = [Target("node1", "10.56.56.11"), Target("10.56.56.12", "10.56.56.12")]
-    text = render_ssh_config(targets, tmp_path / "id_ed25519", tmp_path / "known_hosts", "kha-c-123456", "c")
+    text = render_ssh_config(targets, tmp_path / "id_ed25519", tmp_path / "known_hosts",
+                             ViaNetns("kha-c-123456"), "c")
     cfg = paramiko.SSHConfig.from_text(text)
     for alias in ("node1", "10.56.56.11"):
         entry = cfg.lookup(alias)
@@ -66,7 +67,7 @@ def test_ssh_config_reaches_nodes_by_name_and_address_through_the_namespace(tmp_
 
 
 def test_ssh_config_without_namespace_connects_directly(tmp_path: Path) -> None:
-    text = render_ssh_config([Target("n", "192.0.2.5")], tmp_path / "k", tmp_path / "kh", None, "c")
+    text = render_ssh_config([Target("n", "192.0.2.5")], tmp_path / "k", tmp_path / "kh", Direct(), "c")
     assert "ProxyCommand" not in text
 
 
