@@ -1,5 +1,7 @@
 """``kha image build NAME [--force]`` and ``kha image list``: wired into the main CLI with ``add_parser``.
 
+``build`` builds a Debian recipe, or downloads and verifies a cloud-image recipe (``images.cloudimage``).
+
     sub = parser.add_subparsers(dest="command", required=True)
     images.cli.add_parser(sub)
     args = parser.parse_args(); sys.exit(args.func(args))
@@ -20,7 +22,7 @@ import images
 from core.errors import KhaError
 from core.progress import line
 from images.cache import Built
-from images.recipes import DEFAULT_RECIPE, RECIPES, recipe_hash
+from images.recipes import DEFAULT_RECIPE, RECIPES, CloudImageRecipe, recipe_hash
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -55,7 +57,8 @@ def build_or_reuse(kind: str, name: str, *, force: bool, get: Callable[[str], T 
         made = cached or build(name, force=force, progress=step_line)
     except KhaError as exc:
         print(line(False, f"{kind} {name}", time.monotonic() - start, str(exc)), file=sys.stderr)
-        return 1
+        # Bad input (an unknown name, an unpinned or mismatching digest) exits 2, a failed build 1.
+        return exc.cli_exit_code
     how = "cached" if cached else "built"
     print(line(True, f"{kind} {made.name} {made.digest} {how}", time.monotonic() - start, str(made.path)))
     return 0
@@ -78,17 +81,29 @@ def list_builds(current: Mapping[str, str], built: Sequence[T], show: Callable[[
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    if args.name in RECIPES and isinstance(RECIPES[args.name], CloudImageRecipe):
+        # A cloud image is downloaded and verified, not built: same line, same cache, other store.
+        return build_or_reuse("image", args.name, force=args.force, get=images.get_cloud, build=images.build_cloud)
     return build_or_reuse("image", args.name, force=args.force, get=images.get, build=images.build)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     current = {name: recipe_hash(r) for name, r in RECIPES.items()}
-    return list_builds(current, images.list_images(), _image_line, lambda name, _: f"  {name:<16} {'-':<12}  not built")
+    built: list[images.Image | images.CloudImage] = [*images.list_images(), *images.list_cloud_images()]
+    return list_builds(current, sorted(built, key=lambda b: b.path), _image_line, _absent)
 
 
-def _image_line(img: images.Image, note: str) -> None:
+def _absent(name: str, _digest: str) -> str:
+    r = RECIPES[name]
+    if isinstance(r, CloudImageRecipe) and r.sha256 is None:
+        return f"  {name:<20} {'-':<12}  not downloaded (no pinned sha256: needs a machine with internet to pin one)"
+    return f"  {name:<20} {'-':<12}  {'not downloaded' if isinstance(r, CloudImageRecipe) else 'not built'}"
+
+
+def _image_line(img: images.Image | images.CloudImage, note: str) -> None:
     size = img.qcow2.stat().st_size / 1e6 if img.qcow2.exists() else 0.0
-    print(f"✓ {img.name:<16} {img.digest}  {img.created}  qcow2 {size:.0f} MB  {img.path}{note}")
+    what = f"cloud image ({img.boot})" if isinstance(img, images.CloudImage) else "qcow2"
+    print(f"✓ {img.name:<20} {img.digest}  {img.created}  {what} {size:.0f} MB  {img.path}{note}")
 
 
 def step_line(text: str) -> None:

@@ -35,7 +35,7 @@ from images.cache import BUILD_LOG
 from images.errors import BuildCommandFailed, BuildError, ImageError
 from images.image import INITRD, KERNEL, QCOW2, ROOTFS, BuildInfo
 from images.initrd import list_initrd
-from images.recipes import DebootstrapRecipe, ImageDir, ImageFile
+from images.recipes import ROOT_LABEL, DebootstrapRecipe, ImageDir, ImageFile
 from images.run import Progress, capture, file_log, missing_tools, run, step
 from images.sources import Mirrors, host_apt_options
 
@@ -108,7 +108,7 @@ def build_image(r: DebootstrapRecipe, work: Path, progress: Progress | None, *, 
             raw = work / "disk.raw"
             try:
                 run(
-                    ["mkfs.ext4", "-q", "-t", "ext4", "-L", "kha-root", "-d", str(rootfs), str(raw), r.disk_size],
+                    ["mkfs.ext4", "-q", "-t", "ext4", "-L", ROOT_LABEL, "-d", str(rootfs), str(raw), r.disk_size],
                     logfile=logfile,
                     what="mkfs.ext4",
                 )

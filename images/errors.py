@@ -6,6 +6,11 @@
     │   ├── NeedsDownload      the recipe's source is not reachable from this machine (decided from
     │   │                      configuration, without sending traffic): names what and where from
     │   ├── SourceConfigError  the machine's apt configuration names no mirror we can build from
+    │   ├── RecipeError        a recipe breaks a rule (a malformed digest or URL): found when it is made (exit 2)
+    │   ├── UnpinnedDigest     a cloud-image recipe has no sha256 to check the download against (exit 2)
+    │   ├── DigestMismatch     the downloaded cloud image is not the pinned one: recipe, URL, both
+    │   │                      digests (exit 2; nothing is kept in the cache)
+    │   ├── DownloadError      the download itself failed (HTTP status, connection, short read)
     │   └── BuildError         a build step failed: what it produced is not what it must be
     │       └── BuildCommandFailed   … because a command failed: also a core CommandFailed (argv, exit
     │                                code, output tail), so it reads like every other failed command
@@ -46,6 +51,43 @@ class NeedsDownload(ImageError):
         self.source = source
         self.reason = reason
         super().__init__(f"image {recipe!r} needs a download from {source}; this machine cannot reach it ({reason})")
+
+
+class RecipeError(ImageError, InputError):
+    """A recipe breaks a rule (a digest that is not a sha256, a URL that is not http(s))."""
+
+
+class UnpinnedDigest(ImageError, InputError):
+    """A cloud-image recipe without a pinned sha256: refused before any download (never trust on first use)."""
+
+    def __init__(self, recipe: str, url: str, checksum_url: str | None) -> None:
+        self.recipe = recipe
+        self.url = url
+        self.checksum_url = checksum_url
+        where = f" from {checksum_url}" if checksum_url else ""
+        super().__init__(
+            f"image {recipe!r} has no pinned sha256 in its recipe (images/recipes.py), so its download ({url}) "
+            f"cannot be verified and is refused; on a machine with internet, read the digest{where} and pin it "
+            "in the recipe"
+        )
+
+
+class DigestMismatch(ImageError, InputError):
+    """The bytes served at ``url`` are not the image the recipe pins. Nothing of them is kept."""
+
+    def __init__(self, recipe: str, url: str, expected: str, got: str) -> None:
+        self.recipe = recipe
+        self.url = url
+        self.expected = expected
+        self.got = got
+        super().__init__(
+            f"image {recipe!r}: the download from {url} does not match the recipe's pinned digest "
+            f"(expected sha256 {expected}, got {got}); nothing was kept in the cache"
+        )
+
+
+class DownloadError(ImageError):
+    """Downloading a cloud image failed (HTTP status, connection, a short read)."""
 
 
 class SourceConfigError(ImageError):

@@ -62,8 +62,9 @@ class Image(Built):
 
     @classmethod
     def from_manifest(cls, directory: Path, doc: dict[str, Any]) -> Image | None:
-        """The image in ``directory`` whose manifest is ``doc``; ``None`` for another format."""
-        if doc.get("format") != MANIFEST_FORMAT:
+        """The image in ``directory`` whose manifest is ``doc``; ``None`` for another format or kind (a
+        cloud image, ``images.cloudimage``, shares the folder and has no rootfs/kernel/initrd)."""
+        if doc.get("format") != MANIFEST_FORMAT or doc.get("kind", "debootstrap") != "debootstrap":
             return None
         files = doc["files"]
         return cls(

@@ -6,9 +6,11 @@ directory, so changing any of it builds a new image and never reuses a stale one
 from (which mirror) is not part of the recipe: that is machine configuration (see ``images.sources``).
 
 Two kinds:
-- ``DebootstrapRecipe``: built here with mmdebstrap (Debian, and Ubuntu given a reachable mirror);
-- ``CloudImageRecipe``: a vendor cloud image (Rocky, CentOS Stream), data only for now: nothing on
-  this machine can download it, and the builder that turns one into a rootfs is not written yet.
+- ``DebootstrapRecipe``: built here with mmdebstrap from a Debian mirror (``images.debootstrap``);
+- ``CloudImageRecipe``: a vendor cloud image (Ubuntu, Rocky, CentOS Stream) downloaded from a pinned URL
+  and checked against a pinned sha256 (``images.cloudimage``). The vendor disk boots with its own
+  bootloader and is configured by cloud-init from a NoCloud seed (``harness.cloudinit``); it has no
+  rootfs directory, so it runs on qemu only.
 
 Package names were checked against each Debian suite's index on the configured mirror
 (``apt-cache policy``, 2026-11-21). The Ubuntu lists could not be checked here (no Ubuntu mirror).
@@ -16,12 +18,15 @@ Package names were checked against each Debian suite's index on the configured m
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 from images.cache import digest
-from images.errors import UnknownRecipe
+from images.errors import RecipeError, UnknownRecipe
 
 # Bump when the builder changes what lands in an image without a recipe field changing (a new step,
 # a different disk layout): every cached image is then rebuilt once.
@@ -36,6 +41,10 @@ UBUNTU_KEYRING = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
 # no /dev/ttyS0 device unit) wait 90 s for the device and boot "degraded". ``net.ifnames=0`` keeps the
 # NIC called eth0 so ``ip=…:eth0:off`` works (systemd-network-generator turns it into a .network).
 DEFAULT_KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
+
+# The label of the root ext4 in every disk kha makes: the whole-disk qcow2 (images.debootstrap) and a
+# cloud disk's root partition (images.clouddisk), so one /etc/fstab line fits both.
+ROOT_LABEL = "kha-root"
 
 T = TypeVar("T")
 
@@ -218,18 +227,41 @@ class DebootstrapRecipe:
     kind: Literal["debootstrap"] = field(default="debootstrap")
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+#: How a cloud image's disk starts: UEFI (OVMF) or legacy BIOS (SeaBIOS). kha boots vendor images with UEFI.
+Boot = Literal["uefi", "bios"]
+
+
 @dataclass(frozen=True)
 class CloudImageRecipe:
-    """A vendor cloud image fetched from ``url``. Data only: see the module docstring."""
+    """A vendor cloud image: the disk at ``url``, which must hash to ``sha256``.
+
+    ``sha256`` is ``None`` while nobody has pinned it: the builder then refuses before any download
+    (``UnpinnedDigest``), never trusting whatever the URL serves on first use. ``checksum_url`` is
+    where the vendor publishes the digest (for the person who pins it; never read by the builder).
+    ``format`` is what the file at ``url`` is (``qcow2``, or ``raw`` to be converted); ``login_user``
+    is the image's default cloud-init user; ``boot`` the firmware its disk boots with.
+    """
 
     name: str
     description: str
     url: str
-    checksum_url: str
-    # Not pinned yet: nobody could fetch ``checksum_url`` from a machine that reaches it. Pin the digest
-    # here when someone can; the builder must refuse an image whose digest it cannot check.
-    sha256: str | None = None
+    sha256: str | None
+    login_user: str
+    checksum_url: str | None = None
+    format: Literal["qcow2", "raw"] = "qcow2"
+    boot: Boot = "uefi"
     kind: Literal["cloud-image"] = field(default="cloud-image")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if urlsplit(self.url).scheme not in ("http", "https"):
+            problems.append(f"url {self.url!r} is not http(s)")
+        if self.sha256 is not None and not _SHA256.fullmatch(self.sha256):
+            problems.append(f"sha256 {self.sha256!r} is not 64 lowercase hex digits")
+        if problems:
+            raise RecipeError(f"cloud-image recipe {self.name!r}: " + "; ".join(problems))
 
 
 Recipe = DebootstrapRecipe | CloudImageRecipe
@@ -248,56 +280,84 @@ def _debian(
     )
 
 
-def _ubuntu(name: str, suite: str, nginx: str, description: str) -> DebootstrapRecipe:
-    return DebootstrapRecipe(
-        name=name,
-        description=description,
-        distro="ubuntu",
-        suite=suite,
-        # Unchecked here (no Ubuntu mirror reachable). etcd, containerd and the CNI plugins are in
-        # universe; linux-image-kvm is Ubuntu's virtio-first kernel flavour.
-        packages=(*COMMON_PACKAGES, nginx, "linux-image-kvm"),
-        components=("main", "universe"),
-        keyring=UBUNTU_KEYRING,
-        default_mirror="http://archive.ubuntu.com/ubuntu",
-        default_security_mirror="http://security.ubuntu.com/ubuntu",
+def _debian_cloudinit() -> DebootstrapRecipe:
+    """Debian 12 with cloud-init: the source of the locally made cloud image (``images.clouddisk``) that
+    proves the cloud-image path offline. Its root is a partition found by label, not the whole /dev/vda."""
+    base = _debian("debian-12-cloudinit", "bookworm", "nginx",
+                   "Debian 12 with cloud-init: the local cloud image of the offline proof (images.clouddisk)")
+    fstab = ImageFile(
+        "/etc/fstab",
+        "# kha: the root ext4 by label: the whole /dev/vda (kernel boot) or the cloud disk's root partition\n"
+        f"LABEL={ROOT_LABEL} / ext4 rw,errors=remount-ro 0 1\n",
     )
+    files = (*(f for f in base.files if f.path != "/etc/fstab"), fstab)
+    # cloud-init, not the kernel command line, configures this image's network, hostname and keys; the
+    # image's DHCP fallback .network stays (cloud-init's own file sorts before it).
+    return dataclasses.replace(base, packages=(*base.packages, "cloud-init"), files=files)
+
+
+# Vendor cloud images. None of these was ever downloaded on our machines (no internet but the package
+# registries), so none has a pinned digest: each is refused (UnpinnedDigest) until someone with internet
+# reads ``checksum_url`` and pins ``sha256`` here. Pin a dated release with its digest (Ubuntu's
+# ``release-YYYYMMDD/`` folders, Rocky's ``Rocky-9.N-GenericCloud-Base-9.N-DATE.0.x86_64.qcow2``): the
+# ``release``/``latest`` URLs below move when the vendor publishes a new build, and the pinned digest then
+# refuses the download (DigestMismatch), as it must. All of them boot under UEFI (and BIOS).
+_CLOUD_IMAGES: tuple[CloudImageRecipe, ...] = (
+    CloudImageRecipe(
+        name="ubuntu-22.04",
+        description="Ubuntu 22.04 (jammy) server cloud image; no pinned digest yet (needs internet)",
+        url="https://cloud-images.ubuntu.com/releases/22.04/release/ubuntu-22.04-server-cloudimg-amd64.img",
+        checksum_url="https://cloud-images.ubuntu.com/releases/22.04/release/SHA256SUMS",
+        sha256=None,
+        login_user="ubuntu",
+    ),
+    CloudImageRecipe(
+        name="ubuntu-24.04",
+        description="Ubuntu 24.04 (noble) server cloud image; no pinned digest yet (needs internet)",
+        url="https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.img",
+        checksum_url="https://cloud-images.ubuntu.com/releases/24.04/release/SHA256SUMS",
+        sha256=None,
+        login_user="ubuntu",
+    ),
+    CloudImageRecipe(
+        name="rocky-9",
+        description="Rocky Linux 9 GenericCloud image; no pinned digest yet (needs internet)",
+        url="https://dl.rockylinux.org/pub/rocky/9/images/x86_64/Rocky-9-GenericCloud-Base.latest.x86_64.qcow2",
+        checksum_url="https://dl.rockylinux.org/pub/rocky/9/images/x86_64/Rocky-9-GenericCloud-Base.latest.x86_64.qcow2.CHECKSUM",
+        sha256=None,
+        login_user="rocky",
+    ),
+    CloudImageRecipe(
+        name="centos-stream-9",
+        description="CentOS Stream 9 GenericCloud image; no pinned digest yet (needs internet)",
+        url="https://cloud.centos.org/centos/9-stream/x86_64/images/CentOS-Stream-GenericCloud-9-latest.x86_64.qcow2",
+        checksum_url="https://cloud.centos.org/centos/9-stream/x86_64/images/CentOS-Stream-GenericCloud-9-latest.x86_64.qcow2.SHA256SUM",
+        sha256=None,
+        login_user="cloud-user",
+    ),
+)
 
 
 # nginx with the stream module: bullseye's nginx-light is the server binary itself; from bookworm on
 # "nginx" is the binary and nginx-light became a metapackage. libnginx-mod-stream is separate in all.
 # etcd-server exists in all three suites (3.3.25, 3.4.23, 3.5.16); containernetworking-plugins too.
-RECIPES: dict[str, Recipe] = {
-    r.name: r
-    for r in (
-        _debian("debian-12", "bookworm", "nginx", "Debian 12 (bookworm), the default"),
-        # bullseye is past its LTS end: bullseye-security still lists linux-image-cloud-amd64
-        # 5.10.262-1 but the mirror answers 404 for that metapackage's .deb (measured 2026-11-21),
-        # while the versioned image package it depends on is served. Its index no longer changes.
-        _debian(
-            "debian-11",
-            "bullseye",
-            "nginx-light",
-            "Debian 11 (bullseye): etcd 3.3, containerd 1.4",
-            kernel="linux-image-5.10.0-46-cloud-amd64",
-        ),
-        _debian("debian-13", "trixie", "nginx", "Debian 13 (trixie): etcd 3.5, containerd 1.7"),
-        _ubuntu("ubuntu-22.04", "jammy", "nginx-light", "Ubuntu 22.04 (jammy), needs an Ubuntu mirror"),
-        _ubuntu("ubuntu-24.04", "noble", "nginx", "Ubuntu 24.04 (noble), needs an Ubuntu mirror"),
-        CloudImageRecipe(
-            name="rocky-9",
-            description="Rocky Linux 9 GenericCloud image (data only)",
-            url="https://dl.rockylinux.org/pub/rocky/9/images/x86_64/Rocky-9-GenericCloud-Base.latest.x86_64.qcow2",
-            checksum_url="https://dl.rockylinux.org/pub/rocky/9/images/x86_64/Rocky-9-GenericCloud-Base.latest.x86_64.qcow2.CHECKSUM",
-        ),
-        CloudImageRecipe(
-            name="centos-stream-9",
-            description="CentOS Stream 9 GenericCloud image (data only)",
-            url="https://cloud.centos.org/centos/9-stream/x86_64/images/CentOS-Stream-GenericCloud-9-latest.x86_64.qcow2",
-            checksum_url="https://cloud.centos.org/centos/9-stream/x86_64/images/CentOS-Stream-GenericCloud-9-latest.x86_64.qcow2.SHA256SUM",
-        ),
-    )
-}
+_ALL: tuple[Recipe, ...] = (
+    _debian("debian-12", "bookworm", "nginx", "Debian 12 (bookworm), the default"),
+    # bullseye is past its LTS end: bullseye-security still lists linux-image-cloud-amd64
+    # 5.10.262-1 but the mirror answers 404 for that metapackage's .deb (measured 2026-11-21),
+    # while the versioned image package it depends on is served. Its index no longer changes.
+    _debian(
+        "debian-11",
+        "bullseye",
+        "nginx-light",
+        "Debian 11 (bullseye): etcd 3.3, containerd 1.4",
+        kernel="linux-image-5.10.0-46-cloud-amd64",
+    ),
+    _debian("debian-13", "trixie", "nginx", "Debian 13 (trixie): etcd 3.5, containerd 1.7"),
+    _debian_cloudinit(),
+    *_CLOUD_IMAGES,
+)
+RECIPES: dict[str, Recipe] = {r.name: r for r in _ALL}
 
 DEFAULT_RECIPE = "debian-12"
 

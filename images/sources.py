@@ -6,7 +6,8 @@ and ``/etc/apt/sources.list.d/*.list|*.sources``), so no host name is written in
 - ``KHA_DEBIAN_MIRROR``, ``KHA_DEBIAN_SECURITY_MIRROR``: Debian archive / security mirror URLs;
 - ``KHA_UBUNTU_MIRROR``, ``KHA_UBUNTU_SECURITY_MIRROR``: the same for Ubuntu;
 - ``KHA_REACHABLE_HOSTS``: comma-separated extra host names this machine can download from;
-- ``KHA_OFFLINE=1``: nothing is reachable (a cold build fails fast; cached images still work).
+- ``KHA_OFFLINE=1``: nothing is reachable (a cold build fails fast; cached images still work), except
+  this machine itself: a cloud image served from 127.0.0.0/8 or ``localhost``.
 
 "Reachable" means: a host named by the apt configuration or by one of the overrides. A recipe whose
 source is anywhere else raises ``NeedsDownload`` before any traffic is sent: on our machines only the
@@ -15,6 +16,7 @@ package registries are reachable, and a connection attempt elsewhere would only 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -213,10 +215,21 @@ def resolve_mirrors(r: DebootstrapRecipe, env: Mapping[str, str], apt_etc: Path 
     return Mirrors(archive=archive.rstrip("/"), security=security.rstrip("/") if security else None, origin=origin)
 
 
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``: this machine itself, reachable even with ``KHA_OFFLINE=1``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_cloud_image(r: CloudImageRecipe, env: Mapping[str, str], apt_etc: Path = APT_ETC) -> None:
-    """``NeedsDownload`` unless the image's host is configured as reachable."""
+    """``NeedsDownload`` unless the image's host is configured as reachable (a loopback URL always is:
+    that is a file this machine serves itself, as the offline proof of the cloud-image path does)."""
     host = _host(r.url)
-    if host not in reachable_hosts(env, apt_etc):
+    if not is_loopback(host) and host not in reachable_hosts(env, apt_etc):
         why = (
             "KHA_OFFLINE=1"
             if _offline(env)

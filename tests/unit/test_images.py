@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -22,10 +23,18 @@ from core import waiting
 from core.errors import CommandFailed
 from images import cli, testimage
 from images.cache import cache_dir
-from images.errors import BuildCommandFailed, BuildError, ImageError, NeedsDownload, SourceConfigError, UnknownRecipe
+from images.errors import (
+    BuildCommandFailed,
+    BuildError,
+    ImageError,
+    NeedsDownload,
+    SourceConfigError,
+    UnknownRecipe,
+    UnpinnedDigest,
+)
 from images.image import INITRD, KERNEL, QCOW2, ROOTFS, BuildInfo, ImageStore
 from images.initrd import list_initrd
-from images.recipes import RECIPES, DebootstrapRecipe, Recipe, recipe, recipe_hash
+from images.recipes import RECIPES, CloudImageRecipe, DebootstrapRecipe, Recipe, recipe, recipe_hash
 from images.run import Progress, capture, run, step
 from images.sources import check_source, read_apt_sources, resolve_mirrors
 
@@ -120,12 +129,15 @@ def test_no_debian_mirror_is_a_config_error(tmp_path: Path) -> None:
         check_source(recipe("debian-12"), {}, tmp_path)
 
 
-@pytest.mark.parametrize("name", ["ubuntu-22.04", "ubuntu-24.04"])
-def test_ubuntu_needs_a_download_when_no_ubuntu_mirror_is_configured(
-    name: str, apt_etc: Path, no_network: list[object]
-) -> None:
+# Ubuntu's own recipes are cloud images now; a debootstrap recipe with distro "ubuntu" still finds its mirror.
+UBUNTU_JAMMY = DebootstrapRecipe(name="ubuntu-jammy", description="test", distro="ubuntu", suite="jammy",
+                                 packages=("systemd",), components=("main", "universe"),
+                                 default_mirror="http://archive.ubuntu.com/ubuntu")
+
+
+def test_ubuntu_needs_a_download_when_no_ubuntu_mirror_is_configured(apt_etc: Path, no_network: list[object]) -> None:
     with pytest.raises(NeedsDownload) as err:
-        check_source(recipe(name), {}, apt_etc)
+        check_source(UBUNTU_JAMMY, {}, apt_etc)
     assert no_network == [], "decided from configuration, not by trying to connect"
     msg = str(err.value)
     assert "needs a download from http://archive.ubuntu.com/ubuntu" in msg
@@ -133,25 +145,36 @@ def test_ubuntu_needs_a_download_when_no_ubuntu_mirror_is_configured(
 
 
 def test_ubuntu_with_a_mirror_override_is_buildable(apt_etc: Path) -> None:
-    r = recipe("ubuntu-22.04")
-    assert isinstance(r, DebootstrapRecipe)
-    m = resolve_mirrors(r, {"KHA_UBUNTU_MIRROR": "http://ubuntu.local/ubuntu"}, apt_etc)
+    m = resolve_mirrors(UBUNTU_JAMMY, {"KHA_UBUNTU_MIRROR": "http://ubuntu.local/ubuntu"}, apt_etc)
     assert m.archive == "http://ubuntu.local/ubuntu"
-    assert "main universe" in m.apt_lines(r)[0]
+    assert "main universe" in m.apt_lines(UBUNTU_JAMMY)[0]
 
 
-@pytest.mark.parametrize("name", ["rocky-9", "centos-stream-9"])
-def test_cloud_images_need_a_download(name: str, apt_etc: Path) -> None:
+@pytest.mark.parametrize("name", ["ubuntu-22.04", "ubuntu-24.04", "rocky-9", "centos-stream-9"])
+def test_vendor_cloud_images_are_refused_without_a_pinned_digest(
+    name: str, apt_etc: Path, no_network: list[object]
+) -> None:
     r = recipe(name)
+    assert isinstance(r, CloudImageRecipe) and r.sha256 is None, "never pinned here: no internet to read it"
+    with pytest.raises(UnpinnedDigest) as err:
+        images.builder_for(r, {"KHA_REACHABLE_HOSTS": urlsplit(r.url).hostname or ""}, apt_etc)
+    assert no_network == []
+    msg = str(err.value)
+    assert "no pinned sha256" in msg and r.url in msg and str(r.checksum_url) in msg
+    assert err.value.cli_exit_code == 2
+
+
+def test_a_pinned_cloud_image_on_an_unreachable_host_needs_a_download(apt_etc: Path) -> None:
+    r = dataclasses.replace(recipe("rocky-9"), sha256="0" * 64)
+    assert isinstance(r, CloudImageRecipe)
     with pytest.raises(NeedsDownload) as err:
         images.builder_for(r, {}, apt_etc)
-    assert getattr(r, "url", "") in str(err.value)
-    assert "this machine cannot reach it" in str(err.value)
+    assert r.url in str(err.value) and "this machine cannot reach it" in str(err.value)
 
 
 def test_offline_fails_fast_for_every_recipe(apt_etc: Path) -> None:
     for r in RECIPES.values():
-        with pytest.raises(NeedsDownload, match=r"KHA_OFFLINE=1|cannot reach"):
+        with pytest.raises((NeedsDownload, UnpinnedDigest), match=r"KHA_OFFLINE=1|cannot reach|no pinned sha256"):
             images.builder_for(r, {"KHA_OFFLINE": "1"}, apt_etc)
 
 
@@ -161,8 +184,8 @@ def test_build_fails_fast_offline_without_touching_the_cache(
     monkeypatch.setenv("KHA_OFFLINE", "1")
     builds: list[str] = []
     monkeypatch.setattr(images, "build_image", lambda r, *args, **kwargs: builds.append(r.name))
-    with pytest.raises(NeedsDownload, match=r"ubuntu-24\.04"):
-        images.build("ubuntu-24.04")
+    with pytest.raises(NeedsDownload, match=r"debian-13"):
+        images.build("debian-13")
     assert builds == [] and no_network == []
     assert not list(cache.rglob(".building-*"))
 
@@ -421,7 +444,7 @@ def test_cli_build_unknown_recipe_is_one_error_line(
     parser: argparse.ArgumentParser, cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = parser.parse_args(["image", "build", "nope"])
-    assert args.handler(args) == 1
+    assert args.handler(args) == 2  # bad input (core.errors.InputError)
     err = capsys.readouterr().err
     assert err.startswith("✗ image nope") and "debian-12" in err
 
