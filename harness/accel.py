@@ -34,6 +34,10 @@ def choose(kernel: Path, cache: Path | None = None, timeout: float = _PROBE_TIME
         return "kvm" if forced == "kvm" else "tcg"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"
+    if not kernel.is_file():
+        # A cloud image's kernel is inside its disk: nothing to probe with. KHA_ACCEL=kvm where KVM is known good.
+        log.info("no kernel file to probe KVM with (a cloud image?): using TCG; KHA_ACCEL=kvm overrides")
+        return "tcg"
     qemu = hostcmd.need(QEMU, "qemu-system-x86")
     cache_file = (cache or paths.harness_cache()) / "accel.json"
     key = _key(Path(qemu), kernel)

@@ -5,6 +5,9 @@
 - boot: the image's kernel and initrd with ``root=/dev/vda … ip=ADDR::GW:MASK:HOST:eth0:off`` (static
   address via systemd-network-generator, no DHCP) and ``systemd.hostname=``;
 - per-node files: a read-only ``kha-seed`` ext4 disk (vdb), copied in by ``kha-seed.service``;
+- a cloud image instead boots its own bootloader under OVMF (UEFI; ``harness.image.OVMF_FIRMWARE``) or
+  SeaBIOS, and its per-node files are a NoCloud ``cidata`` disk (vdb) that cloud-init reads
+  (``harness.cloudinit``): hostname, static address by MAC, root key, pinned host key;
 - accelerator: KVM only when a probe boot proved it works, else TCG with the ``qemu64`` CPU model
   (../shared/MACHINE.md, "Virtualisation": ``-cpu max`` costs ~7 s more per boot) and the vCPUs of
   all VMs capped to the host's cores (see ``QemuDriver.vcpus``);
@@ -22,9 +25,10 @@ from pathlib import Path
 
 import libvirt
 
-from harness import hostcmd, libvirtxml
+from harness import cloudinit, hostcmd, libvirtxml
 from harness.errors import LibvirtError, Unsupported
 from harness.firstboot import node_files
+from harness.image import OVMF_FIRMWARE
 from harness.keys import KeyPair
 from harness.node import Context
 from harness.seed import make_seed_disk
@@ -48,6 +52,11 @@ class QemuDriver:
         disk = base / "disk.qcow2"
         disk.unlink(missing_ok=True)
         hostcmd.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.base_disk), "-F", "qcow2", str(disk)])
+        if ctx.state.image.is_cloud_image:
+            mac = ctx.state.nodes[node.name].mac
+            cloudinit.make_seed_disk(cloudinit.seed_files(ctx.state.spec, node, mac, host_key, root_key),
+                                     base / "seed.img")
+            return
         make_seed_disk(node_files(ctx.state.spec, node, host_key, root_key), base / "seed.img",
                        like=Path(ctx.state.image.rootfs))
 
@@ -91,9 +100,14 @@ class QemuDriver:
         ET.SubElement(dom, "vcpu").text = str(self.vcpus(ctx, node))
         os_el = ET.SubElement(dom, "os")
         ET.SubElement(os_el, "type", {"arch": "x86_64", "machine": "pc"}).text = "hvm"
-        ET.SubElement(os_el, "kernel").text = st.image.kernel
-        ET.SubElement(os_el, "initrd").text = st.image.initrd
-        ET.SubElement(os_el, "cmdline").text = self.cmdline(ctx, node)
+        # A cloud image boots its disk's own bootloader: type="rom" is qemu's -bios, OVMF without an NVRAM
+        # file (see harness.image.OVMF_FIRMWARE); a BIOS image boots with qemu's default SeaBIOS.
+        if st.image.boot == "kernel":
+            ET.SubElement(os_el, "kernel").text = st.image.kernel
+            ET.SubElement(os_el, "initrd").text = st.image.initrd
+            ET.SubElement(os_el, "cmdline").text = self.cmdline(ctx, node)
+        elif st.image.boot == "uefi":
+            ET.SubElement(os_el, "loader", {"readonly": "yes", "type": "rom"}).text = str(OVMF_FIRMWARE)
         features = ET.SubElement(dom, "features")
         ET.SubElement(features, "acpi")  # graceful shutdown/reboot need it (MACHINE.md, "libvirt")
         if self.accel == "kvm":
@@ -111,6 +125,8 @@ class QemuDriver:
         ET.SubElement(root, "driver", {"name": "qemu", "type": "qcow2", "cache": "unsafe", "discard": "unmap"})
         ET.SubElement(root, "source", {"file": str(base / "disk.qcow2")})
         ET.SubElement(root, "target", {"dev": "vda", "bus": "virtio"})
+        if st.image.is_cloud_image:
+            ET.SubElement(root, "boot", {"order": "1"})  # the firmware boots this disk, never the seed
         seed = ET.SubElement(devices, "disk", {"type": "file", "device": "disk", "snapshot": "no"})
         ET.SubElement(seed, "driver", {"name": "qemu", "type": "raw"})
         ET.SubElement(seed, "source", {"file": str(base / "seed.img")})

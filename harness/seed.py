@@ -86,7 +86,8 @@ def image_has_seed_support(image: ImageRef) -> bool:
 
 def base_disk(image: ImageRef, cache: Path | None = None) -> Path:
     """The qcow2 every VM overlay backs onto: the image's own, or the derived one (built once)."""
-    if image_has_seed_support(image):
+    # A cloud image reads its NoCloud seed with cloud-init (harness.cloudinit); it has no rootfs to derive from.
+    if image.is_cloud_image or image_has_seed_support(image):
         return Path(image.qcow2)
     out_dir = (cache or paths.harness_cache()) / "vm-base" / f"{image.name}-{image.digest}-seed{SEED_VERSION}"
     disk = out_dir / "disk.qcow2"

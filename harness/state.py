@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from harness.errors import StateError
 from harness.spec import TopologySpec
@@ -30,9 +30,18 @@ class NodeState:
     dir: str  # the node's own directory in the state dir (overlay upper/work or disk + seed)
 
 
+#: How a node boots from its image: the image's kernel and initrd given to qemu (``kernel``, the images kha
+#: builds), or the disk's own bootloader under UEFI or BIOS firmware (a cloud image: images.cloudimage).
+Boot = Literal["kernel", "uefi", "bios"]
+
+
 @dataclass
 class ImageRef:
-    """The base image the nodes were made from (paths are the image cache's, read-only to us)."""
+    """The base image the nodes were made from (paths are the image cache's, read-only to us).
+
+    A cloud image (``boot`` uefi/bios) has only ``qcow2``: its ``rootfs``, ``kernel``, ``initrd`` and
+    ``kernel_cmdline`` are empty. State files written before ``boot`` existed load as ``kernel``.
+    """
 
     name: str
     digest: str
@@ -41,6 +50,11 @@ class ImageRef:
     kernel: str
     initrd: str
     kernel_cmdline: str
+    boot: Boot = "kernel"
+
+    @property
+    def is_cloud_image(self) -> bool:
+        return self.boot != "kernel"
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
