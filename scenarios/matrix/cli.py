@@ -1,12 +1,13 @@
 """``kha matrix list|run|generate|report``: the test matrix from the command line.
 
     kha matrix list [--tier T] [--cells GLOB...]           cells, what each needs, runs here or why not
-    kha matrix run --tier T [--cells GLOB...] [--jobs N] [--out DIR] [-- PYTEST_ARGS...]
+    kha matrix run --tier T [--cells GLOB...] [--jobs N | --hosts FILE] [--out DIR] [-- PYTEST_ARGS...]
     kha matrix generate github|gitlab [--tier nightly] [--check]
     kha matrix report RUN... [--baseline FILE] [--save-baseline FILE] [--out DIR]
 
 Bad input (an unknown tier, a glob that selects nothing, a cell asked for that cannot run here, a corrupt
-results or baseline file, an unknown axis value in the matrix file): one line per problem, exit 2.
+results or baseline file, an unknown axis value in the matrix file, a hosts file that cannot be read or has a
+bad line): one line per problem, exit 2.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scenarios.matrix import ci, probe, report, runner
+from core.errors import InputError
+from scenarios.matrix import ci, hosts, probe, report, runner
 from scenarios.matrix import model as matrix_model
 from scenarios.matrix.results import Baseline, load_baseline, load_run, write_json
 
@@ -45,11 +47,18 @@ def _list(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     m = _matrix(args)
     out = Path(args.out)
-    p = runner.plan(m, args.tier, args.cells or (), out, pytest_args=args.pytest_args)
-    runner.check_jobs(p, args.jobs)
+    hypervisors = hosts.load(Path(args.hosts)) if args.hosts else []
+    if hypervisors and args.jobs is not None:
+        raise InputError(f"--jobs {args.jobs} with --hosts {args.hosts}: the hosts file says how many cells each "
+                         "host runs at once")
+    jobs = args.jobs if args.jobs is not None else 1
+    p = runner.plan(m, args.tier, args.cells or (), out, pytest_args=args.pytest_args, hypervisors=hypervisors)
+    runner.check_jobs(p, jobs)
     for line in p.host.describe():
         print(f"# {line}")
-    done = runner.run(p, args.jobs, out, emit=lambda line: print(line, flush=True))
+    for h in hypervisors:
+        print(f"# host {h.text}: {h.slots} cell{'s' if h.slots != 1 else ''} at once")
+    done = runner.run(p, jobs, out, emit=lambda line: print(line, flush=True))
     return 0 if done.ok else 1
 
 
@@ -96,7 +105,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--tier", help="the tier (pr, nightly, weekly); without it --cells picks from every cell")
     r.add_argument("--cells", nargs="+", action="extend", metavar="GLOB",
                    help="only cells whose id matches (the flag may be repeated); each must run here")
-    r.add_argument("--jobs", type=int, default=1, metavar="N", help="cells at a time (default 1: sequential)")
+    r.add_argument("--jobs", type=int, metavar="N", help="cells at a time here (default 1: sequential)")
+    r.add_argument("--hosts", metavar="FILE",
+                   help="run the cells on these libvirt hypervisors instead: one URI per line, optionally followed "
+                        "by how many cells it takes at once; # comments (each cell's pytest gets --kha-connect)")
     r.add_argument("--out", default="matrix-results", help="where results go (default: %(default)s)")
     r.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARG",
                    help="after --: arguments for every cell's pytest (e.g. -- -x)")

@@ -60,6 +60,7 @@ class CellResult:
     figures: dict[str, float] = field(default_factory=dict)
     cases: dict[str, CaseFigure] = field(default_factory=dict)
     log: str = "pytest.log"
+    host: str | None = None  # the libvirt URI it ran on (kha matrix run --hosts); None: this machine
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, **asdict(self)}
@@ -75,6 +76,7 @@ class CellResult:
                 returncode=data["returncode"], started=float(data["started"]), seconds=float(data["seconds"]),
                 junit=Junit(**data["junit"]), figures={k: float(v) for k, v in data["figures"].items()},
                 cases={k: CaseFigure(**v) for k, v in data["cases"].items()}, log=str(data["log"]),
+                host=None if data.get("host") is None else str(data["host"]),  # absent before --hosts
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{where}: a kha matrix cell result with a missing or bad field: {exc}") from exc

@@ -4,7 +4,10 @@ write each cell's JUnit XML, pytest log and ``results.json`` under ``OUT/<cell>/
 
 Cells run one after another by default: on our 2-core machines a topology's install keeps the cores busy
 and two at once only stretch each other (MACHINE.md); ``--jobs N`` runs N at a time when the N largest
-cells' memory fits. A cell named explicitly (``--cells``) that cannot run here is bad input (exit 2,
+cells' memory fits. With ``--hosts FILE`` (``scenarios.matrix.hosts``) cells run on those hypervisors
+instead, each host taking as many at once as its line says, each cell's pytest given ``--kha-connect URI``;
+a cell no listed host can boot is refused with the reason, and each result records the host it ran on.
+A cell named explicitly (``--cells``) that cannot run here is bad input (exit 2,
 nothing started); a tier's cells that cannot run here are listed with their reasons, recorded in the
 summary and make the run fail (exit 1) after the others ran — never a silent skip.
 """
@@ -22,7 +25,9 @@ from pathlib import Path
 from core import progress
 from core.errors import CommandFailed, InputError, tail
 from core.run import stream
+from scenarios.matrix import hosts as hosts_mod
 from scenarios.matrix import invocation, probe, results
+from scenarios.matrix.hosts import Hypervisor
 from scenarios.matrix.model import AXES, Cell, Matrix
 from scenarios.matrix.probe import Host, Needs
 from scenarios.matrix.results import CellResult, Refused, Run
@@ -51,12 +56,13 @@ class Plan:
     host: Host
     runnable: list[Planned]
     refused: list[Refused]
+    hypervisors: tuple[Hypervisor, ...] = ()  # --hosts; empty: cells run here, --jobs at a time
 
 
 def plan(matrix: Matrix, tier: str | None, patterns: Sequence[str], out: Path, *, host: Host | None = None,
-         pytest_args: Sequence[str] = ()) -> Plan:
+         pytest_args: Sequence[str] = (), hypervisors: Sequence[Hypervisor] = ()) -> Plan:
     """What would run and what is refused, before anything starts. ``pytest_args`` go to every cell's pytest
-    (as scripts/test.sh passes its own arguments on)."""
+    (as scripts/test.sh passes its own arguments on); ``hypervisors``: where cells run (``--hosts``)."""
     cells = matrix.select(tier, patterns)
     host = host or probe.probe(matrix, cells)
     cases = matrix.tier(tier).failover_cases if tier else "full"
@@ -65,6 +71,8 @@ def plan(matrix: Matrix, tier: str | None, patterns: Sequence[str], out: Path, *
     for cell in cells:
         need = probe.needs(matrix, cell)
         reasons = probe.refusals(cell, need, host)
+        if hypervisors and all(h.takes(cell.driver) for h in hypervisors):
+            reasons = [*reasons, *(why for h in hypervisors if (why := h.takes(cell.driver)))]
         if reasons:
             refused.append(Refused(cell.id, reasons))
             continue
@@ -77,11 +85,16 @@ def plan(matrix: Matrix, tier: str | None, patterns: Sequence[str], out: Path, *
     if not runnable:
         raise InputError(f"none of the {len(cells)} selected cells can run here; `kha matrix list"
                          f"{' --tier ' + tier if tier else ''}` says why for each")
-    return Plan(tier, host, runnable, refused)
+    return Plan(tier, host, runnable, refused, tuple(hypervisors))
 
 
 def check_jobs(p: Plan, jobs: int) -> None:
-    """``--jobs N`` is at least 1, and the N largest cells' nodes fit in the memory available together."""
+    """``--jobs N`` is at least 1, and the N largest cells' nodes fit in the memory available together.
+
+    With ``--hosts`` the hosts file says how many cells run at once, on memory that is not this machine's.
+    """
+    if p.hypervisors:
+        return
     if jobs < 1:
         raise InputError(f"--jobs {jobs}: at least 1")
     biggest = sorted((c.need.ram_mib for c in p.runnable), reverse=True)[:jobs]
@@ -99,21 +112,31 @@ def run(p: Plan, jobs: int, out: Path, emit: progress.Emit, *, execute: Execute 
     for r in p.refused:
         emit(f"- {r.cell} (refused: {'; '.join(r.reasons)})")
 
-    def one(planned: Planned) -> CellResult:
-        result = run_cell(planned, p.tier, execute=execute or _execute, resolve=resolve, clock=clock, now=now)
+    def one(planned: Planned, on: Hypervisor | None = None) -> CellResult:
+        result = run_cell(planned, p.tier, execute=execute or _execute, resolve=resolve, clock=clock, now=now,
+                          host=on.text if on is not None else None)
         j = result.junit
         detail = f"{j.tests - j.failures - j.errors - j.skipped} passed, {j.failures + j.errors} failed"
         if "install_s" in result.figures:
             detail += f"; install {result.figures['install_s']:.1f}s"
+        if on is not None:
+            detail += f"; on {on.text}"
         emit(progress.line(result.ok, planned.cell.id, result.seconds, f"{detail}; {planned.folder}"))
         if not result.ok:
             emit(_indented(tail(_read(planned.folder / result.log), FAILED_TAIL_LINES)))
         return result
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        done = list(pool.map(one, p.runnable))
+    if p.hypervisors:
+        jobs = sum(h.slots for h in p.hypervisors)
+        done = hosts_mod.dispatch(p.runnable, p.hypervisors, lambda c, h: h.takes(c.cell.driver) is None, one)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            done = list(pool.map(one, p.runnable))
     ran = Run(out.resolve(), p.tier, started, clock() - t0, jobs, done, p.refused)
-    results.write_json(out / results.SUMMARY, ran.to_json())
+    summary = ran.to_json()
+    if p.hypervisors:
+        summary["hosts"] = {r.cell: r.host for r in done}
+    results.write_json(out / results.SUMMARY, summary)
     passed = sum(r.ok for r in done)
     emit(progress.line(ran.ok, f"matrix {p.tier or 'selection'}", ran.wall_s,
                        f"{passed} passed, {len(done) - passed} failed, {len(p.refused)} refused; "
@@ -134,8 +157,10 @@ def _indented(text: str) -> str:
 
 def run_cell(planned: Planned, tier: str | None, *, execute: Execute,
              resolve: Callable[[str], invocation.Resolved], clock: Callable[[], float],
-             now: Callable[[], float]) -> CellResult:
+             now: Callable[[], float], host: str | None = None) -> CellResult:
+    """One cell's pytest, on this machine's private libvirtd, or on ``host`` (a libvirt URI) when given."""
     cell, folder = planned.cell, planned.folder
+    argv = [*planned.argv, "--kha-connect", host] if host is not None else list(planned.argv)
     folder.mkdir(parents=True, exist_ok=True)
     logfile = folder / "pytest.log"
     started, t0 = now(), clock()
@@ -151,15 +176,15 @@ def run_cell(planned: Planned, tier: str | None, *, execute: Execute,
         env = {**os.environ, "KHA_NO_SKIP": "1", "KHA_MATRIX_CELL": cell.id,
                "KHA_KUBERNETES_VERSION": k8s.version}
         env.setdefault("KHA_REPORT_DIR", str(folder / "kha-reports"))
-        code = execute(planned.argv, logfile, env)
+        code = execute(argv, logfile, env)
     seconds = clock() - t0
     junit = results.junit_counts(folder / "junit.xml")
     cases = results.failover_cases(folder / "failover")
     install_s = results.install_seconds(logfile.read_text(errors="replace"))
     ok = code == 0 and junit.tests > 0 and all(c.ok for c in cases.values())
     result = CellResult(cell.id, dict(zip(AXES, cell.values(), strict=True)),
-                        tier, kubernetes, list(planned.argv), ok, code, started, seconds, junit,
-                        results.figures(install_s, cases), cases, logfile.name)
+                        tier, kubernetes, argv, ok, code, started, seconds, junit,
+                        results.figures(install_s, cases), cases, logfile.name, host)
     results.write_json(folder / results.RESULTS, result.to_json())
     return result
 

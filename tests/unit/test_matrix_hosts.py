@@ -1,0 +1,199 @@
+"""``kha matrix run --hosts FILE``: the hosts file (every bad line named by file and line, exit 2, nothing run),
+the scheduler that hands cells to hosts as their slots free up, and the runner giving each cell's pytest its
+host and recording it. Pure logic: the cells' pytest and the hosts' work are fakes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from core.errors import EXIT_BAD_INPUT, InputError
+from kha import cli
+from scenarios.matrix import hosts, results, runner
+from scenarios.matrix.hosts import Hypervisor
+from scenarios.matrix.model import load
+from scenarios.matrix.probe import Host
+
+HV1 = "qemu+ssh://ci@hv1.example/system"
+HV2 = "qemu+ssh://hv2.example:2222/system?keyfile=/k/id"
+LOCAL = "qemu+unix:///system?socket=/run/kha-second/libvirt-sock"
+
+
+def parse(text: str) -> list[Hypervisor]:
+    return hosts.parse(text, "hosts.txt")
+
+
+# -- the file ----------------------------------------------------------------------------------------------
+
+
+def test_one_uri_per_line_with_cells_at_once_and_comments() -> None:
+    found = parse(f"# nightly hypervisors\n\n{HV1}   2\n  {HV2}  # the small one\n{LOCAL} 1\n")
+    assert [(h.text, h.slots, h.line) for h in found] == [(HV1, 2, 3), (HV2, 1, 4), (LOCAL, 1, 5)]
+    assert [h.uri.local for h in found] == [False, False, True]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (f"{HV1}\n{HV2} 2 extra\n", "hosts.txt:2: expected 'URI [CELLS_AT_ONCE]', got 3 words"),
+    (f"{HV1} 0\n", "hosts.txt:1: cells at once '0': a whole number, at least 1"),
+    (f"{HV1} two\n", "hosts.txt:1: cells at once 'two'"),
+    ("# c\nhttp://hv1/system\n", "hosts.txt:2: host 'http://hv1/system': driver 'http'"),
+    ("qemu+pigeon://hv1/system\n", "hosts.txt:1: host 'qemu+pigeon://hv1/system': transport 'pigeon'"),
+    ("hv1.example\n", "hosts.txt:1: host 'hv1.example': not a URI"),
+    # The same daemon, whichever driver its URI names:
+    (f"{HV1}\n\n{HV1.replace('qemu', 'lxc', 1)} 3\n", "hosts.txt:3: host lxc+ssh://ci@hv1.example/system is "
+                                                    "already listed on line 1"),
+    ("# nothing but comments\n\n   \n", "hosts.txt: no hosts"),
+    ("", "hosts.txt: no hosts"),
+])
+def test_bad_lines_name_the_file_and_line(text: str, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        parse(text)
+    assert str(err.value).startswith(message)
+
+
+def test_an_unreadable_file_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"--hosts .*/missing\.txt: cannot read it: No such file or directory"):
+        hosts.load(tmp_path / "missing.txt")
+    with pytest.raises(InputError, match="cannot read it: Is a directory"):
+        hosts.load(tmp_path)
+
+
+def test_lxc_goes_only_to_a_daemon_on_this_machine() -> None:
+    remote, local = parse(f"{HV1}\n{LOCAL}\n")
+    assert remote.takes("qemu") is None and local.takes("lxc") is None and local.takes("qemu") is None
+    assert "LXC nodes need overlay mounts" in (remote.takes("lxc") or "")
+
+
+# -- the scheduler ---------------------------------------------------------------------------------------
+
+
+class Recorder:
+    """Fake work: sleeps a little, and records how many items ran on each host at once (the peak)."""
+
+    def __init__(self, seconds: dict[str, float] | None = None) -> None:
+        self.seconds = seconds or {}
+        self.lock = threading.Lock()
+        self.now: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.order: list[tuple[str, str]] = []
+
+    def __call__(self, item: str, host: Hypervisor) -> str:
+        with self.lock:
+            self.now[host.text] = self.now.get(host.text, 0) + 1
+            self.peak[host.text] = max(self.peak.get(host.text, 0), self.now[host.text])
+            self.order.append((item, host.text))
+        time.sleep(self.seconds.get(item, 0.02))
+        with self.lock:
+            self.now[host.text] -= 1
+        return f"{item}@{host.text}"
+
+
+def test_no_host_runs_more_cells_at_once_than_its_slots_and_results_keep_plan_order() -> None:
+    two, one = parse(f"{HV1} 2\n{HV2} 1\n")
+    items = [f"c{i}" for i in range(9)]
+    work = Recorder()
+    out = hosts.dispatch(items, [two, one], lambda _i, _h: True, work)
+    assert [r.split("@")[0] for r in out] == items
+    assert work.peak == {HV1: 2, HV2: 1}
+    assert {h for _i, h in work.order} == {HV1, HV2}
+
+
+def test_cells_go_to_hosts_as_they_free_up() -> None:
+    a, b = parse(f"{HV1}\n{HV2}\n")
+    # c0 holds hv1 for long; c1 takes hv2 and finishes fast: c2 and c3 must follow on hv2, not wait for hv1.
+    work = Recorder({"c0": 0.5, "c1": 0.02, "c2": 0.02, "c3": 0.02})
+    out = hosts.dispatch(["c0", "c1", "c2", "c3"], [a, b], lambda _i, _h: True, work)
+    assert out == [f"c0@{HV1}", f"c1@{HV2}", f"c2@{HV2}", f"c3@{HV2}"]
+
+
+def test_a_cell_waits_for_a_host_that_accepts_it() -> None:
+    remote, local = parse(f"{HV1} 3\n{LOCAL}\n")
+    lxc = {"l1", "l2"}
+    work = Recorder()
+    out = hosts.dispatch(["l1", "q1", "l2", "q2"], [remote, local],
+                         lambda item, h: h.takes("lxc" if item in lxc else "qemu") is None, work)
+    assert out == [f"l1@{LOCAL}", f"q1@{HV1}", f"l2@{LOCAL}", f"q2@{HV1}"]
+    assert work.peak[LOCAL] == 1
+
+
+def test_an_item_no_host_accepts_is_refused_before_anything_runs() -> None:
+    (remote,) = parse(f"{HV1}\n")
+    work = Recorder()
+    with pytest.raises(ValueError, match="no host accepts 'l1'"):
+        hosts.dispatch(["q1", "l1"], [remote], lambda item, h: item.startswith("q"), work)
+    assert work.order == []
+
+
+# -- the runner and the command line -----------------------------------------------------------------------
+
+
+def here() -> Host:
+    return Host(accel="tcg", accel_how="test", reachable=frozenset(), mem_available_mib=20000,
+                images={"debian-12": None})
+
+
+def fake_pytest(calls: list[list[str]]) -> runner.Execute:
+    lock = threading.Lock()
+
+    def run(argv: Sequence[str], logfile: Path, env: Mapping[str, str]) -> int:
+        with lock:
+            calls.append(list(argv))
+        junit = Path(argv[argv.index("--junitxml") + 1])
+        junit.write_text('<testsuite tests="2" failures="0" errors="0" skipped="0"/>')
+        logfile.write_text("$ fake pytest\n")
+        if "--kha-results" in argv:
+            case = Path(argv[argv.index("--kha-results") + 1]) / "kill-etcd-leader"
+            case.mkdir(parents=True)
+            (case / "result.json").write_text(json.dumps({"case": "kill-etcd-leader", "ok": True,
+                                                          "outage_s": 2.5, "bound_s": 9.0}))
+        return 0
+
+    return run
+
+
+def test_each_cell_runs_with_its_host_and_the_results_say_which(tmp_path: Path) -> None:
+    hv = parse(f"{HV1} 2\n{LOCAL}\n")
+    out = tmp_path / "out"
+    plan = runner.plan(load(), "pr", (), out, host=here(), hypervisors=hv)
+    calls: list[list[str]] = []
+    lines: list[str] = []
+    ran = runner.run(plan, 1, out, lines.append, execute=fake_pytest(calls))
+    assert ran.ok and ran.jobs == 3
+    by_cell = {r.cell: r.host for r in ran.results}
+    # LXC cells only on the daemon on this machine; the qemu cell on whichever host was free.
+    assert {c: h for c, h in by_cell.items() if "/lxc/" in c} == {c: LOCAL for c in by_cell if "/lxc/" in c}
+    for argv in calls:
+        assert argv[-2] == "--kha-connect" and argv[-1] in (HV1, LOCAL)
+    loaded = results.load_run(out)
+    assert {r.cell: r.host for r in loaded.results} == by_cell
+    assert json.loads((out / results.SUMMARY).read_text())["hosts"] == by_cell
+    assert all(f"; on {by_cell[line.split()[1]]};" in line for line in lines[:-1])
+
+
+def test_cells_no_listed_host_can_boot_are_refused_with_the_reason(tmp_path: Path) -> None:
+    hv = parse(f"{HV1}\n")
+    with pytest.raises(InputError, match="LXC nodes need overlay mounts"):
+        runner.plan(load(), "pr", ["*/lxc/install"], tmp_path, host=here(), hypervisors=hv)
+    plan = runner.plan(load(), "pr", (), tmp_path, host=here(), hypervisors=hv)
+    assert [p.cell.driver for p in plan.runnable] == ["qemu"]
+    assert all("/lxc/" in r.cell and "LXC nodes need overlay mounts" in r.reasons[-1] for r in plan.refused)
+
+
+def test_cli_refuses_a_bad_hosts_file_before_anything_runs(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "hosts.txt"
+    bad.write_text(f"{HV1}\n{HV2} lots\n")
+    out = tmp_path / "o"
+    assert cli.main(["matrix", "run", "--tier", "pr", "--hosts", str(bad), "--out", str(out)]) == EXIT_BAD_INPUT
+    assert f"{bad}:2: cells at once 'lots'" in capsys.readouterr().err
+    assert cli.main(["matrix", "run", "--tier", "pr", "--hosts", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "cannot read it" in capsys.readouterr().err
+    bad.write_text(f"{HV1}\n")
+    assert cli.main(["matrix", "run", "--tier", "pr", "--hosts", str(bad), "--jobs", "2", "--out", str(out)]) == 2
+    assert "the hosts file says how many cells each host runs at once" in capsys.readouterr().err
+    assert not out.exists()
