@@ -42,7 +42,7 @@ from installer.etcd import render as etcd_render
 from installer.files import NodeFile
 from installer.kubernetes import render as k8s
 from installer.kubernetes import reset
-from installer.kubernetes.phases import ADMIN_CONF, POD_CIDRS_OUTPUT, ROUTES_UNIT, pod_ranges, routes_unit
+from installer.kubernetes.phases import POD_CIDRS_OUTPUT, ROUTES_UNIT, kubectl_argv, pod_ranges, routes_unit
 from installer.loadbalancer import phases as lb_phases
 from installer.phases import Phase
 from installer.settings import NetworkPlugin
@@ -130,7 +130,7 @@ def blocked(pods: Mapping[str, Any], budgets: Mapping[str, Any]) -> list[str]:
 def _kubectl(ctx: NodeContext, *args: str, check: bool = True, timeout: float = 60) -> tuple[int, str]:
     """kubectl with the admin kubeconfig on the first control plane that is not leaving."""
     t = ctx.transport(ctx.topo.first_master)
-    res = t.run(["kubectl", f"--kubeconfig={ADMIN_CONF}", *args], sudo=True, check=check, timeout=timeout)
+    res = t.run(kubectl_argv(ctx, *args), sudo=True, check=check, timeout=timeout)
     return res.exit_code, res.stdout + (res.stderr if not res.ok else "")
 
 

@@ -359,10 +359,15 @@ def _join_workers(ctx: InstallContext) -> None:
 
 
 # -- CNI -----------------------------------------------------------------------------------------
+def kubectl_argv(ctx: InstallContext, *args: str) -> list[str]:
+    """kubectl with the admin kubeconfig, by its full path: sudo's ``secure_path`` on the RHEL family lacks
+    /usr/local/bin, where an offline bundle puts it (sudoers(5) ``secure_path``)."""
+    return [f"{_release(ctx).bin_dir}/kubectl", f"--kubeconfig={ADMIN_CONF}", *args]
+
+
 def kubectl(ctx: InstallContext, *args: str, check: bool = True, timeout: float = 60) -> str:
     t = ctx.transport(ctx.topo.first_master)
-    argv = [f"{_release(ctx).bin_dir}/kubectl", f"--kubeconfig={ADMIN_CONF}", *args]
-    return t.run(argv, sudo=True, check=check, timeout=timeout).stdout
+    return t.run(kubectl_argv(ctx, *args), sudo=True, check=check, timeout=timeout).stdout
 
 
 #: ``kubectl get nodes -o`` this: one ``name=podCIDR`` line per node (``pod_ranges`` reads it)
