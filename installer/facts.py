@@ -29,6 +29,8 @@ class NodeFacts:
     #: CPUs this node may use (``nproc``) and its memory (MemTotal): the resource check reads them.
     cpus: int = 2
     memory_mib: int = 4096
+    #: the major of os-release's VERSION_ID (``9`` on Rocky 9.4, RHEL 9, CentOS Stream 9); None when it has none
+    os_major: int | None = None
 
     @property
     def snapshotter(self) -> str:
@@ -58,3 +60,13 @@ def parse_os_release(text: str) -> OSFamily:
     if ids & {"rhel", "centos", "fedora", "rocky", "almalinux"}:
         return OSFamily.REDHAT
     raise ValueError(f"unsupported distribution (os-release IDs: {', '.join(sorted(ids)) or 'none'})")
+
+
+def os_major(text: str) -> int | None:
+    """The major version in /etc/os-release's VERSION_ID (``"9.4"`` → 9), or None (Debian sid has none)."""
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "VERSION_ID":
+            major = value.strip().strip('"').split(".")[0]
+            return int(major) if major.isdigit() else None
+    return None

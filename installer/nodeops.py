@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import PurePosixPath
 
-from installer.facts import NodeFacts, OSFamily, parse_os_release
+from installer.facts import NodeFacts, OSFamily, os_major, parse_os_release
 from installer.files import NodeFile
 from installer.phases import Context
 from installer.remote import Transport
@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 def gather_facts(t: Transport, address: str) -> NodeFacts:
     """OS family from /etc/os-release; the interface that carries ``address``."""
-    family = parse_os_release(t.get("/etc/os-release").decode())
+    release = t.get("/etc/os-release").decode()
+    family = parse_os_release(release)
     out = t.run(["ip", "-o", "-4", "addr", "show", "to", f"{address}/32"], check=False).stdout.split()
     # "2: eth0    inet 10.56.56.11/24 brd …" → the second field, minus an "@ifN" suffix (veth pairs).
     iface = out[1].split("@")[0] if len(out) > 1 else "eth0"
@@ -30,7 +31,7 @@ def gather_facts(t: Transport, address: str) -> NodeFacts:
     container = t.run(["systemd-detect-virt", "--container", "--quiet"], check=False).ok
     cpus = int(t.run(["nproc"]).stdout.strip())
     return NodeFacts(os_family=family, interface=iface, var_lib_fs=fs, container=container, cpus=cpus,
-                     memory_mib=memory_mib(t.run(["cat", "/proc/meminfo"]).stdout))
+                     memory_mib=memory_mib(t.run(["cat", "/proc/meminfo"]).stdout), os_major=os_major(release))
 
 
 def memory_mib(meminfo: str) -> int:
@@ -99,9 +100,16 @@ def sync_block(ctx: Context, t: Transport, path: str, marker: str, block: bytes)
     """Make the lines between ``# BEGIN <marker>`` and ``# END <marker>`` in a file kha does not own (such as
     /etc/hosts) equal ``block``, keeping every other line; the block is appended when missing. Returns
     True when the file changed."""
+    return edit_file(ctx, t, path, lambda text: merge_block(text, marker, block.decode()),
+                     f"update the {marker!r} block of {path}")
+
+
+def edit_file(ctx: Context, t: Transport, path: str, change: Callable[[str], str], what: str) -> bool:
+    """Rewrite a file kha does not own as ``change`` makes its text, keeping its mode and owner; nothing is
+    written when the text stays the same (dry run: "would <what>"). Returns True when the file changed."""
     text = t.get(path, sudo=True).decode()
-    want = merge_block(text, marker, block.decode())
-    if want == text or ctx.would(f"update the {marker!r} block of {path}"):
+    want = change(text)
+    if want == text or ctx.would(what):
         return want != text
     mode, owner, group = remote_stat(t, path) or (0o644, "root", "root")
     t.put(want.encode(), path, mode=mode, owner=owner, group=group, sudo=True)

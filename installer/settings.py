@@ -59,6 +59,16 @@ class ProxyMode(StrEnum):
     IPVS = "ipvs"
 
 
+class FirewalldMode(StrEnum):
+    """What kha does with firewalld on RHEL-family nodes (``installer.nodeprep.firewall``)."""
+
+    #: stopped and disabled: kubespray's advice (its docs: "You should disable your firewall"; its
+    #: contrib/os-services playbook stops firewalld) and kubeadm-ha's ``firewalld_disabled: true``
+    STOP = "stop"
+    #: kept running, with exactly the ports each node's roles need opened (kubeadm's "Ports and Protocols")
+    OPEN = "open"
+
+
 class KeyType(StrEnum):
     RSA = "rsa"
     ECDSA = "ecdsa"
@@ -396,6 +406,26 @@ def _proxy_url(text: str) -> str | None:
     return t.rstrip("/")
 
 
+def _repo_url(text: str) -> str:
+    """The base URL of a package repository or download mirror: http(s), a host, a path; no query, no
+    fragment, no ``$`` variables (kha appends the parts that vary). It lands in a dnf .repo file, an apt list
+    file and a curl argument, so it holds the same plain characters as a proxy URL."""
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    t = text.strip().rstrip("/")
+    example = "like https://mirror.example.com/kubernetes (http or https, a host, a path)"
+    if not t or not _URL_CHARS.fullmatch(t):
+        raise ValueError(f"{text!r} is not a URL {example}; letters, digits and ._~:/@%+=- only")
+    try:
+        url = urlsplit(t)
+        port = url.port
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a URL {example} ({exc})") from None
+    if url.scheme not in ("http", "https") or not url.hostname or port == 0 or url.query or url.fragment:
+        raise ValueError(f"{text!r} is not a URL {example}")
+    return t
+
+
 def _no_proxy(text: str) -> tuple[str, ...]:
     """Hosts, domains (``.example.com``) and CIDR networks that bypass the proxy."""
     out = []
@@ -516,6 +546,11 @@ def _noop(name: str, parse: Callable[[str], Any], stock: Any, why: str) -> Knob:
     return Knob(name, parse, None, why, Fate.NOOP, stock)
 
 
+DEFAULT_KUBE_REPO_URL = "https://pkgs.k8s.io/core:/stable:"
+#: Docker's repository for EL, where containerd.io lives (https://docs.docker.com/engine/install/centos/); RHEL 9
+#: and its rebuilds carry no containerd of their own.
+DEFAULT_CONTAINERD_REPO_URL = "https://download.docker.com/linux/centos"
+DEFAULT_ETCD_DOWNLOAD_URL = "https://github.com/etcd-io/etcd/releases/download"
 DEFAULT_POD_SUBNET = ipaddress.IPv4Network("10.244.0.0/18")
 DEFAULT_SERVICE_SUBNET = ipaddress.IPv4Network("10.244.64.0/18")
 
@@ -528,6 +563,12 @@ _CONTAINERD = ("kha writes containerd's config itself (systemd cgroups, overlayf
                "remove it (a registry mirror goes in /etc/containerd/certs.d on the nodes)")
 _REPOS = ("kha installs from pkgs.k8s.io and the distribution's own repositories, or from an offline bundle "
           "(kha bundle build): remove it")
+_OS_REPOS = ("kha uses the node's own BaseOS/AppStream repositories as the node has them configured (a mirror "
+             "there is dnf's own configuration): remove it")
+_CONTAINERD_REPO = ("set containerd_repo_url to the mirror's base (the folder that holds gpg and 9/$basearch/stable), "
+                    "not a templated baseurl: remove it")
+_KUBE_REPO = ("kubernetes.io's old yum/apt repositories are gone; set kube_repo_url to a mirror of pkgs.k8s.io's "
+              "stable channel: remove it")
 _CONTROLLER = "kha keeps kube-controller-manager's defaults: remove it"
 _EXTRA = "kha does not pass extra flags or volumes to the control plane: remove it"
 _AUDIT = "kha writes its own audit policy (metadata only) and log rotation: use kubernetes_audit to turn it off"
@@ -634,9 +675,18 @@ KNOBS: tuple[Knob, ...] = (
     Knob("eviction_hard_nodefs_available", _threshold, None, "kubelet evictionHard nodefs.available", stock="10%"),
     Knob("eviction_hard_nodefs_inodes_free", _threshold, None, "kubelet evictionHard nodefs.inodesFree",
          stock="5%"),
+    # -- honoured: the RHEL family (Rocky, RHEL, CentOS Stream 9; installer.nodeprep) -----------------
+    Knob("firewalld_mode", _enum(FirewalldMode), FirewalldMode.STOP, "RHEL family: firewalld stopped and disabled "
+         "(stop, as kubespray advises) or kept running with exactly the ports each node's roles need opened "
+         "(open); Debian nodes: the firewall is left as it is"),
+    Knob("kube_repo_url", _repo_url, DEFAULT_KUBE_REPO_URL, "where Kubernetes' packages come from online: "
+         "pkgs.k8s.io's stable channel or a mirror of it (the part before /v1.29/rpm/ or /v1.29/deb/)"),
+    Knob("containerd_repo_url", _repo_url, DEFAULT_CONTAINERD_REPO_URL, "RHEL family: where containerd.io comes "
+         "from, Docker's CentOS/RHEL repository or a mirror of it (it holds gpg and 9/$basearch/stable/)"),
+    Knob("etcd_download_url", _repo_url, DEFAULT_ETCD_DOWNLOAD_URL, "RHEL family: where etcd's release tarball "
+         "comes from, etcd's GitHub releases or a mirror of them (it holds vVERSION/etcd-vVERSION-linux-ARCH.tar.gz; "
+         "the sha256 is pinned in kha)"),
     # -- no-op: accepted with a warning -------------------------------------------------------
-    _noop("firewalld_disabled", _bool, True, "kha leaves the firewall as it is: open the ports in the README's "
-          "list or disable it yourself"),
     _noop("nftables_to_iptables", _bool, False, "kha leaves the iptables backend as the distribution set it"),
     _noop("wait_plugins_ready", _bool, True, "kha always waits for each phase's readiness conditions"),
     _noop("docker_version", _text, "20.10.24", _DOCKER),
@@ -674,19 +724,21 @@ KNOBS: tuple[Knob, ...] = (
     _noop("cert_manager_controller_image", _text,
           "{{ kube_image_repository }}/jetstack_cert-manager-controller:v1.10.1", _ADDON),
     # -- refused unless kubeadm-ha's stock value ----------------------------------------------
+    _refused("firewalld_disabled", _bool, True, "use firewalld_mode: stop (the default, as firewalld_disabled: "
+             "true) or open (firewalld keeps running, the ports each node needs opened)"),
     _refused("chrony_image", _text, "{{ kube_image_repository }}/setzero_chrony:3.5", _IMAGES),
-    _refused("base_yum_repo", _text, "http://mirrors.aliyun.com/centos/$releasever/os/$basearch/", _REPOS),
-    _refused("epel_yum_repo", _text, "http://mirrors.aliyun.com/epel/$releasever/$basearch", _REPOS),
+    _refused("base_yum_repo", _text, "http://mirrors.aliyun.com/centos/$releasever/os/$basearch/", _OS_REPOS),
+    _refused("epel_yum_repo", _text, "http://mirrors.aliyun.com/epel/$releasever/$basearch", _OS_REPOS),
     _refused("docker_yum_repo", _text, "https://mirrors.aliyun.com/docker-ce/linux/centos/"
-             "{{ ansible_distribution_major_version }}/$basearch/stable", _REPOS),
+             "{{ ansible_distribution_major_version }}/$basearch/stable", _CONTAINERD_REPO),
     _refused("kubernetes_yum_repo", _text, "https://mirrors.aliyun.com/kubernetes/yum/repos/"
-             "kubernetes-el7-{{ ansible_architecture }}/", _REPOS),
+             "kubernetes-el7-{{ ansible_architecture }}/", _KUBE_REPO),
     _refused("base_apt_repo", _text, "deb http://mirrors.aliyun.com/{{ host_distribution | lower }}/ "
              "{{ host_distribution_release }} main restricted universe multiverse", _REPOS),
     _refused("docker_apt_repo", _text, "deb [arch={{ host_architecture }}] https://mirrors.aliyun.com/docker-ce/"
              "linux/{{ host_distribution | lower }} {{ host_distribution_release }} stable", _REPOS),
     _refused("kubernetes_apt_repo", _text, "deb https://mirrors.aliyun.com/kubernetes/apt kubernetes-xenial main",
-             _REPOS),
+             _KUBE_REPO),
     _refused("containerd_version", _text, "1.6.20-1", "kha installs the containerd of the distribution or its "
              "bundle: remove it"),
     _refused("containerd_state_dir", _text, "/run/containerd", _CONTAINERD),
@@ -849,6 +901,10 @@ class Settings:
     eviction_hard_memory_available: str | None = None
     eviction_hard_nodefs_available: str | None = None
     eviction_hard_nodefs_inodes_free: str | None = None
+    firewalld_mode: FirewalldMode = FirewalldMode.STOP
+    kube_repo_url: str = DEFAULT_KUBE_REPO_URL
+    containerd_repo_url: str = DEFAULT_CONTAINERD_REPO_URL
+    etcd_download_url: str = DEFAULT_ETCD_DOWNLOAD_URL
     #: which line each explicitly set variable came from (for messages).
     lines: Mapping[str, int] = field(default_factory=dict, compare=False)
     #: variables kha does not know: name → value as written, with its line.

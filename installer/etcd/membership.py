@@ -32,7 +32,7 @@ from installer.errors import ConfigError, EtcdError, Problem, QuorumError
 from installer.etcd import apiservers, ctl, render
 from installer.etcd.context import EtcdContext
 from installer.etcd.ctl import Admin, MemberInfo, find_member, member_of
-from installer.etcd.phases import PACKAGES, cert_files, ensure_data_dir
+from installer.etcd.phases import cert_files, ensure_data_dir, ensure_etcd
 from installer.files import NodeFile
 from installer.phases import Phase
 from installer.pki.store import Store
@@ -327,7 +327,7 @@ def _pki(ctx: EtcdContext) -> None:
 def prepare_node(ctx: EtcdContext, host: Host, t: Transport) -> None:
     """Packages and certificates on a joining node: what ``kha install``'s etcd phases give a member."""
     facts = ctx.node_facts(host)
-    nodeops.ensure_packages(ctx, t, facts, PACKAGES[facts.os_family])
+    ensure_etcd(ctx, t, facts, ctx.topo.settings)
     if ctx.dry_run and not (ctx.state.pki / "nodes" / host.name / "pki" / "etcd").is_dir():
         ctx.would("copy the etcd certificates the pki phase issues for this node")
         return

@@ -13,17 +13,19 @@ import logging
 from installer import nodeops
 from installer.context import InstallContext
 from installer.errors import EtcdError
-from installer.etcd import backup, ctl, render
-from installer.facts import OSFamily
+from installer.etcd import backup, ctl, release, render
+from installer.facts import NodeFacts, OSFamily
 from installer.files import NodeFile
-from installer.phases import Phase
+from installer.phases import Context, Phase
 from installer.pki.store import Store
 from installer.remote import Transport
+from installer.settings import Settings
 from installer.topology import Host
 
 log = logging.getLogger(__name__)
 
-PACKAGES = {OSFamily.DEBIAN: ["etcd-server", "etcd-client"], OSFamily.REDHAT: ["etcd"]}
+#: Debian's packages; the RHEL family has none and gets etcd's release tarball (installer.etcd.release).
+PACKAGES = ("etcd-server", "etcd-client")
 #: files from the PKI store's node tree (pki/etcd/…) and who must be able to read them.
 CERTS: dict[str, tuple[str, int]] = {
     "ca.crt": ("root", 0o644),
@@ -36,11 +38,18 @@ CERTS: dict[str, tuple[str, int]] = {
 }
 
 
+def ensure_etcd(ctx: Context, t: Transport, facts: NodeFacts, s: Settings) -> None:
+    """etcd, etcdctl (and the etcd user) on a member: Debian's packages, or the pinned release tarball."""
+    if facts.os_family is OSFamily.DEBIAN:
+        nodeops.ensure_packages(ctx, t, facts, PACKAGES)
+    else:
+        release.ensure(ctx, t, s)
+
+
 def _packages(ctx: InstallContext) -> None:
     for host in ctx.topo.etcd:
         with ctx.node(host.name):
-            facts = ctx.node_facts(host)
-            nodeops.ensure_packages(ctx, ctx.transport(host), facts, PACKAGES[facts.os_family])
+            ensure_etcd(ctx, ctx.transport(host), ctx.node_facts(host), ctx.topo.settings)
 
 
 def cert_files(ctx: InstallContext, host: Host) -> list[NodeFile]:
@@ -133,7 +142,7 @@ def record_cluster_id(ctx: InstallContext, admin: ctl.Admin, *, restored: bool =
 PHASE: Phase[InstallContext] = Phase(
     "etcd",
     children=(
-        Phase("packages", _packages, description="install etcd from the OS packages"),
+        Phase("packages", _packages, description="etcd: Debian's packages, or the RHEL family's pinned tarball"),
         Phase("certs", _certs, description="etcd CA, server, peer and healthcheck certificates from the store"),
         Phase("config", _config, description="systemd unit with TLS everywhere; data dir 0700"),
         Phase("start", _start, description="start new members together; restart changed ones one at a time"),

@@ -22,9 +22,10 @@ from installer.errors import ConfigError, PackageError, Problem
 from installer.facts import NodeFacts, OSFamily
 from installer.files import NodeFile
 from installer.kubernetes.render import Release
+from installer.nodeprep import render as prep
 from installer.phases import Context
 from installer.remote import Transport
-from installer.settings import KubeVersion
+from installer.settings import KubeVersion, Settings
 from installer.topology import Topology
 
 #: The first minor version pkgs.k8s.io carries.
@@ -36,6 +37,8 @@ REPO_ID = "kha-kubernetes"
 DEB_KEY = "/etc/apt/keyrings/kha-kubernetes.asc"  # apt reads an armored key when the name ends in .asc
 DEB_LIST = f"/etc/apt/sources.list.d/{REPO_ID}.list"
 RPM_REPO = f"/etc/yum.repos.d/{REPO_ID}.repo"
+#: A repository's URL with no inventory to read (kha's defaults).
+DEFAULTS = Settings()
 #: What fetching the repository key needs on a Debian node.
 DEB_PREREQUISITES = ("curl", "ca-certificates")
 
@@ -60,21 +63,20 @@ def problems(topo: Topology) -> list[Problem]:
     return []
 
 
-def repo_url(v: KubeVersion, family: OSFamily) -> str:
+def repo_url(v: KubeVersion, family: OSFamily, s: Settings = DEFAULTS) -> str:
+    """The minor version's repository under ``kube_repo_url`` (pkgs.k8s.io's stable channel, or a mirror)."""
     kind = "deb" if family is OSFamily.DEBIAN else "rpm"
-    return f"https://pkgs.k8s.io/core:/stable:/v{v.major}.{v.minor}/{kind}/"
+    return f"{s.kube_repo_url}/v{v.major}.{v.minor}/{kind}/"
 
 
-def repo_file(v: KubeVersion, family: OSFamily) -> NodeFile:
-    url = repo_url(v, family)
+def repo_file(v: KubeVersion, family: OSFamily, s: Settings = DEFAULTS) -> NodeFile:
+    url = repo_url(v, family, s)
     if family is OSFamily.DEBIAN:
         return NodeFile(DEB_LIST, f"# Written by kha: Kubernetes {v.major}.{v.minor} packages\n"
                         f"deb [signed-by={DEB_KEY}] {url} /\n".encode())
     # exclude= keeps a plain `dnf upgrade` away from them; kha installs with --disableexcludes.
-    return NodeFile(RPM_REPO, (
-        f"# Written by kha: Kubernetes {v.major}.{v.minor} packages\n"
-        f"[{REPO_ID}]\nname=Kubernetes {v.major}.{v.minor}\nbaseurl={url}\nenabled=1\ngpgcheck=1\n"
-        f"gpgkey={url}repodata/repomd.xml.key\nexclude={' '.join(PACKAGES)}\n").encode())
+    return prep.yum_repo(RPM_REPO, REPO_ID, f"Kubernetes {v.major}.{v.minor}", url, f"{url}repodata/repomd.xml.key",
+                         s=s, extra=[("exclude", " ".join(PACKAGES))])
 
 
 _DEB_VERSION = re.compile(r"^\s*\S+\s*\|\s*(\S+)\s*\|")
@@ -119,39 +121,40 @@ def install(ctx: Context, t: Transport, facts: NodeFacts, topo: Topology) -> Non
                                    "kube_version")])
     if all(have.values()):
         return
-    _install(ctx, t, facts, v, names=PINNED, extra=("cri-tools", "kubernetes-cni"))
+    _install(ctx, t, facts, topo.settings, v, names=PINNED, extra=("cri-tools", "kubernetes-cni"))
 
 
-def upgrade(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, names: Sequence[str]) -> bool:
+def upgrade(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, names: Sequence[str], *,
+            s: Settings) -> bool:
     """``names`` (of ``PINNED``) at exactly ``v``, from ``v``'s minor repository (the list file is switched to
     it), held again; False when they already are (a resumed upgrade skips them)."""
     wanted = str(v)
     have = {name: _installed(t, facts.os_family, name) for name in names}
     if all(got is not None and pick([got], wanted) is not None for got in have.values()):
         return False
-    _install(ctx, t, facts, v, names=names)
+    _install(ctx, t, facts, s, v, names=names)
     return True
 
 
-def _install(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, *, names: Sequence[str],
+def _install(ctx: Context, t: Transport, facts: NodeFacts, s: Settings, v: KubeVersion, *, names: Sequence[str],
              extra: Sequence[str] = ()) -> None:
     if facts.os_family is OSFamily.DEBIAN:
-        _install_deb(ctx, t, facts, v, names=names, extra=extra)
+        _install_deb(ctx, t, facts, s, v, names=names, extra=extra)
     else:
-        _install_rpm(ctx, t, v, names=names, extra=extra)
+        _install_rpm(ctx, t, s, v, names=names, extra=extra)
 
 
-def _install_deb(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, *, names: Sequence[str],
-                 extra: Sequence[str]) -> None:
+def _install_deb(ctx: Context, t: Transport, facts: NodeFacts, s: Settings, v: KubeVersion, *,
+                 names: Sequence[str], extra: Sequence[str]) -> None:
     wanted = str(v)
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     nodeops.ensure_packages(ctx, t, facts, DEB_PREREQUISITES)
     if not t.run(["test", "-s", DEB_KEY], check=False).ok and not ctx.would(f"fetch the repository key to {DEB_KEY}"):
         t.run(["install", "-d", "-m", "0755", "/etc/apt/keyrings"], sudo=True)
-        t.run(["curl", "-fsSL", "--retry", "3", "-o", DEB_KEY, f"{repo_url(v, OSFamily.DEBIAN)}Release.key"],
+        t.run(["curl", "-fsSL", "--retry", "3", "-o", DEB_KEY, f"{repo_url(v, OSFamily.DEBIAN, s)}Release.key"],
               sudo=True, timeout=120)
     updated = False
-    if nodeops.sync_files(ctx, t, [repo_file(v, OSFamily.DEBIAN)]) and not ctx.would("apt-get update"):
+    if nodeops.sync_files(ctx, t, [repo_file(v, OSFamily.DEBIAN, s)]) and not ctx.would("apt-get update"):
         t.run(["apt-get", "update", "-q"], sudo=True, env=env, timeout=600)
         updated = True
     if ctx.would(f"install {' '.join([*names, *extra])} ({wanted}) and hold them"):
@@ -167,7 +170,7 @@ def _install_deb(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, *
         versions = offered()
     exact = pick(versions, wanted)
     if exact is None:
-        raise PackageError(f"{repo_url(v, OSFamily.DEBIAN)} has no kubeadm {wanted} "
+        raise PackageError(f"{repo_url(v, OSFamily.DEBIAN, s)} has no kubeadm {wanted} "
                            f"(it has {', '.join(versions[:5]) or 'nothing'})")
     argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "--allow-change-held-packages",
             *(f"{name}={exact}" for name in names), *extra]
@@ -175,15 +178,16 @@ def _install_deb(ctx: Context, t: Transport, facts: NodeFacts, v: KubeVersion, *
     t.run(["apt-mark", "hold", *names, *extra], sudo=True)
 
 
-def _install_rpm(ctx: Context, t: Transport, v: KubeVersion, *, names: Sequence[str], extra: Sequence[str]) -> None:
+def _install_rpm(ctx: Context, t: Transport, s: Settings, v: KubeVersion, *, names: Sequence[str],
+                 extra: Sequence[str]) -> None:
     wanted = str(v)
-    nodeops.sync_files(ctx, t, [repo_file(v, OSFamily.REDHAT)])
+    nodeops.sync_files(ctx, t, [repo_file(v, OSFamily.REDHAT, s)])
     if ctx.would(f"install {' '.join([*names, *extra])} ({wanted})"):
         return
     out = t.run(["dnf", "list", "--showduplicates", f"--disableexcludes={REPO_ID}", "kubeadm"], sudo=True,
                 timeout=600).stdout
     exact = pick(available(out, OSFamily.REDHAT), wanted)
     if exact is None:
-        raise PackageError(f"{repo_url(v, OSFamily.REDHAT)} has no kubeadm {wanted}")
+        raise PackageError(f"{repo_url(v, OSFamily.REDHAT, s)} has no kubeadm {wanted}")
     t.run(["dnf", "install", "-y", "-q", f"--disableexcludes={REPO_ID}",
            *(f"{name}-{exact}" for name in names), *extra], sudo=True, timeout=900)

@@ -53,10 +53,13 @@ RESUME_PREFLIGHT = (
     "Port-6443", "Port-10259", "Port-10257", "Port-10250",
 )
 READY_TIMEOUT_S = 300.0
-#: What kubelet and kube-proxy need on the node (CNI plugins land in /usr/lib/cni on Debian).
+#: What kubelet and kube-proxy need on the node (CNI plugins land in /usr/lib/cni on Debian). The RHEL family
+#: has no containerd: containerd.io comes from Docker's repository (prepare/repos) and carries runc itself
+#: (its spec conflicts with the runc package); the CNI plugins are pkgs.k8s.io's kubernetes-cni (/opt/cni/bin);
+#: iptables is iptables-nft there (rpm -q knows no package named iptables).
 RUNTIME_PACKAGES = {
     OSFamily.DEBIAN: ["containerd", "runc", "containernetworking-plugins", "conntrack", "iptables", "socat"],
-    OSFamily.REDHAT: ["containerd", "runc", "containernetworking-plugins", "conntrack-tools", "iptables", "socat"],
+    OSFamily.REDHAT: ["containerd.io", "conntrack-tools", "iptables-nft", "socat"],
 }
 
 

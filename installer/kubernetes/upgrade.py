@@ -159,7 +159,8 @@ def _etcd(ctx: UpgradeContext) -> None:
 
 
 def _kubeadm_package(ctx: UpgradeContext, host: Host) -> None:
-    packages.upgrade(ctx, ctx.transport(host), ctx.node_facts(host), ctx.target, ("kubeadm",))
+    packages.upgrade(ctx, ctx.transport(host), ctx.node_facts(host), ctx.target, ("kubeadm",),
+                     s=ctx.topo.settings)
 
 
 def _kubeadm(ctx: UpgradeContext, host: Host, *args: str, timeout: float = 1200) -> None:
@@ -220,7 +221,7 @@ def _kubelet(ctx: UpgradeContext, host: Host) -> None:
         drain = ["drain", host.name, "--ignore-daemonsets", "--delete-emptydir-data", f"--timeout={DRAIN_TIMEOUT_S}s"]
         if not ctx.would("kubectl " + shlex.join(drain)):
             kubectl(ctx, *drain, timeout=DRAIN_TIMEOUT_S + 60)
-        packages.upgrade(ctx, t, ctx.node_facts(host), ctx.target, ("kubelet", "kubectl"))
+        packages.upgrade(ctx, t, ctx.node_facts(host), ctx.target, ("kubelet", "kubectl"), s=ctx.topo.settings)
         if ctx.would(f"restart the kubelet and wait until {host.name} is Ready at {wanted}"):
             return
         nodeops.systemctl(t, "daemon-reload")

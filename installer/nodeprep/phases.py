@@ -1,9 +1,11 @@
 """``prepare``: what every node needs before etcd, the load balancer and Kubernetes land on it.
 
-Children, in order: ``verify`` (the resource bar and, for ``kube_proxy_mode=ipvs``, that the kernel can
-load IPVS: read-only, every node checked and every problem reported at once, before anything is
-written), ``hosts`` (/etc/hosts), ``timezone``, ``proxy`` (containerd, apt) and ``time`` (chrony, then a
-wait until every node follows its source). Each step looks first and changes only what differs.
+Children, in order: ``verify`` (the resource bar, for ``kube_proxy_mode=ipvs`` that the kernel can load
+IPVS, and that a RHEL-family node is a 9: read-only, every node checked and every problem reported at
+once, before anything is written), ``hosts`` (/etc/hosts), ``timezone``, ``proxy`` (containerd, apt),
+then on RHEL-family nodes only ``selinux`` (permissive), ``firewall`` (``firewalld_mode``) and ``repos``
+(containerd.io's), and ``time`` (chrony, then a wait until every node follows its source). Each step looks
+first and changes only what differs; Debian nodes get none of the RHEL steps.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ from core import waiting
 from installer import nodeops
 from installer.context import InstallContext
 from installer.errors import ConfigError, KubernetesError, Problem
+from installer.facts import OSFamily
 from installer.files import NodeFile
 from installer.kubernetes import render as k8s
-from installer.nodeprep import render
+from installer.nodeprep import firewall, render
 from installer.phases import Phase
 from installer.remote import Transport
 from installer.topology import Host, Role
 
 log = logging.getLogger(__name__)
 
+#: The RHEL-family release kha prepares (Rocky 9, RHEL 9, CentOS Stream 9, Alma 9).
+SUPPORTED_REDHAT_MAJOR = 9
+SELINUX_CONFIG = "/etc/selinux/config"
 #: How long a node's chrony may take to select its source (iburst: four polls ~2 s apart, then selection).
 TIME_SYNC_TIMEOUT_S = 90.0
 
@@ -64,11 +70,28 @@ def ipvs_problem(ctx: InstallContext, host: Host) -> str | None:
     return None
 
 
+def redhat_problem(ctx: InstallContext, host: Host) -> str | None:
+    """Why kha cannot prepare this RHEL-family node (None: it can, or it is not of that family)."""
+    facts = ctx.node_facts(host)
+    if facts.os_family is not OSFamily.REDHAT:
+        return None
+    if facts.os_major != SUPPORTED_REDHAT_MAJOR:
+        return (f"{host.name} runs a RHEL-family release {facts.os_major or 'without a VERSION_ID'}; kha prepares "
+                f"the RHEL family at {SUPPORTED_REDHAT_MAJOR} only (Rocky, RHEL, CentOS Stream, Alma)")
+    if ctx.bundle is not None and host in k8s.kubernetes_nodes(ctx.topo):
+        return (f"{host.name} is of the RHEL family: the offline bundle is built from Debian (its CNI plugins' "
+                "place is Debian's /usr/lib/cni) and containerd.io comes from Docker's repository; install "
+                "without --bundle, from pkgs.k8s.io or a mirror of it (kube_repo_url, containerd_repo_url)")
+    return None
+
+
 def _verify(ctx: InstallContext) -> None:
     s = ctx.topo.settings
     problems = []
     for host in _nodes(ctx):
         with ctx.node(host.name):
+            if why := redhat_problem(ctx, host):
+                problems.append(Problem(ctx.topo.source, host.line, why))
             if not s.skip_verify_node and (why := resource_problem(ctx, host)):
                 problems.append(Problem(ctx.topo.source, host.line, why, "skip_verify_node"))
             if s.kube_proxy_mode.value == "ipvs" and host in k8s.kubernetes_nodes(ctx.topo) and (
@@ -116,6 +139,54 @@ def _proxy(ctx: InstallContext) -> None:
             files = render.proxy_files(ctx.topo, ctx.node_facts(host))
             # containerd is (re)started by kubernetes/runtime: the mark makes it pick the drop-in up.
             nodeops.sync_files(ctx, t, files, restarts="containerd")
+
+
+# -- the RHEL family: SELinux, firewalld, containerd's repository ---------------------------------
+def _redhat(ctx: InstallContext) -> list[Host]:
+    return [h for h in _nodes(ctx) if ctx.node_facts(h).os_family is OSFamily.REDHAT]
+
+
+def _has_redhat(ctx: InstallContext) -> bool:
+    return bool(_redhat(ctx))
+
+
+def selinux_permissive(config: str) -> str:
+    """/etc/selinux/config with ``SELINUX=enforcing`` made ``permissive`` (``disabled`` and permissive stay)."""
+    return "".join("SELINUX=permissive\n" if line.strip() == "SELINUX=enforcing" else line
+                   for line in config.splitlines(keepends=True))
+
+
+def _selinux(ctx: InstallContext) -> None:
+    """kubeadm's RHEL steps: SELinux permissive now (setenforce 0) and at boot (/etc/selinux/config), so
+    containers can read the host's filesystem as pod networks and kubelet need
+    (https://kubernetes.io/docs/setup/production-environment/tools/kubeadm/install-kubeadm/)."""
+    for host in _redhat(ctx):
+        with ctx.node(host.name):
+            t = ctx.transport(host)
+            mode = t.run(["getenforce"], sudo=True, check=False).stdout.strip()
+            if mode == "Enforcing" and not ctx.would("set SELinux permissive now (setenforce 0)"):
+                t.run(["setenforce", "0"], sudo=True)
+                log.warning("%s: SELinux was enforcing: now permissive (kubeadm's requirement); it stays permissive "
+                            "after a reboot (%s)", host.name, SELINUX_CONFIG)
+            if nodeops.exists(t, SELINUX_CONFIG):
+                nodeops.edit_file(ctx, t, SELINUX_CONFIG, selinux_permissive,
+                                  f"set SELINUX=permissive in {SELINUX_CONFIG} (it stays so after a reboot)")
+
+
+def _firewall(ctx: InstallContext) -> None:
+    for host in _redhat(ctx):
+        with ctx.node(host.name):
+            firewall.ensure(ctx, ctx.transport(host), ctx.topo, host, ctx.node_facts(host).interface)
+
+
+def _repos(ctx: InstallContext) -> None:
+    """containerd.io's repository on the Kubernetes nodes (pkgs.k8s.io's is written by kubernetes/binaries,
+    for the minor version it installs; etcd comes from its release tarball: installer.etcd.release)."""
+    for host in _redhat(ctx):
+        if host not in k8s.kubernetes_nodes(ctx.topo):
+            continue
+        with ctx.node(host.name):
+            nodeops.sync_file(ctx, ctx.transport(host), render.containerd_repo(ctx.topo.settings, ctx.node_facts(host)))
 
 
 # -- time ----------------------------------------------------------------------------------------
@@ -170,6 +241,10 @@ PHASE: Phase[InstallContext] = Phase(
         Phase("hosts", _hosts, description="/etc/hosts: every node by name, and custom_hosts"),
         Phase("timezone", _timezone, description="timezone: /etc/localtime"),
         Phase("proxy", _proxy, description="http_proxy/https_proxy/no_proxy for containerd and apt"),
+        Phase("selinux", _selinux, run_if=_has_redhat, description="RHEL family: SELinux permissive, now and at boot"),
+        Phase("firewall", _firewall, run_if=_has_redhat,
+              description="RHEL family: firewalld stopped, or open for each node's roles (firewalld_mode)"),
+        Phase("repos", _repos, run_if=_has_redhat, description="RHEL family: containerd.io's repository"),
         Phase("time", _time, description="chrony_enabled: chrony, the first master serving the others"),
     ),
     description="node preparation before any component",

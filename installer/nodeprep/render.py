@@ -14,11 +14,15 @@ sets the clock the host owns.
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from installer import systemd
 from installer.facts import NodeFacts, OSFamily
 from installer.files import NodeFile
+from installer.settings import Settings
 from installer.topology import Host, Topology
 
 #: kha's own list of names; ``nodeops.sync_block`` merges it into /etc/hosts between markers.
@@ -72,9 +76,14 @@ def hosts_block(topo: Topology) -> bytes:
     return "".join(line + "\n" for line in lines).encode()
 
 
+def time_server(topo: Topology) -> Host:
+    """The node whose chrony serves the others: the first master (the first node when there is none)."""
+    return topo.first_master if topo.masters else nodes(topo)[0]
+
+
 def chrony_conf(topo: Topology, host: Host, facts: NodeFacts) -> bytes:
     s = topo.settings
-    first = topo.first_master if topo.masters else nodes(topo)[0]
+    first = time_server(topo)
     out = ["# Written by kha: chrony_enabled. Edit the inventory, not this file."]
     if host == first:
         out += [f"server {server} iburst" for server in s.ntp_server]
@@ -108,6 +117,55 @@ def no_proxy(topo: Topology) -> str:
     items += [str(topo.node_network), str(s.kube_pod_subnet), str(s.kube_service_subnet), ".svc",
               f".{s.kube_dns_domain}"]
     return ",".join(dict.fromkeys(items))
+
+
+def proxy_for(s: Settings, url: str) -> str | None:
+    """The proxy a download of ``url`` goes through (dnf's per-repository ``proxy=``, curl's ``--proxy``):
+    ``https_proxy`` for https (``http_proxy`` when only that is set), ``http_proxy`` for http; none when
+    ``no_proxy`` names the host, a domain it is in, or a network holding its address (an internal mirror)."""
+    parts = urlsplit(url)
+    proxy = (s.https_proxy or s.http_proxy) if parts.scheme == "https" else s.http_proxy
+    host = (parts.hostname or "").lower()
+    if proxy is None or host in ("localhost", "127.0.0.1"):
+        return None
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for item in s.no_proxy:
+        if address is not None and "/" in item and address in ipaddress.ip_network(item, strict=False):
+            return None
+        name = item.lstrip(".").lower()
+        if host == name or host.endswith("." + name):
+            return None
+    return proxy
+
+
+def yum_repo(path: str, repo_id: str, name: str, baseurl: str, gpgkey: str, *, s: Settings,
+             extra: Sequence[tuple[str, str]] = ()) -> NodeFile:
+    """A dnf repository kha owns (dnf.conf(5) [repository] options), signed, with its proxy when one applies
+    (``http_proxy``/``https_proxy``, unless ``no_proxy`` names the mirror: ``proxy_for``)."""
+    options = [("name", name), ("baseurl", baseurl), ("enabled", "1"), ("gpgcheck", "1"), ("gpgkey", gpgkey),
+               *extra]
+    if (proxy := proxy_for(s, baseurl)) is not None:
+        options.append(("proxy", proxy))
+    lines = [f"# Written by kha: {name} packages", f"[{repo_id}]", *(f"{k}={v}" for k, v in options)]
+    return NodeFile(path, ("\n".join(lines) + "\n").encode())
+
+
+#: containerd.io from Docker's repository (RHEL 9 and its rebuilds carry no containerd): only that package,
+#: so nothing else of Docker's comes from it.
+CONTAINERD_REPO = "/etc/yum.repos.d/kha-containerd.repo"
+CONTAINERD_REPO_ID = "kha-containerd"
+
+
+def containerd_repo(s: Settings, facts: NodeFacts) -> NodeFile:
+    """Docker's layout (https://download.docker.com/linux/centos/docker-ce.repo): ``<base>/<major>/$basearch/stable``
+    and ``<base>/gpg``. The major comes from os-release, not dnf's $releasever, which a RHEL release lock
+    makes ``9.2`` (a folder Docker does not have)."""
+    base = s.containerd_repo_url
+    return yum_repo(CONTAINERD_REPO, CONTAINERD_REPO_ID, "containerd.io", f"{base}/{facts.os_major}/$basearch/stable",
+                    f"{base}/gpg", s=s, extra=[("includepkgs", "containerd.io")])
 
 
 def proxy_env(topo: Topology) -> list[tuple[str, str]]:

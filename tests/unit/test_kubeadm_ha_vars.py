@@ -72,7 +72,10 @@ def test_the_stock_file_passes_check_and_each_fate_is_printed(tmp_path: Path,
         assert re.search(rf"^  {name} +{re.escape(fate)}\b.*\({re.escape(str(STOCK))}:{_line_of(STOCK, name)}\)$",
                          out, re.M), f"{name} ({fate}) not printed with its line"
     # Accepted-but-unused variables warn, at the YAML file's line, with the reason.
-    assert f"{STOCK}:{_line_of(STOCK, 'firewalld_disabled')}: warning: firewalld_disabled: no-op: " in err
+    assert f"{STOCK}:{_line_of(STOCK, 'nftables_to_iptables')}: warning: nftables_to_iptables: no-op: " in err
+    # firewalld_disabled: true is what firewalld_mode's default does; any other value is refused.
+    line = _line_of(STOCK, "firewalld_disabled")
+    assert f"{STOCK}:{line}: warning: firewalld_disabled: kubeadm-ha's stock value" in err
     line = _line_of(STOCK, "pod_infra_container_image")
     assert f"{STOCK}:{line}: warning: pod_infra_container_image: kubeadm-ha's stock" in err
     assert "unknown variable" not in err
