@@ -119,7 +119,10 @@ class Provider:
             hostcmd.need("qemu-img", "qemu-utils")
             with step("VM base disk"):
                 base = seed.base_disk(img)
-            image_paths = [base, Path(img.kernel), Path(img.initrd)]
+            if not img.is_cloud_image:
+                image_paths = [base, Path(img.kernel), Path(img.initrd)]
+            else:  # booted by its own bootloader: the disk, and under UEFI the firmware file
+                image_paths = [base] + ([image.OVMF_FIRMWARE] if img.boot == "uefi" else [])
             if remote is not None and not remote.connect.local:
                 # The KVM probe boots a VM here; it says nothing about the hypervisor (harness.daemon).
                 accel_name = "tcg"
