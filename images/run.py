@@ -40,6 +40,13 @@ TOOL_PACKAGES = {
     "xz": "xz-utils",
     "chroot": "coreutils",
     "env": "coreutils",
+    "dd": "coreutils",
+    "objcopy": "binutils",
+    "objdump": "binutils",
+    "sfdisk": "fdisk",
+    "mkfs.vfat": "dosfstools",
+    "mmd": "mtools",
+    "mcopy": "mtools",
 }
 
 
@@ -49,10 +56,10 @@ def run(argv: Sequence[str], *, logfile: TextIO, what: str, env: Mapping[str, st
         core_run.stream(argv, logfile=logfile, env=env, what=what)
 
 
-def capture(argv: Sequence[str], *, what: str | None = None) -> str:
+def capture(argv: Sequence[str], *, what: str | None = None, input_text: str | None = None) -> str:
     """Run ``argv`` to its end (no time limit, as a build step has none) and return its stdout."""
     with _as_build_failure():
-        return core_run.run(argv, timeout=None, what=what).stdout
+        return core_run.run(argv, timeout=None, what=what, input_text=input_text).stdout
 
 
 @contextmanager

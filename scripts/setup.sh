@@ -27,6 +27,10 @@ APT_PACKAGES=(
   # harness: private libvirtd with qemu and LXC drivers inside a network namespace
   qemu-system-x86 libvirt-daemon libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc
   iproute2 iptables netcat-openbsd util-linux ca-certificates
+  # cloud images: UEFI firmware for qemu (OVMF), the NoCloud seed and the local cloud disk's ESP (vfat
+  # without mounting: dosfstools + mtools), its partition table (sfdisk), its unified kernel image
+  # (systemd's EFI stub + objcopy)
+  ovmf dosfstools mtools fdisk systemd-boot-efi binutils
 )
 
 log() { printf '%s\n' "setup: $*" >&2; }
