@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import paramiko
@@ -16,7 +17,10 @@ from core.errors import EXIT_BAD_INPUT
 from harness import daemon
 from harness.daemon import RemoteLibvirt, SystemLibvirt, parse_uri
 from harness.errors import ConnectUriError, DaemonError, Unsupported
+from harness.provider import Provider
+from harness.spec import NodeSpec, TopologySpec
 from harness.ssh import Direct, Target, ViaNetns, ViaSsh, render_ssh_config
+from harness.state import ClusterState, ImageRef, NodeState
 from kha import cli
 
 
@@ -152,3 +156,19 @@ def test_kha_up_takes_either_isolated_or_connect(capsys: pytest.CaptureFixture[s
         cli.main(["up", "allinone", "--isolated", "--connect", "qemu+ssh://hv1/system"])
     assert exit_.value.code == EXIT_BAD_INPUT
     assert "not allowed with argument --isolated" in capsys.readouterr().err
+
+
+def test_down_keeps_the_state_when_the_connect_daemon_cannot_be_reached(tmp_path: Path) -> None:
+    """Removing the state of a cluster whose domains could not be removed would lose track of them."""
+    uri = f"qemu+unix:///system?socket={tmp_path / 'gone.sock'}"
+    spec = TopologySpec("far", IPv4Network("10.56.56.0/24"), IPv4Address("10.56.56.1"),
+                        (NodeSpec("node1", IPv4Address("10.56.56.11"), 1, 512, ("kube-master",)),),
+                        None, "debian-12", "qemu")
+    img = ImageRef("debian-12", "abc123", "/img/rootfs", "/img/disk.qcow2", "/img/vmlinuz", "/img/initrd.img", "")
+    state = ClusterState(spec, tmp_path / "far", RemoteLibvirt(parse_uri(uri)).to_json(), uri, "kha-far",
+                         "khafar", img, {"node1": NodeState("node1", "kha-far-node1", "52:54:00:00:00:01",
+                                                            str(tmp_path / "far" / "nodes" / "node1"))})
+    state.save()
+    with pytest.raises(DaemonError, match=r"cannot reach qemu\+unix.*nothing was removed, the state in .* is kept"):
+        Provider().down("far", tmp_path / "far")
+    assert (tmp_path / "far" / "state.json").is_file()
