@@ -2,6 +2,7 @@
 
 The matrix adds no test code of its own: a cell is one of the existing tiers, with the same arguments tox
 gives them (tox.ini): ``install`` is ``tox -e allinone|s-master|m-master`` / ``allinone-qemu`` (tests/e2e),
+``checks`` the same install with only ``kha check`` and its red/green tests (tests/e2e/test_checks.py),
 ``failover`` is ``tox -e failover-pr`` / ``failover`` (tests/failover), ``day2`` is the etcd day-2 module of
 the integration tier. The e2e tier also takes another base image (``--kha-os``) and another load balancer
 (``--kha-lb``: the scenario's inventory rewritten, ``scenarios.matrix.variant``); what the fixtures cannot
@@ -36,6 +37,12 @@ TESTS = Path(__file__).resolve().parents[2] / "tests"
 
 Fetch = Callable[[str], str]
 
+#: The suites the e2e tier runs, and which part of tests/e2e each is: ``install`` all of it; ``checks`` the
+#: install and ``kha check`` (every check green, then red when its cause is made, then green again). A tier
+#: runs ``checks`` for a cell that adds an image or a load balancer where another cell of the same tier
+#: already runs the whole e2e tier on that topology: the install and the health checks are what differ.
+E2E_SUITES = {"install": "", "checks": "test_checks.py"}
+
 
 def lb_of(scenario: str) -> str:
     """The matrix's ``lb`` value for what a scenario's inventory installs."""
@@ -48,7 +55,7 @@ def _lb_of(scenario: str) -> str:
 
 
 def unsupported(cell: Cell) -> str | None:
-    """Why no test fixture can run ``cell`` yet, or None when one can. The e2e tier (``install``) boots any
+    """Why no test fixture can run ``cell`` yet, or None when one can. The e2e tier (``install``, ``checks``) boots any
     base image (``--kha-os``) and installs any load balancer the scenario's inventory can be rewritten for
     (``--kha-lb``, ``scenarios.matrix.variant``); the other suites run the scenario as it is."""
     if cell.suite == "day2" and (cell.topology != "m-master" or cell.driver != "lxc"):
@@ -57,14 +64,14 @@ def unsupported(cell: Cell) -> str | None:
     if cell.suite == "failover" and cell.topology != "m-master":
         return "the failover fixture installs m-master only (tests/failover/conftest.py)"
     image = catalog.get(cell.topology).image
-    if cell.os != image and cell.suite != "install":
+    if cell.os != image and cell.suite not in E2E_SUITES:
         return (f"the {cell.suite} fixtures boot scenarios.toml's image for {cell.topology} ({image}); only the "
-                "install suite takes another (--kha-os)")
+                "install and checks suites take another (--kha-os)")
     native = lb_of(cell.topology)
     if cell.lb != native:
-        if cell.suite != "install":
-            return (f"{cell.topology}'s inventory installs {native}; only the install suite rewrites it for "
-                    f"another load balancer (--kha-lb)")
+        if cell.suite not in E2E_SUITES:
+            return (f"{cell.topology}'s inventory installs {native}; only the install and checks suites rewrite "
+                    "it for another load balancer (--kha-lb)")
         why = variant.problem(cell.topology, cell.lb)
         if why is not None:
             return why
@@ -81,11 +88,11 @@ def argv(cell: Cell, failover_cases: str, out: Path) -> list[str]:
     if why is not None:
         raise ValueError(f"{cell.id}: {why}")
     pytest = [sys.executable, "-m", "pytest", "--junitxml", str(out / "junit.xml")]
-    if cell.suite == "install":
+    if cell.suite in E2E_SUITES:
         varied = [*(("--kha-os", cell.os) if cell.os != catalog.get(cell.topology).image else ()),
                   *(("--kha-lb", cell.lb) if cell.lb != lb_of(cell.topology) else ())]
         return [*pytest, "-m", "e2e", "--kha-scenario", cell.topology, "--kha-driver", cell.driver, *varied,
-                str(TESTS / "e2e")]
+                str(TESTS / "e2e" / E2E_SUITES[cell.suite])]
     if cell.suite == "failover":
         return [*pytest, "-m", "failover", "--kha-tier", failover_cases, "--kha-driver", cell.driver,
                 "--kha-results", str(out / "failover"), str(TESTS / "failover")]
