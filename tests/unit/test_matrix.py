@@ -422,3 +422,13 @@ def test_a_varied_cell_passes_its_image_and_load_balancer_to_the_e2e_tier(tmp_pa
     assert spec.image == "debian-13"
     failover = Cell("debian-13", "1.20.2", "m-master", "haproxy-vip", "lxc", "failover")
     assert "only the install and checks suites take another" in (invocation.unsupported(failover) or "")
+
+
+def test_a_checks_cell_runs_the_install_and_only_the_check_tests(tmp_path: Path) -> None:
+    cell = Cell("debian-13", "1.20.2", "m-master", "slb", "lxc", "checks")
+    assert invocation.unsupported(cell) is None
+    argv = invocation.argv(cell, "pr", tmp_path)
+    assert argv[-1] == str(ROOT / "tests" / "e2e" / "test_checks.py")
+    assert argv[argv.index("--kha-os") + 1] == "debian-13" and argv[argv.index("--kha-lb") + 1] == "slb"
+    whole = invocation.argv(Cell("debian-13", "1.20.2", "m-master", "slb", "lxc", "install"), "pr", tmp_path)
+    assert whole[-1] == str(ROOT / "tests" / "e2e")
