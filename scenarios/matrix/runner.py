@@ -4,7 +4,8 @@ write each cell's JUnit XML, pytest log and ``results.json`` under ``OUT/<cell>/
 
 Cells run one after another by default: on our 2-core machines a topology's install keeps the cores busy
 and two at once only stretch each other (MACHINE.md); ``--jobs N`` runs N at a time when the N largest
-cells' memory fits. With ``--hosts FILE`` (``scenarios.matrix.hosts``) cells run on those hypervisors
+cells' memory fits, in groups taken in the tier's order, a failover cell always alone (its verdicts are
+timings). With ``--hosts FILE`` (``scenarios.matrix.hosts``) cells run on those hypervisors
 instead, each host taking as many at once as its line says, each cell's pytest given ``--kha-connect URI``;
 a cell no listed host can boot is refused with the reason, and each result records the host it ran on.
 A cell named explicitly (``--cells``) that cannot run here is bad input (exit 2,
@@ -103,6 +104,24 @@ def check_jobs(p: Plan, jobs: int) -> None:
                          f"together; {p.host.mem_available_mib} MiB available")
 
 
+#: Suites whose verdicts are timings (an outage held to its bound): such a cell runs with nothing beside it,
+#: since a neighbour's install on the same cores would stretch what it measures.
+ALONE = frozenset({"failover"})
+
+
+def batches(cells: Sequence[Planned], jobs: int) -> list[list[Planned]]:
+    """The cells in their order, cut into groups that run together: up to ``jobs`` cells at once, except
+    that a cell of an ``ALONE`` suite is a group of its own."""
+    out: list[list[Planned]] = []
+    for planned in cells:
+        alone = planned.cell.suite in ALONE
+        if alone or not out or len(out[-1]) >= jobs or out[-1][0].cell.suite in ALONE:
+            out.append([planned])
+        else:
+            out[-1].append(planned)
+    return out
+
+
 def run(p: Plan, jobs: int, out: Path, emit: progress.Emit, *, execute: Execute | None = None,
         resolve: Callable[[str], invocation.Resolved] = invocation.resolve,
         clock: Callable[[], float] = time.monotonic, now: Callable[[], float] = time.time) -> Run:
@@ -130,8 +149,10 @@ def run(p: Plan, jobs: int, out: Path, emit: progress.Emit, *, execute: Execute 
         jobs = sum(h.slots for h in p.hypervisors)
         done = hosts_mod.dispatch(p.runnable, p.hypervisors, lambda c, h: h.takes(c.cell.driver) is None, one)
     else:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            done = list(pool.map(one, p.runnable))
+        done = []
+        for group in batches(p.runnable, jobs):
+            with ThreadPoolExecutor(max_workers=len(group)) as pool:
+                done.extend(pool.map(one, group))
     ran = Run(out.resolve(), p.tier, started, clock() - t0, jobs, done, p.refused)
     summary = ran.to_json()
     if p.hypervisors:

@@ -432,3 +432,15 @@ def test_a_checks_cell_runs_the_install_and_only_the_check_tests(tmp_path: Path)
     assert argv[argv.index("--kha-os") + 1] == "debian-13" and argv[argv.index("--kha-lb") + 1] == "slb"
     whole = invocation.argv(Cell("debian-13", "1.20.2", "m-master", "slb", "lxc", "install"), "pr", tmp_path)
     assert whole[-1] == str(ROOT / "tests" / "e2e")
+
+
+def test_jobs_run_cells_in_order_in_groups_and_a_failover_cell_alone(tmp_path: Path) -> None:
+    def planned(suite: str, n: int) -> runner.Planned:
+        cell = Cell("debian-12", "1.20.2", "m-master", "haproxy-vip", "lxc", suite)
+        return runner.Planned(cell, probe.Needs((), False, 8192, "debian-12", ()), [], tmp_path / str(n))
+
+    cells = [planned("install", 0), planned("checks", 1), planned("install", 2), planned("failover", 3),
+             planned("checks", 4), planned("failover", 5)]
+    groups = [[int(c.folder.name) for c in g] for g in runner.batches(cells, 2)]
+    assert groups == [[0, 1], [2], [3], [4], [5]]
+    assert [[int(c.folder.name) for c in g] for g in runner.batches(cells, 1)] == [[0], [1], [2], [3], [4], [5]]
