@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The test command: set up what is missing (scripts/setup.sh), then every CI tier, the developers' front
 # door: lint, type, unit, integration through tox, then the test matrix's pr tier: the e2e tier on allinone
-# and m-master (what `tox -e allinone`, `tox -e m-master` run), CI's share of the fault catalogue on an
-# installed m-master (`tox -e failover-pr`; the whole catalogue is `tox -e failover`), and allinone on a
-# qemu VM (`tox -e allinone-qemu`).
+# and m-master (what `tox -e allinone`, `tox -e m-master` run) with each LB mode and Debian image between
+# them, CI's share of the fault catalogue on an installed m-master (`tox -e failover-pr`; the whole
+# catalogue is `tox -e failover`). allinone on a qemu VM (`tox -e allinone-qemu`) is in the nightly tier.
 # Extra arguments go to pytest.
 # Integration and e2e tests use real daemons and topologies on this machine (sshd, etcd, haproxy,
 # keepalived, libvirtd); a tier fails, never skips, when something it needs is missing (KHA_NO_SKIP=1).
@@ -25,5 +25,6 @@ trap reports EXIT
 "$VENV/bin/tox" run -e lint,type -- "$@"
 "$VENV/bin/tox" run -e unit,integration -- "$@"
 # The e2e part is the test matrix's pr tier (scenarios/matrix.toml; `kha matrix list --tier pr`): each cell
-# is the pytest command of one tox env above, run one after another; a failed cell prints its log's tail.
-"$VENV/bin/kha" matrix run --tier pr --out "$ROOT/matrix-results" -- "$@"
+# is the pytest command of one tox env above with the cell's image and load balancer (--kha-os, --kha-lb),
+# two e2e cells at a time, the failover cell alone; a failed cell prints its log's tail.
+"$VENV/bin/kha" matrix run --tier pr --jobs 2 --out "$ROOT/matrix-results" -- "$@"

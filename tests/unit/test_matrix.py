@@ -21,15 +21,16 @@ from scenarios.matrix.probe import Host
 ROOT = Path(__file__).resolve().parents[2]
 PR_CELLS = [
     "debian-12/1.20.2/allinone/local-nginx/lxc/install",
-    "debian-12/1.20.2/m-master/haproxy-vip/lxc/install",
+    "debian-13/1.20.2/m-master/slb/lxc/checks",
+    "debian-12/1.20.2/m-master/nginx-vip/lxc/install",
+    "debian-13/1.20.2/allinone/local-haproxy/lxc/checks",
     "debian-12/1.20.2/m-master/haproxy-vip/lxc/failover",
-    "debian-12/1.20.2/allinone/local-nginx/qemu/install",
 ]
 
 
 def host(**kw: object) -> Host:
     facts: dict[str, object] = {"accel": "tcg", "accel_how": "test", "reachable": frozenset(),
-                                "mem_available_mib": 20000, "images": {"debian-12": None}}
+                                "mem_available_mib": 20000, "images": {"debian-12": None, "debian-13": None}}
     facts.update(kw)
     return Host(**facts)  # type: ignore[arg-type]
 
@@ -79,18 +80,21 @@ def test_the_pr_tier_is_the_ci_list_in_its_order() -> None:
 
 
 def test_each_pr_cell_is_the_tox_command_ci_ran(tmp_path: Path) -> None:
-    """allinone, m-master, failover-pr, allinone-qemu: the pytest arguments tox.ini gives them (the driver
-    spelled out where tox leaves lxc to the default; JUnit and failover results put in the cell's folder)."""
+    """allinone, m-master (with another image and LB where the cell says so), failover-pr: the pytest
+    arguments tox.ini gives them (the driver spelled out where tox leaves lxc to the default; JUnit and
+    failover results put in the cell's folder)."""
     tox_ini = (ROOT / "tox.ini").read_text()
     for line in ("pytest -m e2e --kha-scenario {envname} tests/e2e",
-                 "pytest -m failover --kha-tier pr tests/failover",
-                 "pytest -m e2e --kha-scenario allinone --kha-driver qemu tests/e2e"):
+                 "pytest -m failover --kha-tier pr tests/failover"):
         assert line in tox_ini
     expected = [
         ["-m", "e2e", "--kha-scenario", "allinone", "--kha-driver", "lxc", "tests/e2e"],
-        ["-m", "e2e", "--kha-scenario", "m-master", "--kha-driver", "lxc", "tests/e2e"],
+        ["-m", "e2e", "--kha-scenario", "m-master", "--kha-driver", "lxc", "--kha-os", "debian-13", "--kha-lb", "slb",
+         "tests/e2e/test_checks.py"],
+        ["-m", "e2e", "--kha-scenario", "m-master", "--kha-driver", "lxc", "--kha-lb", "nginx-vip", "tests/e2e"],
+        ["-m", "e2e", "--kha-scenario", "allinone", "--kha-driver", "lxc", "--kha-os", "debian-13", "--kha-lb",
+         "local-haproxy", "tests/e2e/test_checks.py"],
         ["-m", "failover", "--kha-tier", "pr", "--kha-driver", "lxc", "tests/failover"],
-        ["-m", "e2e", "--kha-scenario", "allinone", "--kha-driver", "qemu", "tests/e2e"],
     ]
     for cell, want in zip(load().tier_cells("pr"), expected, strict=True):
         folder = tmp_path / cell.slug
@@ -111,7 +115,7 @@ def test_every_cell_has_a_timeout_and_tier_cells_are_not_excluded() -> None:
             assert m.excluded(cell) is None
             assert m.timeout_minutes(cell) > 0
     assert all(m.excluded(c) is None for c in m.cells())
-    assert Cell.parse(PR_CELLS[2]).suite == "failover"
+    assert Cell.parse(PR_CELLS[4]).suite == "failover"
 
 
 def test_exclusions_and_needs_apply(tmp_path: Path) -> None:
@@ -171,7 +175,7 @@ def test_selection_errors_name_the_flag() -> None:
         m.select("pr", ["*/s-master/*"])
     with pytest.raises(InputError, match="--cells allinone: a cell id is"):
         m.select(None, ["allinone"])
-    assert [c.id for c in m.select("pr", ["*/qemu/*"])] == [PR_CELLS[3]]
+    assert [c.id for c in m.select("pr", ["*/m-master/slb/*"])] == [PR_CELLS[1]]
 
 
 # -- what runs here ------------------------------------------------------------------------------------------
@@ -240,7 +244,8 @@ def test_kvm_is_probed_only_when_a_cell_needs_it(tmp_path: Path) -> None:
     qemu_multi = Cell("debian-12", "1.20.2", "m-master", "haproxy-vip", "qemu", "install")
     h = probe.probe(m, [qemu_multi], env={}, kvm=kvm, meminfo=_meminfo(tmp_path))
     assert (h.accel, asked) == ("kvm", [1])
-    probe.probe(m, [Cell.parse(PR_CELLS[3])], env={}, kvm=kvm, meminfo=_meminfo(tmp_path))
+    probe.probe(m, [Cell("debian-12", "1.20.2", "allinone", "local-nginx", "qemu", "install")], env={}, kvm=kvm,
+                meminfo=_meminfo(tmp_path))
     assert asked == [1]  # allinone on qemu runs on TCG: no probe boot
 
 
@@ -297,17 +302,17 @@ def test_run_writes_results_and_summary(tmp_path: Path) -> None:
     assert [c[1]["KHA_MATRIX_CELL"] for c in fake.calls] == PR_CELLS
     assert all(c[1]["KHA_NO_SKIP"] == "1" for c in fake.calls)
     assert not ran.ok
-    assert [r.ok for r in ran.results] == [True, False, True, True]
+    assert [r.ok for r in ran.results] == [True, False, True, True, True]
     loaded = results.load_run(out)
     assert [r.cell for r in loaded.results] == PR_CELLS
-    failover = loaded.results[2]
+    failover = loaded.results[4]
     assert failover.figures == {"install_s": 151.3, "failover/kill-etcd-leader/outage_s": 2.5}
     assert failover.kubernetes == {"asked": "1.20.2", "version": "1.20.2", "source": "the offline bundle"}
     assert lines[1].startswith("✗ " + PR_CELLS[1])
     # the failed cell's log, under its line:
     assert lines[2] == "    $ fake pytest\n    === kha e2e ===\n       151.3s  kha install (every phase)"
     assert lines[3].startswith("✓ " + PR_CELLS[2])
-    assert lines[-1].startswith("✗ matrix pr") and "3 passed, 1 failed, 0 refused" in lines[-1]
+    assert lines[-1].startswith("✗ matrix pr") and "4 passed, 1 failed, 0 refused" in lines[-1]
 
 
 def test_a_cell_without_tests_or_with_a_failed_case_fails(tmp_path: Path) -> None:
@@ -347,7 +352,7 @@ def test_cells_may_be_given_more_than_once() -> None:
 
 
 def test_pytest_arguments_reach_every_cell(tmp_path: Path) -> None:
-    plan = runner.plan(load(), "pr", ["*/qemu/*"], tmp_path, host=host(), pytest_args=["-x", "-k", "kubectl"])
+    plan = runner.plan(load(), "pr", ["*/m-master/slb/*"], tmp_path, host=host(), pytest_args=["-x", "-k", "kubectl"])
     assert plan.runnable[0].argv[-3:] == ["-x", "-k", "kubectl"]
     args = cli.build_parser().parse_args(["matrix", "run", "--tier", "pr", "--", "-x", "-k", "kubectl"])
     assert args.pytest_args == ["-x", "-k", "kubectl"]

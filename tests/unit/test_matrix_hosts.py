@@ -16,12 +16,23 @@ from core.errors import EXIT_BAD_INPUT, InputError
 from kha import cli
 from scenarios.matrix import hosts, results, runner
 from scenarios.matrix.hosts import Hypervisor
-from scenarios.matrix.model import load
+from scenarios.matrix.model import MATRIX, Matrix, load
 from scenarios.matrix.probe import Host
 
 HV1 = "qemu+ssh://ci@hv1.example/system"
 HV2 = "qemu+ssh://hv2.example:2222/system?keyfile=/k/id"
 LOCAL = "qemu+unix:///system?socket=/run/kha-second/libvirt-sock"
+#: a tier of cells on both drivers: allinone on LXC and on qemu, the failover cell (LXC)
+BOTH = ("\n[tiers.both]\ndescription = \"both drivers\"\ninclude = [\n"
+        '{ os = "debian-12", kubernetes = "1.20.2", topology = "allinone", lb = "local-nginx", suite = "install" },\n'
+        '{ os = "debian-12", kubernetes = "1.20.2", topology = "m-master", lb = "haproxy-vip", driver = "lxc", '
+        'suite = "failover" },\n]\n')
+
+
+def both(tmp_path: Path) -> Matrix:
+    path = tmp_path / "matrix.toml"
+    path.write_text(MATRIX.read_text() + BOTH)
+    return load(path)
 
 
 def parse(text: str) -> list[Hypervisor]:
@@ -159,7 +170,7 @@ def fake_pytest(calls: list[list[str]]) -> runner.Execute:
 def test_each_cell_runs_with_its_host_and_the_results_say_which(tmp_path: Path) -> None:
     hv = parse(f"{HV1} 2\n{LOCAL}\n")
     out = tmp_path / "out"
-    plan = runner.plan(load(), "pr", (), out, host=here(), hypervisors=hv)
+    plan = runner.plan(both(tmp_path), "both", (), out, host=here(), hypervisors=hv)
     calls: list[list[str]] = []
     lines: list[str] = []
     ran = runner.run(plan, 1, out, lines.append, execute=fake_pytest(calls))
@@ -178,8 +189,8 @@ def test_each_cell_runs_with_its_host_and_the_results_say_which(tmp_path: Path) 
 def test_cells_no_listed_host_can_boot_are_refused_with_the_reason(tmp_path: Path) -> None:
     hv = parse(f"{HV1}\n")
     with pytest.raises(InputError, match="LXC nodes need overlay mounts"):
-        runner.plan(load(), "pr", ["*/lxc/install"], tmp_path, host=here(), hypervisors=hv)
-    plan = runner.plan(load(), "pr", (), tmp_path, host=here(), hypervisors=hv)
+        runner.plan(both(tmp_path), "both", ["*/lxc/install"], tmp_path, host=here(), hypervisors=hv)
+    plan = runner.plan(both(tmp_path), "both", (), tmp_path, host=here(), hypervisors=hv)
     assert [p.cell.driver for p in plan.runnable] == ["qemu"]
     assert all("/lxc/" in r.cell and "LXC nodes need overlay mounts" in r.reasons[-1] for r in plan.refused)
 
