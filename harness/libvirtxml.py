@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 
 from harness.spec import TopologySpec
 
@@ -86,6 +87,20 @@ def network_xml(spec: TopologySpec, state_dir: str) -> str:
     ET.SubElement(net, "dns", {"enable": "no"})
     ET.SubElement(net, "ip", {"address": str(spec.gateway), "netmask": str(spec.network.netmask)})
     return ET.tostring(net, encoding="unicode")
+
+
+def network_subnets(xml: str) -> list[IPv4Network]:
+    """The IPv4 subnets of a network's ``<ip address=… netmask=…|prefix=…>`` elements (others are skipped)."""
+    out = []
+    for ip in ET.fromstring(xml).iterfind("ip"):
+        mask = ip.get("netmask") or ip.get("prefix")
+        if ip.get("family", "ipv4") != "ipv4" or not ip.get("address") or not mask:
+            continue
+        try:
+            out.append(IPv4Network(f"{ip.get('address')}/{mask}", strict=False))
+        except ValueError:
+            continue
+    return out
 
 
 def mac_for(cluster: str, node: str) -> str:

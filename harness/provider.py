@@ -275,6 +275,14 @@ class Cluster:
 
     # -- creation ----------------------------------------------------------------------------
     def create_network(self) -> None:
+        holders = subnet_holders(self.conn, self.spec)
+        if holders:
+            # A libvirtd's networks share its network namespace: one topology per subnet (libvirt would say
+            # only "Network is already in use by interface khabr-…"). Isolated mode never meets this.
+            raise HarnessError(
+                f"create network {self.state.network}: {self.spec.network} is already used on this libvirtd by "
+                f"{', '.join(holders)}; one libvirtd holds one topology per subnet, so on a shared daemon "
+                "(--connect, the system libvirt) boot topologies whose subnets differ, or one at a time")
         try:
             net = self.conn.networkDefineXML(libvirtxml.network_xml(self.spec, str(self.state.state_dir)))
             net.create()
@@ -445,6 +453,22 @@ def _write_ssh_files(state: ClusterState, host_keys: dict[str, KeyPair], reach: 
     text = ssh.render_ssh_config(targets, state.state_dir / IDENTITY, state.state_dir / KNOWN_HOSTS, reach,
                                  state.spec.cluster)
     (state.state_dir / SSH_CONFIG).write_text(text)
+
+
+def subnet_holders(conn: libvirt.virConnect, spec: TopologySpec) -> list[str]:
+    """Other kha clusters whose active network on ``conn`` overlaps ``spec``'s subnet ("cluster X (network N)")."""
+    out = []
+    for net in conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE):
+        try:
+            xml = net.XMLDesc(0)
+        except libvirt.libvirtError:
+            continue
+        mark = libvirtxml.read_mark(xml)
+        if mark is None or mark.kind != "network" or mark.cluster == spec.cluster:
+            continue
+        if any(subnet.overlaps(spec.network) for subnet in libvirtxml.network_subnets(xml)):
+            out.append(f"cluster {mark.cluster} (network {net.name()})")
+    return out
 
 
 def marked(conn: libvirt.virConnect, cluster: str) -> tuple[list[libvirt.virDomain], list[libvirt.virNetwork]]:

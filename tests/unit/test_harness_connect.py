@@ -10,14 +10,16 @@ import socket
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+import libvirt
 import paramiko
 import pytest
 
 from core.errors import EXIT_BAD_INPUT
-from harness import daemon
+from harness import daemon, libvirtxml, provider
 from harness.daemon import RemoteLibvirt, SystemLibvirt, parse_uri
-from harness.errors import ConnectUriError, DaemonError, Unsupported
-from harness.provider import Provider
+from harness.errors import ConnectUriError, DaemonError, HarnessError, Unsupported
+from harness.lxc import LxcDriver
+from harness.provider import Cluster, Provider
 from harness.spec import NodeSpec, TopologySpec
 from harness.ssh import Direct, Target, ViaNetns, ViaSsh, render_ssh_config
 from harness.state import ClusterState, ImageRef, NodeState
@@ -172,3 +174,32 @@ def test_down_keeps_the_state_when_the_connect_daemon_cannot_be_reached(tmp_path
     with pytest.raises(DaemonError, match=r"cannot reach qemu\+unix.*nothing was removed, the state in .* is kept"):
         Provider().down("far", tmp_path / "far")
     assert (tmp_path / "far" / "state.json").is_file()
+
+
+def test_a_second_topology_on_one_subnet_of_a_shared_daemon_is_refused_with_whose_it_is(tmp_path: Path) -> None:
+    """Measured here: an e2e cell through --kha-connect boots a second allinone beside the first; libvirt only
+    says "Network is already in use by interface khabr-…". kha names the cluster that holds the subnet."""
+    def spec(cluster: str, subnet: str) -> TopologySpec:
+        net = IPv4Network(subnet)
+        return TopologySpec(cluster, net, net[1], (NodeSpec("node1", net[11], 1, 512, ("kube-master",)),),
+                            None, "debian-12", "lxc")
+
+    conn = libvirt.open("test:///default")
+    first = conn.networkDefineXML(libvirtxml.network_xml(spec("first", "10.56.56.0/24"), str(tmp_path / "a")))
+    first.create()
+    try:
+        assert provider.subnet_holders(conn, spec("second", "10.56.56.0/24")) == ["cluster first (network kha-first)"]
+        assert provider.subnet_holders(conn, spec("second", "10.57.0.0/16")) == []
+        assert provider.subnet_holders(conn, spec("first", "10.56.56.0/24")) == []  # its own network
+        img = ImageRef("debian-12", "abc", "/img/rootfs", "/img/disk.qcow2", "", "", "")
+        s = spec("second", "10.56.56.0/24")
+        state = ClusterState(s, tmp_path / "b", {"isolated": False}, "test:///default", "kha-second", "khabr-2", img,
+                             {"node1": NodeState("node1", "kha-second-node1", "52:54:00:00:00:02", str(tmp_path))})
+        with pytest.raises(HarnessError, match=r"10\.56\.56\.0/24 is already used on this libvirtd by cluster first "
+                                               r"\(network kha-first\); one libvirtd holds one topology per subnet"):
+            Cluster(state, SystemLibvirt(), LxcDriver()).create_network()
+        assert [n.name() for n in conn.listAllNetworks(0) if n.name() == "kha-second"] == []
+    finally:
+        first.destroy()
+        first.undefine()
+        conn.close()
