@@ -290,7 +290,13 @@ def _debian_cloudinit() -> DebootstrapRecipe:
         "# kha: the root ext4 by label: the whole /dev/vda (kernel boot) or the cloud disk's root partition\n"
         f"LABEL={ROOT_LABEL} / ext4 rw,errors=remount-ro 0 1\n",
     )
-    files = (*(f for f in base.files if f.path != "/etc/fstab"), fstab)
+    # minbase has no locales package: cloud-init's locale module would fail the first boot (update-locale
+    # exits 255, `cloud-init status` says error). Vendor images ship locales; this one keeps C.UTF-8.
+    no_locale = ImageFile(
+        "/etc/cloud/cloud.cfg.d/90-kha-locale.cfg",
+        "# kha: no locales package in this image (mmdebstrap minbase): leave the locale alone\nlocale: false\n",
+    )
+    files = (*(f for f in base.files if f.path != "/etc/fstab"), fstab, no_locale)
     # cloud-init, not the kernel command line, configures this image's network, hostname and keys; the
     # image's DHCP fallback .network stays (cloud-init's own file sorts before it).
     return dataclasses.replace(base, packages=(*base.packages, "cloud-init"), files=files)
