@@ -2,8 +2,9 @@
 
 The latest run (by start time) is reported: each cell passed or failed, its install time, each failover
 case's outage against its bound. Its figures are compared with a baseline (the last green run's figures,
-``--save-baseline`` stores them): a figure above ``THRESHOLD`` × its baseline is a regression, flagged even
-when the test passed, since a failover that got twice as slow still fits a generous bound. Every run given
+``--save-baseline`` stores them): a figure above ``THRESHOLD`` × its baseline (and ``FLOOR_S`` above it) is
+a regression, flagged even when the test passed, since a failover that got twice as slow still fits a
+generous bound. Every run given
 feeds the trend plots: one picture per figure and cell over the runs, drawn the way the failover timeline
 is (matplotlib's Agg canvas, fixed size, dpi and metadata, so the same data gives the same bytes).
 """
@@ -25,6 +26,10 @@ from scenarios.matrix.model import slug
 from scenarios.matrix.results import Baseline, CellResult, Run
 
 THRESHOLD = 1.5
+#: A figure must also be this many seconds above its baseline to count: an outage measured as 0.0 s (the VIP
+#: moved between two probes) and then 0.3 s is the prober's 100 ms resolution and a 1 s VRRP advert, not a
+#: failover that got slower; the ratio alone would call it infinitely worse.
+FLOOR_S = 1.0
 PLOT_W_IN, PLOT_H_IN = 6.0, 2.6
 
 
@@ -51,14 +56,15 @@ class Made:
 
 
 def regressions(run: Run, baseline: Baseline | None, threshold: float = THRESHOLD) -> list[Regression]:
-    """Every figure of ``run`` above ``threshold`` × the baseline's (figures the baseline lacks: none)."""
+    """Every figure of ``run`` above ``threshold`` × the baseline's and more than ``FLOOR_S`` above it
+    (figures the baseline lacks: none)."""
     if baseline is None:
         return []
     out = []
     for r in run.results:
         base = baseline.figures.get(r.cell, {})
         for name, value in sorted(r.figures.items()):
-            if name in base and value > threshold * base[name]:
+            if name in base and value > threshold * base[name] and value - base[name] > FLOOR_S:
                 out.append(Regression(r.cell, name, value, base[name]))
     return out
 
@@ -89,7 +95,8 @@ def markdown(run: Run, regs: Sequence[Regression], baseline: Baseline | None) ->
              "",
              f"wall {run.wall_s:.0f}s with {run.jobs} job(s); "
              f"cells one by one {sum(r.seconds for r in run.results):.0f}s; "
-             f"baseline: {baseline.source if baseline else 'none'} (a figure above {THRESHOLD}× it is a regression)",
+             f"baseline: {baseline.source if baseline else 'none'} (a figure above {THRESHOLD}× it and {FLOOR_S:.0f}s "
+             "more is a regression)",
              "", "| cell | result | seconds | install | tests |", "|---|---|---:|---:|---|"]
     for r in run.results:
         install = r.figures.get("install_s")
@@ -167,8 +174,8 @@ def page(run: Run, regs: Sequence[Regression], baseline: Baseline | None, plots:
             f"<h1>kha matrix {e(run.tier or 'selection')}: {sum(r.ok for r in run.results)}/{len(run.results)} "
             f"passed, {len(run.refused)} refused</h1>\n"
             f"<p>run {e(str(run.folder))}; wall {run.wall_s:.0f}s with {run.jobs} job(s); baseline "
-            f"{e(baseline.source) if baseline else 'none'}; a figure above {THRESHOLD}× its baseline is a "
-            "regression even when its test passed.</p>\n"
+            f"{e(baseline.source) if baseline else 'none'}; a figure above {THRESHOLD}× its baseline and "
+            f"{FLOOR_S:.0f}s more is a regression even when its test passed.</p>\n"
             + (f"<h2>Regressions</h2><ul>{warn}</ul>\n" if regs else "")
             + "<table><tr><th>cell</th><th>result</th><th>time</th><th>figures</th><th></th></tr>\n"
             + "\n".join(rows) + "\n</table>\n<h2>Over the last runs</h2>\n" + pics + "\n</body></html>\n")

@@ -44,6 +44,11 @@ def test_a_figure_worse_than_one_and_a_half_times_its_baseline_is_a_regression_e
     exactly = Run(Path("r"), "pr", 0.0, 1.0, 1, [cell_result(FAILOVER, outage=4.5)], [])
     assert report.regressions(exactly, base) == []  # 1.5× is not worse than 1.5×
     assert report.regressions(run, None) == []
+    # 0.0 s, then 0.6 s: under a second more is the prober's resolution, not a slower failover; 1.2 s is one
+    zero = Baseline("green", {FAILOVER: {"failover/kill-etcd-leader/outage_s": 0.0}})
+    assert report.regressions(Run(Path("r"), "pr", 0.0, 1.0, 1, [cell_result(FAILOVER, outage=0.6)], []), zero) == []
+    worse = report.regressions(Run(Path("r"), "pr", 0.0, 1.0, 1, [cell_result(FAILOVER, outage=1.2)], []), zero)
+    assert [g.figure for g in worse] == ["failover/kill-etcd-leader/outage_s"]
 
 
 def test_markdown_lists_cells_cases_refusals_and_regressions() -> None:
