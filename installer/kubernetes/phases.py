@@ -315,16 +315,36 @@ def token_commands(kubeadm: str, token: str) -> tuple[list[str], list[str]]:
              "--description=kha bootstrap token, re-made for a join", admin])
 
 
+#: How long re-making the token may wait for the API. Right after ``kubeadm init`` a request through the
+#: load balancer can fail while the LB still admits the new apiserver (seen once with nginx behind the VIP:
+#: the delete failed, and the create then found the token still there).
+TOKEN_TIMEOUT_S = 120.0
+
+
+def remake_token(t: Transport, delete: Sequence[str], create: Sequence[str]) -> str | None:
+    """One try at re-making the bootstrap token: None when made, else what went wrong (tried again by the
+    caller). A delete that finds no token is fine; any other failed delete is not swallowed: it is why the
+    create would fail. The token is a secret, so the answers name the commands, never their argv."""
+    gone = t.run(list(delete), sudo=True, check=False)
+    said = (gone.stderr or gone.stdout).strip()
+    if not gone.ok and "not found" not in said:
+        return f"kubeadm token delete: {said or f'exit {gone.exit_code}'}"
+    made = t.run(list(create), sudo=True, check=False)
+    return None if made.ok else f"kubeadm token create: {(made.stderr or made.stdout).strip() or made.exit_code}"
+
+
 def _fresh_token(ctx: InstallContext) -> None:
     """Right before nodes join (and only then: a re-run with nothing to join changes nothing)."""
     delete, create = token_commands(f"{_release(ctx).bin_dir}/kubeadm", ctx.secrets.kubeadm_token)
     host = ctx.topo.first_master
     with ctx.node(host.name):
-        if ctx.would(shlex.join(create)):
+        if ctx.would("re-make the bootstrap token for the joins (kubeadm token delete, then create)"):
             return
         t = ctx.transport(host)
-        t.run(delete, sudo=True, check=False)
-        t.run(create, sudo=True)
+        waiting.until(lambda: remake_token(t, delete, create), timeout=TOKEN_TIMEOUT_S, interval=2,
+                      error=lambda why: KubernetesError(
+                          f"{host.name}: the bootstrap token for the joins could not be re-made within "
+                          f"{TOKEN_TIMEOUT_S:.0f} s: {why}"))
 
 
 def _join_masters(ctx: InstallContext) -> None:
