@@ -268,7 +268,8 @@ Recipe = DebootstrapRecipe | CloudImageRecipe
 
 
 def _debian(
-    name: str, suite: str, nginx: str, description: str, kernel: str = "linux-image-cloud-amd64"
+    name: str, suite: str, nginx: str, description: str, *, kernel: str = "linux-image-cloud-amd64",
+    extra: tuple[str, ...] = (),
 ) -> DebootstrapRecipe:
     return DebootstrapRecipe(
         name=name,
@@ -276,7 +277,7 @@ def _debian(
         distro="debian",
         suite=suite,
         # The cloud kernel has virtio as modules: the initrd carries them (VIRTIO_MODULES).
-        packages=(*COMMON_PACKAGES, nginx, kernel),
+        packages=(*COMMON_PACKAGES, nginx, kernel, *extra),
     )
 
 
@@ -358,6 +359,10 @@ _ALL: tuple[Recipe, ...] = (
         "nginx-light",
         "Debian 11 (bullseye): etcd 3.3, containerd 1.4",
         kernel="linux-image-5.10.0-46-cloud-amd64",
+        # containerd 1.4 runs apparmor_parser for every container when the kernel has AppArmor on (a VM's
+        # does; an LXC node does not see it), and fails each one without it: "get apparmor_parser version:
+        # exec: apparmor_parser: executable file not found" (seen on a TCG VM, 2026-12-06). 1.6+ do not.
+        extra=("apparmor",),
     ),
     _debian("debian-13", "trixie", "nginx", "Debian 13 (trixie): etcd 3.5, containerd 1.7"),
     _debian_cloudinit(),
