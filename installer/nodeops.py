@@ -43,6 +43,13 @@ def memory_mib(meminfo: str) -> int:
     raise ValueError("/proc/meminfo has no MemTotal line")
 
 
+def fetch(t: Transport, url: str, dest: str, *, proxy: str | None, timeout: float) -> None:
+    """``url`` into ``dest`` on the node, with curl: an HTTP error fails it (-f), three retries, through
+    ``proxy`` when one is given (``nodeprep.render.proxy_for`` decides it from the settings)."""
+    t.run(["curl", "-fsSL", "--retry", "3", *(["--proxy", proxy] if proxy else []), "-o", dest, url],
+          sudo=True, timeout=timeout)
+
+
 def remote_sha256(t: Transport, path: str) -> str | None:
     res = t.run(["sha256sum", "--", path], sudo=True, check=False)
     return res.stdout.split()[0] if res.ok and res.stdout else None

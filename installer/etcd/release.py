@@ -81,11 +81,9 @@ def _install(ctx: Context, t: Transport, s: Settings) -> None:
                  f"{', '.join(BINARIES)} {VERSION} into {BIN_DIR}"):
         return
     archive = f"{WORK_DIR}/{tarball(arch)}"
-    proxy = proxy_for(s, source)
     t.run(["install", "-d", "-m", "0700", WORK_DIR], sudo=True)
     try:
-        t.run(["curl", "-fsSL", "--retry", "3", *(["--proxy", proxy] if proxy else []), "-o", archive, source],
-              sudo=True, timeout=600)
+        nodeops.fetch(t, source, archive, proxy=proxy_for(s, source), timeout=600)
         got = nodeops.remote_sha256(t, archive)
         if got != SHA256[arch]:
             raise PackageError(f"{source} has sha256 {got}, kha pins {SHA256[arch]} (etcd {VERSION}, {arch}): a "

@@ -72,8 +72,9 @@ def plan(matrix: Matrix, tier: str | None, patterns: Sequence[str], out: Path, *
     for cell in cells:
         need = probe.needs(matrix, cell)
         reasons = probe.refusals(cell, need, host)
-        if hypervisors and all(h.takes(cell.driver) for h in hypervisors):
-            reasons = [*reasons, *(why for h in hypervisors if (why := h.takes(cell.driver)))]
+        refusing = [why for h in hypervisors if (why := h.takes(cell.driver))]
+        if hypervisors and len(refusing) == len(hypervisors):  # no listed host can boot it
+            reasons = [*reasons, *refusing]
         if reasons:
             refused.append(Refused(cell.id, reasons))
             continue
