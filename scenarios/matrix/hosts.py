@@ -15,24 +15,18 @@ daemon named twice, for either driver —, no host at all): exit 2 before any ce
 Each cell's pytest gets ``--kha-connect URI`` (``harness.pytest_plugin``), so its topology boots on that
 host. A cell goes only to a host that can boot it: LXC needs a daemon on this machine (a unix socket URI,
 ``harness.daemon``); a cell no host can take is refused with that reason, like a cell this machine cannot run.
-``dispatch`` hands cells to hosts as slots free up, in plan order, each to the first host (file order)
-with a free slot that accepts it.
+``scenarios.matrix.schedule`` hands cells to hosts as slots free up, in plan order, each to the first host
+(file order) with a free slot that accepts it, a failover cell alone on its host.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from core.errors import InputError
 from harness.daemon import ConnectUri, parse_uri
 from harness.errors import ConnectUriError
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -95,35 +89,3 @@ def parse(text: str, where: str) -> list[Hypervisor]:
         raise InputError(f"{where}: no hosts (one libvirt URI per line, optionally followed by how many cells it "
                          "takes at once; # comments)")
     return hosts
-
-
-def dispatch(items: Sequence[T], hosts: Sequence[Hypervisor], accepts: Callable[[T, Hypervisor], bool],
-             work: Callable[[T, Hypervisor], R]) -> list[R]:
-    """``work(item, host)`` for every item, each on a host that ``accepts`` it, never more at once on a host
-    than its slots; an item waits for the first such host to free a slot. Results in ``items``' order.
-
-    Every item must be accepted by some host (the plan refuses the others first): one that is not raises
-    ``ValueError`` before anything runs.
-    """
-    for item in items:
-        if not any(accepts(item, h) for h in hosts):
-            raise ValueError(f"no host accepts {item!r}")
-    free = {h.line: h.slots for h in hosts}
-    pending = list(enumerate(items))
-    out: dict[int, R] = {}
-    running: dict[Future[R], tuple[int, Hypervisor]] = {}
-    with ThreadPoolExecutor(max_workers=max(1, sum(h.slots for h in hosts))) as pool:
-        while pending or running:
-            for index, item in list(pending):
-                host = next((h for h in hosts if free[h.line] > 0 and accepts(item, h)), None)
-                if host is None:
-                    continue
-                free[host.line] -= 1
-                pending.remove((index, item))
-                running[pool.submit(work, item, host)] = (index, host)
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                index, host = running.pop(future)
-                free[host.line] += 1
-                out[index] = future.result()
-    return [out[i] for i in range(len(items))]

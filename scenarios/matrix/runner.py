@@ -2,13 +2,13 @@
 write each cell's JUnit XML, pytest log and ``results.json`` under ``OUT/<cell>/`` and the run's
 ``summary.json`` under ``OUT/``.
 
-Cells run one after another by default: on our 2-core machines a topology's install keeps the cores busy
-and two at once only stretch each other (MACHINE.md); ``--jobs N`` runs N at a time when the N largest
-cells' memory fits, in groups taken in the tier's order, a failover cell always alone (its verdicts are
-timings). With ``--hosts FILE`` (``scenarios.matrix.hosts``) cells run on those hypervisors
-instead, each host taking as many at once as its line says, each cell's pytest given ``--kha-connect URI``;
-a cell no listed host can boot is refused with the reason, and each result records the host it ran on.
-A cell named explicitly (``--cells``) that cannot run here is bad input (exit 2,
+Cells run one after another by default. ``--jobs N`` runs N at a time when the N largest cells' memory
+fits: taken in the tier's order as slots free up, a failover cell always alone, its verdicts being timings
+(``scenarios.matrix.schedule``). Measured here, two LXC cells at once take about as long as the slower one:
+they mostly wait on kubelets, etcd and polls. With ``--hosts FILE`` (``scenarios.matrix.hosts``) cells run
+on those hypervisors instead, each host taking as many at once as its line says, each cell's pytest given
+``--kha-connect URI``; a cell no listed host can boot is refused with the reason, and each result records
+the host it ran on. A cell named explicitly (``--cells``) that cannot run here is bad input (exit 2,
 nothing started); a tier's cells that cannot run here are listed with their reasons, recorded in the
 summary and make the run fail (exit 1) after the others ran — never a silent skip.
 """
@@ -19,15 +19,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from core import progress
 from core.errors import CommandFailed, InputError, tail
 from core.run import stream
-from scenarios.matrix import hosts as hosts_mod
-from scenarios.matrix import invocation, probe, results
+from scenarios.matrix import invocation, probe, results, schedule
 from scenarios.matrix.hosts import Hypervisor
 from scenarios.matrix.model import AXES, Cell, Matrix
 from scenarios.matrix.probe import Host, Needs
@@ -110,17 +108,11 @@ def check_jobs(p: Plan, jobs: int) -> None:
 ALONE = frozenset({"failover"})
 
 
-def batches(cells: Sequence[Planned], jobs: int) -> list[list[Planned]]:
-    """The cells in their order, cut into groups that run together: up to ``jobs`` cells at once, except
-    that a cell of an ``ALONE`` suite is a group of its own."""
-    out: list[list[Planned]] = []
-    for planned in cells:
-        alone = planned.cell.suite in ALONE
-        if alone or not out or len(out[-1]) >= jobs or out[-1][0].cell.suite in ALONE:
-            out.append([planned])
-        else:
-            out[-1].append(planned)
-    return out
+@dataclass(frozen=True)
+class ThisMachine:
+    """The lane of a run without ``--hosts``: ``--jobs`` cells at once, here."""
+
+    slots: int
 
 
 def run(p: Plan, jobs: int, out: Path, emit: progress.Emit, *, execute: Execute | None = None,
@@ -132,7 +124,8 @@ def run(p: Plan, jobs: int, out: Path, emit: progress.Emit, *, execute: Execute 
     for r in p.refused:
         emit(f"- {r.cell} (refused: {'; '.join(r.reasons)})")
 
-    def one(planned: Planned, on: Hypervisor | None = None) -> CellResult:
+    def one(planned: Planned, lane: Hypervisor | ThisMachine) -> CellResult:
+        on = lane if isinstance(lane, Hypervisor) else None
         result = run_cell(planned, p.tier, execute=execute or _execute, resolve=resolve, clock=clock, now=now,
                           host=on.text if on is not None else None)
         j = result.junit
@@ -146,14 +139,13 @@ def run(p: Plan, jobs: int, out: Path, emit: progress.Emit, *, execute: Execute 
             emit(_indented(tail(_read(planned.folder / result.log), FAILED_TAIL_LINES)))
         return result
 
-    if p.hypervisors:
-        jobs = sum(h.slots for h in p.hypervisors)
-        done = hosts_mod.dispatch(p.runnable, p.hypervisors, lambda c, h: h.takes(c.cell.driver) is None, one)
-    else:
-        done = []
-        for group in batches(p.runnable, jobs):
-            with ThreadPoolExecutor(max_workers=len(group)) as pool:
-                done.extend(pool.map(one, group))
+    lanes: Sequence[Hypervisor | ThisMachine] = p.hypervisors or (ThisMachine(jobs),)
+    jobs = sum(lane.slots for lane in lanes)
+
+    def accepts(planned: Planned, lane: Hypervisor | ThisMachine) -> bool:
+        return not isinstance(lane, Hypervisor) or lane.takes(planned.cell.driver) is None
+
+    done = schedule.dispatch(p.runnable, lanes, one, accepts=accepts, alone=lambda c: c.cell.suite in ALONE)
     ran = Run(out.resolve(), p.tier, started, clock() - t0, jobs, done, p.refused)
     summary = ran.to_json()
     if p.hypervisors:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from scenarios.matrix.probe import Host
 
 ROOT = Path(__file__).resolve().parents[2]
 PR_CELLS = [
+    "debian-11/1.20.2/allinone/local-nginx/qemu/checks",
     "debian-12/1.20.2/allinone/local-nginx/lxc/install",
     "debian-13/1.20.2/m-master/slb/lxc/checks",
     "debian-12/1.20.2/m-master/nginx-vip/lxc/install",
@@ -30,7 +33,8 @@ PR_CELLS = [
 
 def host(**kw: object) -> Host:
     facts: dict[str, object] = {"accel": "tcg", "accel_how": "test", "reachable": frozenset(),
-                                "mem_available_mib": 20000, "images": {"debian-12": None, "debian-13": None}}
+                                "mem_available_mib": 20000,
+                                "images": {"debian-11": None, "debian-12": None, "debian-13": None}}
     facts.update(kw)
     return Host(**facts)  # type: ignore[arg-type]
 
@@ -88,6 +92,8 @@ def test_each_pr_cell_is_the_tox_command_ci_ran(tmp_path: Path) -> None:
                  "pytest -m failover --kha-tier pr tests/failover"):
         assert line in tox_ini
     expected = [
+        ["-m", "e2e", "--kha-scenario", "allinone", "--kha-driver", "qemu", "--kha-os", "debian-11",
+         "tests/e2e/test_checks.py"],
         ["-m", "e2e", "--kha-scenario", "allinone", "--kha-driver", "lxc", "tests/e2e"],
         ["-m", "e2e", "--kha-scenario", "m-master", "--kha-driver", "lxc", "--kha-os", "debian-13", "--kha-lb", "slb",
          "tests/e2e/test_checks.py"],
@@ -115,7 +121,7 @@ def test_every_cell_has_a_timeout_and_tier_cells_are_not_excluded() -> None:
             assert m.excluded(cell) is None
             assert m.timeout_minutes(cell) > 0
     assert all(m.excluded(c) is None for c in m.cells())
-    assert Cell.parse(PR_CELLS[4]).suite == "failover"
+    assert Cell.parse(PR_CELLS[5]).suite == "failover"
 
 
 def test_exclusions_and_needs_apply(tmp_path: Path) -> None:
@@ -175,7 +181,7 @@ def test_selection_errors_name_the_flag() -> None:
         m.select("pr", ["*/s-master/*"])
     with pytest.raises(InputError, match="--cells allinone: a cell id is"):
         m.select(None, ["allinone"])
-    assert [c.id for c in m.select("pr", ["*/m-master/slb/*"])] == [PR_CELLS[1]]
+    assert [c.id for c in m.select("pr", ["*/m-master/slb/*"])] == [PR_CELLS[2]]
 
 
 # -- what runs here ------------------------------------------------------------------------------------------
@@ -296,23 +302,23 @@ def test_run_writes_results_and_summary(tmp_path: Path) -> None:
     m = load()
     out = tmp_path / "out"
     plan = runner.plan(m, "pr", (), out, host=host())
-    fake = FakePytest(fail={PR_CELLS[1]})
+    fake = FakePytest(fail={PR_CELLS[2]})
     lines: list[str] = []
     ran = runner.run(plan, 1, out, lines.append, execute=fake)
     assert [c[1]["KHA_MATRIX_CELL"] for c in fake.calls] == PR_CELLS
     assert all(c[1]["KHA_NO_SKIP"] == "1" for c in fake.calls)
     assert not ran.ok
-    assert [r.ok for r in ran.results] == [True, False, True, True, True]
+    assert [r.ok for r in ran.results] == [True, True, False, True, True, True]
     loaded = results.load_run(out)
     assert [r.cell for r in loaded.results] == PR_CELLS
-    failover = loaded.results[4]
+    failover = loaded.results[5]
     assert failover.figures == {"install_s": 151.3, "failover/kill-etcd-leader/outage_s": 2.5}
     assert failover.kubernetes == {"asked": "1.20.2", "version": "1.20.2", "source": "the offline bundle"}
-    assert lines[1].startswith("✗ " + PR_CELLS[1])
+    assert lines[2].startswith("✗ " + PR_CELLS[2])
     # the failed cell's log, under its line:
-    assert lines[2] == "    $ fake pytest\n    === kha e2e ===\n       151.3s  kha install (every phase)"
-    assert lines[3].startswith("✓ " + PR_CELLS[2])
-    assert lines[-1].startswith("✗ matrix pr") and "4 passed, 1 failed, 0 refused" in lines[-1]
+    assert lines[3] == "    $ fake pytest\n    === kha e2e ===\n       151.3s  kha install (every phase)"
+    assert lines[4].startswith("✓ " + PR_CELLS[3])
+    assert lines[-1].startswith("✗ matrix pr") and "5 passed, 1 failed, 0 refused" in lines[-1]
 
 
 def test_a_cell_without_tests_or_with_a_failed_case_fails(tmp_path: Path) -> None:
@@ -439,13 +445,29 @@ def test_a_checks_cell_runs_the_install_and_only_the_check_tests(tmp_path: Path)
     assert whole[-1] == str(ROOT / "tests" / "e2e")
 
 
-def test_jobs_run_cells_in_order_in_groups_and_a_failover_cell_alone(tmp_path: Path) -> None:
-    def planned(suite: str, n: int) -> runner.Planned:
-        cell = Cell("debian-12", "1.20.2", "m-master", "haproxy-vip", "lxc", suite)
-        return runner.Planned(cell, probe.Needs((), False, 8192, "debian-12", ()), [], tmp_path / str(n))
+def test_jobs_run_cells_two_at_a_time_and_the_failover_cell_alone(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    plan = runner.plan(load(), "pr", (), out, host=host())
+    lock = threading.Lock()
+    running: set[str] = set()
+    beside: dict[str, set[str]] = {}
+    fake = FakePytest()
 
-    cells = [planned("install", 0), planned("checks", 1), planned("install", 2), planned("failover", 3),
-             planned("checks", 4), planned("failover", 5)]
-    groups = [[int(c.folder.name) for c in g] for g in runner.batches(cells, 2)]
-    assert groups == [[0, 1], [2], [3], [4], [5]]
-    assert [[int(c.folder.name) for c in g] for g in runner.batches(cells, 1)] == [[0], [1], [2], [3], [4], [5]]
+    def execute(argv: Sequence[str], logfile: Path, env: Mapping[str, str]) -> int:
+        cell = env["KHA_MATRIX_CELL"]
+        with lock:
+            beside[cell] = set(running)
+            for other in running:
+                beside[other].add(cell)
+            running.add(cell)
+        # The last e2e cell is slow: a free slot beside it must not go to the failover cell.
+        time.sleep(0.3 if cell == PR_CELLS[-2] else 0.05)
+        with lock:
+            running.discard(cell)
+        return fake(argv, logfile, env)
+
+    ran = runner.run(plan, 2, out, lambda _l: None, execute=execute)
+    assert ran.ok and ran.jobs == 2
+    failover = [c for c in PR_CELLS if c.endswith("/failover")]
+    assert failover and all(beside[c] == set() for c in failover)
+    assert max(len(others) for others in beside.values()) >= 1  # the e2e cells did run beside each other

@@ -1,12 +1,11 @@
-"""``kha matrix run --hosts FILE``: the hosts file (every bad line named by file and line, exit 2, nothing run),
-the scheduler that hands cells to hosts as their slots free up, and the runner giving each cell's pytest its
-host and recording it. Pure logic: the cells' pytest and the hosts' work are fakes."""
+"""``kha matrix run --hosts FILE``: the hosts file (every bad line named by file and line, exit 2, nothing run)
+and the runner giving each cell's pytest its host and recording it (the scheduler itself:
+test_matrix_schedule.py). Pure logic: the cells' pytest is a fake."""
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -78,66 +77,6 @@ def test_lxc_goes_only_to_a_daemon_on_this_machine() -> None:
     remote, local = parse(f"{HV1}\n{LOCAL}\n")
     assert remote.takes("qemu") is None and local.takes("lxc") is None and local.takes("qemu") is None
     assert "LXC nodes need overlay mounts" in (remote.takes("lxc") or "")
-
-
-# -- the scheduler ---------------------------------------------------------------------------------------
-
-
-class Recorder:
-    """Fake work: sleeps a little, and records how many items ran on each host at once (the peak)."""
-
-    def __init__(self, seconds: dict[str, float] | None = None) -> None:
-        self.seconds = seconds or {}
-        self.lock = threading.Lock()
-        self.now: dict[str, int] = {}
-        self.peak: dict[str, int] = {}
-        self.order: list[tuple[str, str]] = []
-
-    def __call__(self, item: str, host: Hypervisor) -> str:
-        with self.lock:
-            self.now[host.text] = self.now.get(host.text, 0) + 1
-            self.peak[host.text] = max(self.peak.get(host.text, 0), self.now[host.text])
-            self.order.append((item, host.text))
-        time.sleep(self.seconds.get(item, 0.02))
-        with self.lock:
-            self.now[host.text] -= 1
-        return f"{item}@{host.text}"
-
-
-def test_no_host_runs_more_cells_at_once_than_its_slots_and_results_keep_plan_order() -> None:
-    two, one = parse(f"{HV1} 2\n{HV2} 1\n")
-    items = [f"c{i}" for i in range(9)]
-    work = Recorder()
-    out = hosts.dispatch(items, [two, one], lambda _i, _h: True, work)
-    assert [r.split("@")[0] for r in out] == items
-    assert work.peak == {HV1: 2, HV2: 1}
-    assert {h for _i, h in work.order} == {HV1, HV2}
-
-
-def test_cells_go_to_hosts_as_they_free_up() -> None:
-    a, b = parse(f"{HV1}\n{HV2}\n")
-    # c0 holds hv1 for long; c1 takes hv2 and finishes fast: c2 and c3 must follow on hv2, not wait for hv1.
-    work = Recorder({"c0": 0.5, "c1": 0.02, "c2": 0.02, "c3": 0.02})
-    out = hosts.dispatch(["c0", "c1", "c2", "c3"], [a, b], lambda _i, _h: True, work)
-    assert out == [f"c0@{HV1}", f"c1@{HV2}", f"c2@{HV2}", f"c3@{HV2}"]
-
-
-def test_a_cell_waits_for_a_host_that_accepts_it() -> None:
-    remote, local = parse(f"{HV1} 3\n{LOCAL}\n")
-    lxc = {"l1", "l2"}
-    work = Recorder()
-    out = hosts.dispatch(["l1", "q1", "l2", "q2"], [remote, local],
-                         lambda item, h: h.takes("lxc" if item in lxc else "qemu") is None, work)
-    assert out == [f"l1@{LOCAL}", f"q1@{HV1}", f"l2@{LOCAL}", f"q2@{HV1}"]
-    assert work.peak[LOCAL] == 1
-
-
-def test_an_item_no_host_accepts_is_refused_before_anything_runs() -> None:
-    (remote,) = parse(f"{HV1}\n")
-    work = Recorder()
-    with pytest.raises(ValueError, match="no host accepts 'l1'"):
-        hosts.dispatch(["q1", "l1"], [remote], lambda item, h: item.startswith("q"), work)
-    assert work.order == []
 
 
 # -- the runner and the command line -----------------------------------------------------------------------
