@@ -31,6 +31,8 @@ class NodeFacts:
     memory_mib: int = 4096
     #: the major of os-release's VERSION_ID (``9`` on Rocky 9.4, RHEL 9, CentOS Stream 9); None when it has none
     os_major: int | None = None
+    #: the kernel has AppArmor on (/sys/module/apparmor/parameters/enabled reads ``Y``); off when it has no such module
+    apparmor: bool = False
 
     @property
     def snapshotter(self) -> str:

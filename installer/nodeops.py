@@ -19,9 +19,12 @@ from installer.remote import Transport
 
 log = logging.getLogger(__name__)
 
+#: ``Y`` when the kernel has AppArmor on (kernel.org admin-guide/LSM/apparmor.rst)
+APPARMOR_ENABLED = "/sys/module/apparmor/parameters/enabled"
+
 
 def gather_facts(t: Transport, address: str) -> NodeFacts:
-    """OS family from /etc/os-release; the interface that carries ``address``."""
+    """OS family from /etc/os-release; the interface that carries ``address``; what the kernel has on."""
     release = t.get("/etc/os-release").decode()
     family = parse_os_release(release)
     out = t.run(["ip", "-o", "-4", "addr", "show", "to", f"{address}/32"], check=False).stdout.split()
@@ -30,8 +33,11 @@ def gather_facts(t: Transport, address: str) -> NodeFacts:
     fs = t.run(["stat", "-f", "-c", "%T", "/var/lib"], check=False).stdout.strip() or "unknown"
     container = t.run(["systemd-detect-virt", "--container", "--quiet"], check=False).ok
     cpus = int(t.run(["nproc"]).stdout.strip())
+    # A kernel without AppArmor has no such file: cat fails, and that means off.
+    apparmor = t.run(["cat", APPARMOR_ENABLED], check=False).stdout.startswith("Y")
     return NodeFacts(os_family=family, interface=iface, var_lib_fs=fs, container=container, cpus=cpus,
-                     memory_mib=memory_mib(t.run(["cat", "/proc/meminfo"]).stdout), os_major=os_major(release))
+                     memory_mib=memory_mib(t.run(["cat", "/proc/meminfo"]).stdout), os_major=os_major(release),
+                     apparmor=apparmor)
 
 
 def memory_mib(meminfo: str) -> int:

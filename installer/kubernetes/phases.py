@@ -22,7 +22,7 @@ from core import waiting
 from installer import nodeops, systemd
 from installer.context import InstallContext
 from installer.errors import KubernetesError
-from installer.facts import OSFamily
+from installer.facts import NodeFacts, OSFamily
 from installer.files import NodeFile
 from installer.kubernetes import cni, packages, source, staticpods
 from installer.kubernetes import render as k8s
@@ -63,6 +63,17 @@ RUNTIME_PACKAGES = {
 }
 
 
+def needs_apparmor(facts: NodeFacts) -> bool:
+    """Whether the runtime needs the ``apparmor`` package: on Debian 11 with AppArmor on in the kernel. bullseye's
+    containerd (1.4) runs ``apparmor_parser`` for every container when the kernel has AppArmor on, and without
+    it every static pod fails (``CreateContainerError: ... get apparmor_parser version: exec: "apparmor_parser":
+    executable file not found``), so kubeadm init times out. A container node does not count: containerd does
+    not use AppArmor inside one. Debian 12 and 13's containerd does not need it (and kha's offline images of them
+    carry no such package), so only 11 gets it."""
+    return (facts.os_family is OSFamily.DEBIAN and facts.os_major == 11 and facts.apparmor
+            and not facts.container)
+
+
 def _bundle(ctx: InstallContext) -> Bundle:
     if ctx.bundle is None:
         raise KubernetesError("this step needs the offline bundle (--bundle DIR)")
@@ -94,7 +105,8 @@ def _runtime(ctx: InstallContext) -> None:
     def one(host: Host, t: Transport) -> None:
         facts = ctx.node_facts(host)
         ipvs = k8s.IPVS_PACKAGES if ctx.topo.settings.kube_proxy_mode is ProxyMode.IPVS else ()
-        nodeops.ensure_packages(ctx, t, facts, [*RUNTIME_PACKAGES[facts.os_family], *ipvs])
+        apparmor = ("apparmor",) if needs_apparmor(facts) else ()
+        nodeops.ensure_packages(ctx, t, facts, [*RUNTIME_PACKAGES[facts.os_family], *ipvs, *apparmor])
         files = k8s.runtime_files(ctx.topo, release, facts.snapshotter)
         changed = nodeops.sync_files(ctx, t, files, restarts="containerd")
         for module in k8s.modules(ctx.topo):
