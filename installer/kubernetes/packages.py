@@ -151,7 +151,8 @@ def _install_deb(ctx: Context, t: Transport, facts: NodeFacts, s: Settings, v: K
     nodeops.ensure_packages(ctx, t, facts, DEB_PREREQUISITES)
     if not t.run(["test", "-s", DEB_KEY], check=False).ok and not ctx.would(f"fetch the repository key to {DEB_KEY}"):
         t.run(["install", "-d", "-m", "0755", "/etc/apt/keyrings"], sudo=True)
-        nodeops.fetch(t, f"{repo_url(v, OSFamily.DEBIAN, s)}Release.key", DEB_KEY, proxy=None, timeout=120)
+        key = f"{repo_url(v, OSFamily.DEBIAN, s)}Release.key"
+        nodeops.fetch(t, key, DEB_KEY, proxy=prep.proxy_for(s, key), timeout=120)
     updated = False
     if nodeops.sync_files(ctx, t, [repo_file(v, OSFamily.DEBIAN, s)]) and not ctx.would("apt-get update"):
         t.run(["apt-get", "update", "-q"], sudo=True, env=env, timeout=600)

@@ -169,6 +169,19 @@ def test_packages_install_at_exactly_kube_version_and_are_held(tmp_path: Path) -
     assert not [c for c in node.log if c.startswith(("apt-get", "curl", "apt-mark"))]
 
 
+def test_the_repository_key_comes_through_the_inventorys_proxy_unless_no_proxy_names_it(tmp_path: Path) -> None:
+    # The same proxy the etcd release download takes (nodeprep.render.proxy_for): https_proxy for an https URL.
+    node = FakeDebian(installed=PREREQS)
+    packages.install(Context(), node, NodeFacts(), topo(tmp_path, kube_version="1.29.3",
+                                                        https_proxy="http://10.0.0.1:3128"))
+    assert node.ran("curl") == ["curl -fsSL --retry 3 --proxy http://10.0.0.1:3128 -o "
+                                f"{packages.DEB_KEY} https://pkgs.k8s.io/core:/stable:/v1.29/deb/Release.key"]
+    direct = FakeDebian(installed=PREREQS)
+    packages.install(Context(), direct, NodeFacts(), topo(tmp_path, kube_version="1.29.3",
+                                                          https_proxy="http://10.0.0.1:3128", no_proxy="pkgs.k8s.io"))
+    assert [c for c in direct.ran("curl") if "--proxy" in c] == [] and len(direct.ran("curl")) == 1
+
+
 def test_a_version_the_repository_lacks_is_named(tmp_path: Path) -> None:
     node = FakeDebian(installed=PREREQS)
     with pytest.raises(packages.PackageError, match=r"no kubeadm 1\.29\.9 \(it has 1\.29\.4-2\.1, 1\.29\.3-1\.1"):
