@@ -28,7 +28,7 @@ from installer.etcd import ctl
 from installer.etcd.context import EtcdContext
 from installer.etcd.ctl import MemberInfo
 from installer.kubernetes import staticpods
-from installer.kubernetes.phases import ADMIN_CONF, APISERVER_MANIFEST
+from installer.kubernetes.phases import APISERVER_MANIFEST, kubectl_argv
 from installer.remote import Transport
 from installer.topology import Host, Role
 
@@ -96,7 +96,7 @@ def _restart_one(ctx: EtcdContext, host: Host, t: Transport, manifest: str, urls
 
 def _store(ctx: EtcdContext, t: Transport, urls: Sequence[str]) -> None:
     """The ClusterConfiguration kubeadm reads at the next join or upgrade (kubectl on a control plane)."""
-    kubectl = ["kubectl", f"--kubeconfig={ADMIN_CONF}", "-n", "kube-system"]
+    kubectl = kubectl_argv(ctx, t, "-n", "kube-system")
     got = t.run([*kubectl, "get", "configmap", "kubeadm-config", "-o", "json"], sudo=True, timeout=60)
     new = stored_config(json.loads(got.stdout), urls)
     if new is None:

@@ -130,7 +130,7 @@ def blocked(pods: Mapping[str, Any], budgets: Mapping[str, Any]) -> list[str]:
 def _kubectl(ctx: NodeContext, *args: str, check: bool = True, timeout: float = 60) -> tuple[int, str]:
     """kubectl with the admin kubeconfig on the first control plane that is not leaving."""
     t = ctx.transport(ctx.topo.first_master)
-    res = t.run(kubectl_argv(ctx, *args), sudo=True, check=check, timeout=timeout)
+    res = t.run(kubectl_argv(ctx, t, *args), sudo=True, check=check, timeout=timeout)
     return res.exit_code, res.stdout + (res.stderr if not res.ok else "")
 
 

@@ -285,7 +285,7 @@ def _kubeadm(ctx: InstallContext, t: Transport, config: NodeFile, verb: str, ign
         argv.append("--skip-phases=addon/coredns")
     if ctx.would(shlex.join(argv)):
         return
-    t.run([f"{_release(ctx).bin_dir}/{argv[0]}", *argv[1:]], sudo=True, timeout=1200)
+    t.run([binary(ctx, t, argv[0]), *argv[1:]], sudo=True, timeout=1200)
 
 
 def initialised(ctx: InstallContext) -> bool:
@@ -347,12 +347,12 @@ def remake_token(t: Transport, delete: Sequence[str], create: Sequence[str]) -> 
 
 def _fresh_token(ctx: InstallContext) -> None:
     """Right before nodes join (and only then: a re-run with nothing to join changes nothing)."""
-    delete, create = token_commands(f"{_release(ctx).bin_dir}/kubeadm", ctx.secrets.kubeadm_token)
     host = ctx.topo.first_master
     with ctx.node(host.name):
         if ctx.would("re-make the bootstrap token for the joins (kubeadm token delete, then create)"):
             return
         t = ctx.transport(host)
+        delete, create = token_commands(binary(ctx, t, "kubeadm"), ctx.secrets.kubeadm_token)
         waiting.until(lambda: remake_token(t, delete, create), timeout=TOKEN_TIMEOUT_S, interval=2,
                       error=lambda why: KubernetesError(
                           f"{host.name}: the bootstrap token for the joins could not be re-made within "
@@ -394,15 +394,28 @@ def _join_workers(ctx: InstallContext) -> None:
 
 
 # -- CNI -----------------------------------------------------------------------------------------
-def kubectl_argv(ctx: InstallContext, *args: str) -> list[str]:
-    """kubectl with the admin kubeconfig, by its full path: sudo's ``secure_path`` on the RHEL family lacks
-    /usr/local/bin, where an offline bundle puts it (sudoers(5) ``secure_path``)."""
-    return [f"{_release(ctx).bin_dir}/kubectl", f"--kubeconfig={ADMIN_CONF}", *args]
+def binary(ctx: InstallContext, t: Transport, name: str) -> str:
+    """Kubernetes' ``name`` (kubectl, kubeadm) on the node ``t``, by its full path: sudo's ``secure_path`` on the
+    RHEL family lacks /usr/local/bin, where an offline bundle puts them (sudoers(5) ``secure_path``). With a
+    bundle the place is its ``bin_dir``. Without one it is upstream's packages' (/usr/bin) during an install,
+    but a day-2 command (``kha reset``, ``kha node remove``, ``kha etcd``) takes no ``--bundle`` and may meet a
+    cluster installed from one: the node says which of the two places has it (the packages' first, and theirs
+    when neither has: the command then fails naming the path)."""
+    release = _release(ctx)
+    if ctx.bundle is not None:
+        return f"{release.bin_dir}/{name}"
+    paths = [f"{d}/{name}" for d in dict.fromkeys((release.bin_dir, k8s.Release.bin_dir))]
+    return next((p for p in paths if nodeops.exists(t, p)), paths[0])
+
+
+def kubectl_argv(ctx: InstallContext, t: Transport, *args: str) -> list[str]:
+    """kubectl on the node ``t`` with the admin kubeconfig, by its full path (``binary``)."""
+    return [binary(ctx, t, "kubectl"), f"--kubeconfig={ADMIN_CONF}", *args]
 
 
 def kubectl(ctx: InstallContext, *args: str, check: bool = True, timeout: float = 60) -> str:
     t = ctx.transport(ctx.topo.first_master)
-    return t.run(kubectl_argv(ctx, *args), sudo=True, check=check, timeout=timeout).stdout
+    return t.run(kubectl_argv(ctx, t, *args), sudo=True, check=check, timeout=timeout).stdout
 
 
 #: ``kubectl get nodes -o`` this: one ``name=podCIDR`` line per node (``pod_ranges`` reads it)

@@ -20,10 +20,10 @@ import logging
 from collections.abc import Sequence
 
 from installer import nodeops
+from installer.context import InstallContext
 from installer.kubernetes import staticpods
-from installer.kubernetes.phases import CNI_CONFLIST, KUBELET_CONF, ROUTES_UNIT
+from installer.kubernetes.phases import CNI_CONFLIST, KUBELET_CONF, ROUTES_UNIT, binary
 from installer.kubernetes.render import KUBEADM_CONFIG
-from installer.phases import Context
 from installer.remote import Transport
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def _put_back(t: Transport, keep: Sequence[str]) -> None:
     t.run(["rm", "-rf", "--", KEEP_DIR], sudo=True)
 
 
-def kubernetes(ctx: Context, t: Transport, keep: Sequence[str] = ()) -> bool:
+def kubernetes(ctx: InstallContext, t: Transport, keep: Sequence[str] = ()) -> bool:
     """Reset the node; False when it had nothing left to reset. ``keep``: folders kubeadm reset would empty
     that something else still uses (an etcd member's certificates under /etc/kubernetes/pki/etcd: kubeadm
     reset empties /etc/kubernetes/pki, and the member could not start again)."""
@@ -87,8 +87,9 @@ def kubernetes(ctx: Context, t: Transport, keep: Sequence[str] = ()) -> bool:
         return True
     for path in keep:
         _copy(t, "set-aside", path, _kept(path))
-    if t.run(["sh", "-c", "command -v kubeadm"], sudo=True, check=False).ok:
-        t.run(["kubeadm", "reset", "--force"], sudo=True, timeout=300)
+    kubeadm = binary(ctx, t, "kubeadm")
+    if nodeops.exists(t, kubeadm):
+        t.run([kubeadm, "reset", "--force"], sudo=True, timeout=300)
     _put_back(t, keep)
     nodeops.systemctl(t, "disable", "--now", "kubelet", check=False)
     nodeops.systemctl(t, "disable", "--now", "kha-pod-routes", check=False)

@@ -3,11 +3,17 @@ in kubeadm's static pod manifest, read and rewritten, and the ClusterConfigurati
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+import variants
 import yaml
+from scripted import ScriptedNode
 
 from installer.errors import EtcdError
 from installer.etcd import apiservers
+from installer.etcd.context import EtcdContext
 from installer.etcd.ctl import MemberInfo
 from installer.phases import Context
 from installer.topology import Host
@@ -107,3 +113,40 @@ def test_a_dry_run_says_which_flag_it_would_write_and_touches_no_node() -> None:
         f"would rewrite --etcd-servers in /etc/kubernetes/manifests/kube-apiserver.yaml to {A},{B},{C},{D} and "
         "wait for the restarted apiserver's /readyz"]
     assert apiservers._restart_one(ctx, host, None, MANIFEST, [A, B, C]) is False  # type: ignore[arg-type]
+
+
+class ControlPlane(ScriptedNode):
+    """A control plane installed from an offline bundle (kubectl in /usr/local/bin) whose sudo, as the RHEL
+    family's, does not search /usr/local/bin (sudoers(5) ``secure_path``); it keeps kubeadm-config."""
+
+    KUBECTL = "/usr/local/bin/kubectl"
+
+    def __init__(self, endpoints: list[str]) -> None:
+        super().__init__()
+        self.files[self.KUBECTL] = b"kubectl"
+        self.configmap = configmap(endpoints)
+
+    def _answer(self, argv: list[str]) -> tuple[int, str, str]:
+        match argv:
+            case ["kubectl" | "kubeadm" as program, *_]:
+                return 1, "", f"sudo: {program}: command not found"
+            case [self.KUBECTL, "--kubeconfig=/etc/kubernetes/admin.conf", "-n", "kube-system", "get", "configmap",
+                  "kubeadm-config", "-o", "json"]:
+                return 0, json.dumps(self.configmap), ""
+            case [self.KUBECTL, "--kubeconfig=/etc/kubernetes/admin.conf", "-n", "kube-system", "patch", "configmap",
+                  "kubeadm-config", "--type=merge", "-p", patch]:
+                self.configmap["data"].update(json.loads(patch)["data"])  # type: ignore[attr-defined]
+                return 0, "", ""
+        return super()._answer(argv)
+
+
+def test_the_stored_configuration_is_written_with_kubectl_by_its_path(tmp_path: Path) -> None:
+    """``kha etcd add`` takes no --bundle, yet finds the kubectl a bundle put in /usr/local/bin: by bare name,
+    sudo's secure_path on the RHEL family would not."""
+    ctx = EtcdContext.open(variants.inventory(tmp_path, "m-master"), state=tmp_path / "state",
+                           known_hosts=tmp_path / "kh")
+    node = ControlPlane([A, B, C])
+    apiservers._store(ctx, node, [A, B, C, D])
+    stored = yaml.safe_load(node.configmap["data"]["ClusterConfiguration"])  # type: ignore[index]
+    assert stored["etcd"]["external"]["endpoints"] == [A, B, C, D]
+    assert [c.split()[4] for c in node.ran(ControlPlane.KUBECTL)] == ["get", "patch"]

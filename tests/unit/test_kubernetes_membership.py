@@ -11,9 +11,9 @@ import variants
 
 from core.errors import InputError
 from installer import topology
+from installer.context import InstallContext, open_context
 from installer.errors import ConfigError
 from installer.kubernetes import membership, reset
-from installer.phases import Context
 from installer.remote import Source, Transport
 from kha import cli
 
@@ -106,14 +106,25 @@ def test_kha_node_remove_refuses_bad_input_before_connecting(
 
 
 # -- the reset, on a scripted node ----------------------------------------------------------------
+#: where an offline bundle put kubeadm: not on the RHEL family's sudo secure_path, nor where upstream's packages do
+KUBEADM = "/usr/local/bin/kubeadm"
+
+
+def _ctx(tmp_path: Path, *, dry_run: bool = False) -> InstallContext:
+    """What ``kha reset`` and ``kha node remove`` hand the reset: no ``--bundle`` (they take none)."""
+    return open_context(InstallContext, variants.inventory(tmp_path, "m-master"), state=tmp_path / "state",
+                        known_hosts=tmp_path / "kh", write_secrets=False, dry_run=dry_run)
+
+
 class JoinedWorker(Transport):
-    """A worker as kubeadm join and kha left it: files, a running kubelet, the cni0 bridge."""
+    """A worker as kubeadm join (from an offline bundle: kubeadm in /usr/local/bin) and kha left it: files, a
+    running kubelet, the cni0 bridge."""
 
     node = "node4"
 
     def __init__(self, *, joined: bool = True, kubeadm: bool = True) -> None:
-        self.paths = set(reset._LEFT) if joined else set()
-        self.kubelet, self.bridge, self.kubeadm, self.containers = joined, joined, kubeadm, joined
+        self.paths = (set(reset._LEFT) if joined else set()) | ({KUBEADM} if kubeadm else set())
+        self.kubelet, self.bridge, self.containers = joined, joined, joined
         self.out = ""
         self.log: list[str] = []
 
@@ -135,14 +146,14 @@ class JoinedWorker(Transport):
                 return 0 if self.kubelet else 3
             case ["ip", "link", "show", reset.BRIDGE]:
                 return 0 if self.bridge else 1
-            case ["sh", "-c", "command -v kubeadm"]:
-                return 0 if self.kubeadm else 1
             case ["sh", "-c", script] if "crictl ps -q" in script:
                 self.out = "c1\nc2\n" if self.containers else ""
                 return 0
         self.log.append(" ".join(argv))
         match argv:
-            case ["kubeadm", "reset", "--force"]:
+            case [program, *_] if "/" not in program and program in {"kubeadm", "kubectl", "crictl"}:
+                raise AssertionError(f"{program} by bare name: sudo's secure_path may not find it")
+            case [program, "reset", "--force"] if program == KUBEADM:
                 self.paths -= {"/etc/kubernetes/kubelet.conf", *(p for p in self.paths if "/manifests/" in p)}
                 self.kubelet = self.containers = False
             case ["systemctl", "disable", "--now", "kubelet"]:
@@ -164,34 +175,34 @@ class JoinedWorker(Transport):
         pass
 
 
-def test_reset_takes_a_joined_worker_back_and_a_second_reset_does_nothing() -> None:
+def test_reset_takes_a_joined_worker_back_and_a_second_reset_does_nothing(tmp_path: Path) -> None:
     t = JoinedWorker()
-    assert reset.kubernetes(Context(), t) is True
-    assert t.log[0] == "kubeadm reset --force"
+    assert reset.kubernetes(_ctx(tmp_path), t) is True
+    assert t.log[0] == f"{KUBEADM} reset --force"
     assert "systemctl disable --now kubelet" in t.log and "ip link delete cni0" in t.log
     assert any("-save | grep -v -e KUBE- -e CNI- | $t-restore" in line for line in t.log), t.log
     assert reset.leftovers(t) == []
     t.log.clear()
-    assert reset.kubernetes(Context(), t) is False
+    assert reset.kubernetes(_ctx(tmp_path), t) is False
     assert t.log == []
 
 
-def test_reset_without_kubeadm_still_removes_what_kha_left_and_a_dry_run_nothing() -> None:
+def test_reset_without_kubeadm_still_removes_what_kha_left_and_a_dry_run_nothing(tmp_path: Path) -> None:
     t = JoinedWorker(kubeadm=False)
-    dry = Context(dry_run=True)
+    dry = _ctx(tmp_path, dry_run=True)
     assert reset.kubernetes(dry, t) is True
     assert t.log == [] and "reset Kubernetes on node4" in str(dry.report[0])
-    assert reset.kubernetes(Context(), t) is True
-    assert not any(line.startswith("kubeadm") for line in t.log)
+    assert reset.kubernetes(_ctx(tmp_path), t) is True
+    assert not any("kubeadm reset" in line for line in t.log)
     assert "/etc/kha/kubeadm.yaml" not in t.paths and not t.bridge
     assert "2 containers running" in reset.leftovers(t), "without kubeadm nobody stopped the pods"
 
 
-def test_an_etcd_members_certificates_are_set_aside_around_kubeadm_reset() -> None:
+def test_an_etcd_members_certificates_are_set_aside_around_kubeadm_reset(tmp_path: Path) -> None:
     """kubeadm reset empties /etc/kubernetes/pki; a co-located etcd member keeps its certificates there."""
     t = JoinedWorker()
-    assert reset.kubernetes(Context(), t, keep=("/etc/kubernetes/pki/etcd",)) is True
+    assert reset.kubernetes(_ctx(tmp_path), t, keep=("/etc/kubernetes/pki/etcd",)) is True
     names = [line.split()[-3] if line.startswith("sh -c") else line for line in t.log]
-    at = names.index("kubeadm reset --force")
+    at = names.index(f"{KUBEADM} reset --force")
     assert names[:at].count("set-aside") == 1 and names[at:].count("put-back") == 1, t.log
     assert f"rm -rf -- {reset.KEEP_DIR}" in t.log[at:], "the set-aside copy stays behind"
