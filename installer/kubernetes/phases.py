@@ -393,7 +393,7 @@ def _join_workers(ctx: InstallContext) -> None:
                 fut.result()
 
 
-# -- CNI -----------------------------------------------------------------------------------------
+# -- kubectl and kubeadm by their full path ------------------------------------------------------
 def binary(ctx: InstallContext, t: Transport, name: str) -> str:
     """Kubernetes' ``name`` (kubectl, kubeadm) on the node ``t``, by its full path: sudo's ``secure_path`` on the
     RHEL family lacks /usr/local/bin, where an offline bundle puts them (sudoers(5) ``secure_path``). With a
@@ -418,6 +418,7 @@ def kubectl(ctx: InstallContext, *args: str, check: bool = True, timeout: float 
     return t.run(kubectl_argv(ctx, t, *args), sudo=True, check=check, timeout=timeout).stdout
 
 
+# -- CNI -----------------------------------------------------------------------------------------
 #: ``kubectl get nodes -o`` this: one ``name=podCIDR`` line per node (``pod_ranges`` reads it)
 POD_CIDRS_OUTPUT = "jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR}{'\\n'}{end}"
 
