@@ -9,7 +9,9 @@ kha runs etcdctl by name under sudo, whose ``secure_path`` on the RHEL family la
 ``etcd`` system user the unit runs as is created as Debian's package does.
 
 A node holding another etcd version is refused, not replaced under a running member: moving a member's
-version is an upgrade, one member at a time.
+version is an upgrade, one member at a time (``kha upgrade --with-etcd``: ``upgrade``, then a restart and a
+healthy cluster before the next member). A member newer than ``VERSION`` is refused there too: etcd does not
+go back a version under its data.
 """
 
 from __future__ import annotations
@@ -63,12 +65,30 @@ def ensure(ctx: Context, t: Transport, s: Settings) -> None:
     if have is not None and have != VERSION:
         raise PackageError(f"{t.node} has etcd {have} in {render.ETCD_BIN}; kha installs etcd {VERSION} on the RHEL "
                            "family and does not replace a member's etcd under it: move it to "
-                           f"{VERSION} one member at a time, or remove it")
+                           f"{VERSION} one member at a time (kha upgrade --with-etcd), or remove it")
     if have is None or not all(nodeops.exists(t, f"{BIN_DIR}/{b}") for b in BINARIES):
         _install(ctx, t, s)
     if not t.run(["getent", "passwd", USER], check=False).ok and not ctx.would(f"create the system user {USER}"):
         t.run(["useradd", "--system", "--user-group", "--home-dir", "/var/lib/etcd", "--no-create-home",
                "--shell", "/sbin/nologin", "--comment", "etcd (kha)", USER], sudo=True)
+
+
+def upgrade(ctx: Context, t: Transport, s: Settings) -> bool:
+    """A member's etcd moved to ``VERSION`` from the release tarball (``kha upgrade --with-etcd``); False when
+    it runs that already. The caller restarts the member and waits for a healthy cluster."""
+    have = installed_version(t)
+    if have == VERSION:
+        return False
+    if have is not None and _release(have) > _release(VERSION):
+        raise PackageError(f"{t.node} has etcd {have} in {render.ETCD_BIN}, newer than the {VERSION} kha installs: "
+                           "etcd does not go back a version under its data; nothing was changed")
+    _install(ctx, t, s)
+    return True
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """"3.5.9" → (3, 5, 9): etcd's versions compare by their numbers."""
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:3])
 
 
 def _install(ctx: Context, t: Transport, s: Settings) -> None:

@@ -6,8 +6,9 @@ kubeadm's upgrade guide does it (kubeadm-ha's 91-upgrade-cluster), one node at a
    ``kha install`` agrees), newer than the running one, at most one minor version ahead (kubeadm's rule),
    from pkgs.k8s.io (1.24 and newer). An offline bundle holds one version, so a cluster installed from
    one has nothing to upgrade to here: that is refused the same way, with the reason.
-2. ``etcd`` (only with ``--with-etcd``): each member's etcd package moved to what its OS repositories offer,
-   one member at a time, each back in a healthy cluster before the next.
+2. ``etcd`` (only with ``--with-etcd``): each member's etcd moved, one member at a time, each back in a
+   healthy cluster before the next: Debian's packages to what the node's repositories offer; on the RHEL
+   family, to the release kha pins (``installer.etcd.release``, from its checked tarball).
 3. ``first-control-plane``: kubeadm at the target, ``kubeadm upgrade plan``, then ``kubeadm upgrade apply``
    (``--certificate-renewal=false``: kha's PKI store owns the certificates; ``--etcd-upgrade=false``: etcd
    is external), then this node's kubelet.
@@ -35,7 +36,8 @@ from core import waiting
 from installer import nodeops, topology
 from installer.context import InstallContext, add_arguments, open_context, walk
 from installer.errors import ConfigError, KubernetesError, Problem
-from installer.etcd import ctl
+from installer.etcd import ctl, release
+from installer.facts import OSFamily
 from installer.kubernetes import packages, staticpods
 from installer.kubernetes.phases import kubectl
 from installer.kubernetes.render import kubernetes_nodes
@@ -151,7 +153,12 @@ def _etcd(ctx: UpgradeContext) -> None:
     for host in ctx.topo.etcd:
         with ctx.node(host.name):
             t = ctx.transport(host)
-            if not nodeops.upgrade_packages(ctx, t, ctx.node_facts(host), ("etcd-server", "etcd-client")):
+            facts = ctx.node_facts(host)
+            if facts.os_family is OSFamily.REDHAT:
+                moved = release.upgrade(ctx, t, ctx.topo.settings)  # the pinned release tarball
+            else:
+                moved = bool(nodeops.upgrade_packages(ctx, t, facts, ("etcd-server", "etcd-client")))
+            if not moved:
                 continue
             if not ctx.would("restart etcd and wait for a healthy cluster"):
                 nodeops.systemctl(t, "restart", "etcd")
@@ -289,6 +296,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="the exact version (e.g. 1.30.2), at most one minor version ahead; the inventory's "
                         "kube_version must say the same")
     p.add_argument("--with-etcd", action="store_true",
-                   help="also move each etcd member's package to what its OS offers, one member at a time")
+                   help="also move each etcd member, one at a time: Debian's packages to what the OS offers, "
+                        "the RHEL family's to the etcd release kha pins")
     p.set_defaults(handler=_cmd)
 

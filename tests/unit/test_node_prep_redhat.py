@@ -23,18 +23,20 @@ from installer.context import InstallContext, open_context
 from installer.errors import PackageError
 from installer.etcd import release
 from installer.facts import NodeFacts, OSFamily, os_major
-from installer.kubernetes import membership, packages
+from installer.kubernetes import membership, packages, upgrade
 from installer.kubernetes.bundle import Bundle
 from installer.nodeprep import firewall
 from installer.nodeprep import render as prep
 from installer.phases import Runner
-from installer.settings import FirewalldMode
+from installer.settings import FirewalldMode, KubeVersion
 from installer.topology import Topology
 from kha import cli
 
 ROCKY = NodeFacts(os_family=OSFamily.REDHAT, os_major=9)
 SELINUX_CONFIG = "# This file controls the state of SELinux\nSELINUX=enforcing\nSELINUXTYPE=targeted\n"
 TARBALL = b"etcd-v3.5.12-linux-amd64.tar.gz, scripted"
+#: what ``etcd --version`` says of a binary other than the one the scripted tarball unpacks
+ETCD_VERSIONS = {b"etcd 3.5.9": "3.5.9", b"etcd 3.6.0": "3.6.0"}
 #: the prepare steps and the component steps that differ on the RHEL family
 PATHS = ["prepare/selinux", "prepare/firewall", "prepare/repos", "etcd/packages", "kubernetes/runtime",
          "kubernetes/binaries"]
@@ -124,7 +126,10 @@ class FakeRocky(ScriptedNode):
             case ["uname", "-m"]:
                 return 0, "x86_64\n", ""
             case [etcd, "--version"] if etcd == "/usr/bin/etcd":
-                return (0, "etcd Version: 3.5.12\nGit SHA: e7b3bb6cc\n", "") if etcd in self.files else (1, "", "")
+                if etcd not in self.files:
+                    return 1, "", ""
+                version = ETCD_VERSIONS.get(self.files[etcd], release.VERSION)
+                return 0, f"etcd Version: {version}\nGit SHA: e7b3bb6cc\n", ""
             case ["tar", "-xzf", _, "-C", folder, *members]:
                 for m in members:
                     if not m.startswith("-"):
@@ -345,6 +350,62 @@ def test_another_etcd_version_on_a_member_is_not_replaced(tmp_path: Path) -> Non
         _run(tmp_path, inv, nodes, paths=["etcd/packages"])
     assert isinstance(err.value.__cause__, PackageError)
     assert not node.ran("curl")
+
+
+# -- kha upgrade --with-etcd ---------------------------------------------------------------------------
+ETCD_MOVES = ("curl", "install -m", "systemctl restart etcd")
+
+
+def _upgrade_etcd(tmp_path: Path, nodes: Mapping[str, ScriptedNode], monkeypatch: pytest.MonkeyPatch
+                  ) -> list[tuple[str, ...]]:
+    """``kha upgrade --with-etcd``'s etcd phase on scripted Rocky nodes; for each wait for a healthy cluster,
+    the members restarted by then."""
+    inv = variants.inventory(tmp_path, "m-master", kube_version="1.29.3")
+    ctx = open_context(upgrade.UpgradeContext, inv, state=tmp_path / "state", known_hosts=tmp_path / "kh",
+                       write_secrets=False, target=KubeVersion.parse("1.29.3"), with_etcd=True)
+    ctx.connector = lambda host: nodes[host.name]  # type: ignore[assignment]
+    for name in nodes:
+        ctx.facts[name] = ROCKY
+    healthy: list[tuple[str, ...]] = []
+
+    def wait_healthy(_ctx: object, _members: object) -> None:
+        healthy.append(tuple(n for n, node in nodes.items() if node.ran("systemctl restart etcd")))
+
+    monkeypatch.setattr(upgrade.ctl, "wait_healthy", wait_healthy)
+    upgrade._etcd(ctx)
+    return healthy
+
+
+def test_with_etcd_moves_each_member_to_the_pinned_release_one_at_a_time(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    _inv, topo = _topo(tmp_path)
+    nodes = _nodes(topo)
+    members = [h.name for h in topo.etcd]
+    for name in members:
+        nodes[name].files["/usr/bin/etcd"] = b"etcd 3.5.9"
+    healthy = _upgrade_etcd(tmp_path, nodes, monkeypatch)
+    # Each member restarted on the pinned release, and the cluster healthy again before the next one moved.
+    assert healthy == [tuple(members[:i + 1]) for i in range(len(members))]
+    for name in members:
+        assert nodes[name].files["/usr/bin/etcd"] == b"an etcd binary"
+        assert [c.split()[0] for c in nodes[name].ran(*ETCD_MOVES)][-1:] == ["systemctl"]
+    # A second run finds every member on the release: nothing is fetched, installed or restarted.
+    for node in nodes.values():
+        node.log.clear()
+    assert _upgrade_etcd(tmp_path, nodes, monkeypatch) == []
+    assert not any(node.ran(*ETCD_MOVES) for node in nodes.values())
+
+
+def test_with_etcd_refuses_a_member_newer_than_the_pinned_release(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _inv, topo = _topo(tmp_path)
+    nodes = _nodes(topo)
+    first = topo.etcd[0].name
+    nodes[first].files["/usr/bin/etcd"] = b"etcd 3.6.0"
+    with pytest.raises(PackageError, match=r"has etcd 3\.6\.0 in /usr/bin/etcd, newer than the 3\.5\.12 kha"):
+        _upgrade_etcd(tmp_path, nodes, monkeypatch)
+    assert nodes[first].files["/usr/bin/etcd"] == b"etcd 3.6.0"
+    assert not nodes[first].ran(*ETCD_MOVES)
 
 
 def test_only_a_rhel_9_is_prepared_and_not_from_the_debian_bundle(tmp_path: Path) -> None:
