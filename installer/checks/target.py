@@ -20,7 +20,7 @@ from installer import topology
 from installer.checks import backend
 from installer.connect import Connector
 from installer.errors import ConnectError
-from installer.kubernetes.phases import ADMIN_CONF
+from installer.kubernetes.phases import ADMIN_CONF, locate
 from installer.remote import Result, Transport
 from installer.state import StateDir
 from installer.topology import Host, Role, Topology
@@ -65,6 +65,7 @@ class Target:
     topo: Topology
     connector: Connector
     _hosts: dict[str, Any] = field(default_factory=dict, repr=False)
+    _kubectl: str | None = field(default=None, repr=False)  # its full path on the first master, once found
 
     @classmethod
     def open(cls, options: Options) -> Target:
@@ -123,8 +124,12 @@ class Target:
         raise CheckFailed("no node to run it on: " + "; ".join(unreachable))
 
     def kubectl(self, *args: str, timeout: float = 30) -> Result:
-        """kubectl on the first master with the admin kubeconfig kubeadm wrote there."""
-        return self.run(self.topo.first_master, ["kubectl", f"--kubeconfig={ADMIN_CONF}", *args], timeout=timeout)
+        """kubectl on the first master with the admin kubeconfig kubeadm wrote there, by its full path (sudo's
+        ``secure_path`` on the RHEL family lacks /usr/local/bin, where a bundle puts it)."""
+        master = self.topo.first_master
+        if self._kubectl is None:
+            self._kubectl = locate(self.transport(master), "kubectl")
+        return self.run(master, [self._kubectl, f"--kubeconfig={ADMIN_CONF}", *args], timeout=timeout)
 
     def unit_properties(self, host: Host, unit: str, *names: str) -> tuple[dict[str, str], Result]:
         """``systemctl show --property=NAMES UNIT`` read into a dict (empty when it failed), and its result."""

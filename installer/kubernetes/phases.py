@@ -404,7 +404,16 @@ def binary(ctx: InstallContext, t: Transport, name: str) -> str:
     release = _release(ctx)
     if ctx.bundle is not None:
         return f"{release.bin_dir}/{name}"
-    paths = [f"{d}/{name}" for d in dict.fromkeys((release.bin_dir, k8s.Release.bin_dir))]
+    return locate(t, name, (release.bin_dir, *BIN_DIRS))
+
+
+#: Where Kubernetes' binaries are on a node: upstream's packages' place, then an offline bundle's.
+BIN_DIRS = ("/usr/bin", k8s.Release.bin_dir)
+
+
+def locate(t: Transport, name: str, dirs: Sequence[str] = BIN_DIRS) -> str:
+    """``name``'s full path on the node ``t``: in the first of ``dirs`` that has it, else in the first."""
+    paths = [f"{d}/{name}" for d in dict.fromkeys(dirs)]
     return next((p for p in paths if nodeops.exists(t, p)), paths[0])
 
 

@@ -18,7 +18,8 @@ from scripted import ScriptedNode
 from test_install_bundle import make_bundle
 from test_kubernetes_source import DNF_LIST, FakeDebian
 
-from installer import install
+from installer import install, topology
+from installer.checks.target import Options, Target
 from installer.context import InstallContext, open_context
 from installer.errors import PackageError
 from installer.etcd import release
@@ -207,6 +208,16 @@ def test_node_remove_runs_kubectl_by_its_path_not_through_sudos_secure_path(tmp_
 
 
 # -- pure: facts, the ports table, the files ----------------------------------------------------------
+def test_kha_check_runs_kubectl_by_its_path_not_through_sudos_secure_path(tmp_path: Path) -> None:
+    inv = variants.inventory(tmp_path, "m-master")
+    node = FakeRocky("node1")
+    node.files["/usr/local/bin/kubectl"] = b"kubectl from a bundle"
+    target = Target(Options(inventory=inv), topology.load(inv), lambda _host: node)  # type: ignore[arg-type]
+    assert target.kubectl("get", "node", "node4", "-o", "name").stdout == "node/node4\n"
+    assert target.kubectl("get", "node", "node1", "-o", "name").ok
+    assert not node.ran("kubectl") and len(node.ran("test -e /usr/bin/kubectl")) == 1  # looked for once
+
+
 def test_os_release_major() -> None:
     assert os_major('NAME="Rocky Linux"\nVERSION_ID="9.4"\nID="rocky"\n') == 9
     assert os_major('ID="centos"\nVERSION_ID="9"\n') == 9
