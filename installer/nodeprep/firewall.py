@@ -9,6 +9,11 @@ in the zone of the interface that carries the node's address, one row of ``OPENI
 node runs, in the running firewall and in its permanent configuration (no reload: a reload would drop
 rules others added at runtime). Debian nodes are not touched.
 
+What kha opened on a node is recorded there (``OPENED``, the zone and one port or protocol per line). A later
+run closes what it opened and the node no longer serves (a role it lost, another network plugin, a moved LB
+port), in the running firewall and the permanent configuration alike; a port that was open before kha came
+(someone else's) is never in the record, so kha never closes it.
+
 ``OPENINGS`` is the one table: a row names what listens, who runs it, the port or protocol, and where that
 comes from. ``openings`` evaluates it for one node; the phase and the tests read the same list.
 """
@@ -20,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from installer import nodeops
+from installer.files import NodeFile
 from installer.kubernetes import render as k8s
 from installer.nodeprep import render
 from installer.phases import Context
@@ -30,6 +36,8 @@ from installer.topology import Host, LBKind, Role, Topology
 log = logging.getLogger(__name__)
 
 UNIT = "firewalld"
+#: what kha opened on this node: ``zone=Z`` then one port (``6443/tcp``) or protocol (``vrrp``) per line
+OPENED = "/etc/kha/firewalld-opened"
 _PORTS = "https://kubernetes.io/docs/reference/networking/ports-and-protocols/"
 
 
@@ -153,17 +161,56 @@ def _open(ctx: Context, t: Transport, wanted: Wanted, interface: str) -> None:
         log.info("%s: firewalld is not running: nothing to open", t.node)
         return
     z = zone(t, interface)
+    recorded = opened(t)
+    ours = {*recorded.ports, *recorded.protocols} if recorded.zone == z else set()  # what kha opened before
+    stale_ports = [p for p in recorded.ports if p in ours and p not in wanted.ports]
+    stale_protocols = [p for p in recorded.protocols if p in ours and p not in wanted.protocols]
+    added: set[str] = set()
     for permanent in (False, True):
         have_ports = set(t.run(_cmd(f"--zone={z}", "--list-ports", permanent=permanent), sudo=True).stdout.split())
         have_protocols = set(t.run(_cmd(f"--zone={z}", "--list-protocols", permanent=permanent),
                                    sudo=True).stdout.split())
+        where = "permanent configuration" if permanent else "running firewall"
         ports = [p for p in wanted.ports if p not in have_ports]
         protocols = [p for p in wanted.protocols if p not in have_protocols]
-        if not ports and not protocols:
-            continue
-        where = "permanent configuration" if permanent else "running firewall"
-        if ctx.would(f"open {' '.join([*ports, *protocols])} in firewalld zone {z} ({where})"):
-            continue
-        t.run(_cmd(f"--zone={z}", *(f"--add-port={p}" for p in ports), *(f"--add-protocol={p}" for p in protocols),
-                   permanent=permanent), sudo=True)
-        log.info("%s: firewalld zone %s (%s): opened %s", t.node, z, where, " ".join([*ports, *protocols]))
+        if (ports or protocols) and not ctx.would(f"open {' '.join([*ports, *protocols])} in firewalld zone {z} "
+                                                  f"({where})"):
+            t.run(_cmd(f"--zone={z}", *(f"--add-port={p}" for p in ports),
+                       *(f"--add-protocol={p}" for p in protocols), permanent=permanent), sudo=True)
+            log.info("%s: firewalld zone %s (%s): opened %s", t.node, z, where, " ".join([*ports, *protocols]))
+            added.update(ports, protocols)
+        ports = [p for p in stale_ports if p in have_ports]
+        protocols = [p for p in stale_protocols if p in have_protocols]
+        if (ports or protocols) and not ctx.would(f"close {' '.join([*ports, *protocols])} in firewalld zone {z} "
+                                                  f"({where}): kha opened them, and the node no longer serves them"):
+            t.run(_cmd(f"--zone={z}", *(f"--remove-port={p}" for p in ports),
+                       *(f"--remove-protocol={p}" for p in protocols), permanent=permanent), sudo=True)
+            log.info("%s: firewalld zone %s (%s): closed %s (no longer served)", t.node, z, where,
+                     " ".join([*ports, *protocols]))
+    # kha's from now on: what it opened before or just now, and still serves; not what was open without it.
+    ours |= added
+    nodeops.sync_file(ctx, t, _record(z, Wanted(tuple(p for p in wanted.ports if p in ours),
+                                                 tuple(p for p in wanted.protocols if p in ours))))
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What the node's record says kha opened (``OPENED``)."""
+
+    zone: str | None
+    ports: tuple[str, ...]
+    protocols: tuple[str, ...]
+
+
+def opened(t: Transport) -> Opened:
+    """The node's record of what kha opened; empty when there is none."""
+    res = t.run(["cat", OPENED], sudo=True, check=False)
+    lines = res.stdout.split() if res.ok else []
+    zone = next((line.split("=", 1)[1] for line in lines if line.startswith("zone=")), None)
+    items = [line for line in lines if not line.startswith("zone=")]
+    return Opened(zone, tuple(i for i in items if "/" in i), tuple(i for i in items if "/" not in i))
+
+
+def _record(zone: str, wanted: Wanted) -> NodeFile:
+    return NodeFile(OPENED, "".join(f"{line}\n" for line in (f"zone={zone}", *wanted.ports, *wanted.protocols))
+                    .encode())

@@ -57,6 +57,11 @@ class ScriptedNode(Transport):
             case ["curl", *_, "-o", path, url]:
                 self.files[path] = self.downloads.get(url, f"key from {url}".encode())
                 return 0, "", ""
+            case ["cat", path]:
+                data = self.files.get(path)
+                if data is None:
+                    return 1, "", f"cat: {path}: No such file or directory"
+                return 0, data.decode(), ""
             case ["sha256sum", "--", path]:
                 data = self.files.get(path)
                 return (0, f"{hashlib.sha256(data).hexdigest()}  {path}\n", "") if data is not None else (1, "", "")

@@ -123,6 +123,10 @@ class FakeRocky(ScriptedNode):
                         self.ports[permanent].add(a.split("=", 1)[1])
                     elif a.startswith("--add-protocol="):
                         self.protocols[permanent].add(a.split("=", 1)[1])
+                    elif a.startswith("--remove-port="):
+                        self.ports[permanent].discard(a.split("=", 1)[1])
+                    elif a.startswith("--remove-protocol="):
+                        self.protocols[permanent].discard(a.split("=", 1)[1])
                 return 0, "success\n", ""
             case ["uname", "-m"]:
                 return 0, "x86_64\n", ""
@@ -312,6 +316,32 @@ def test_firewalld_open_opens_each_nodes_ports_once_running_and_permanent(tmp_pa
         node.log.clear()
     _run(tmp_path, inv, nodes, paths=["prepare/firewall"])
     assert not [c for node in nodes.values() for c in node.ran("firewall-cmd") if "--add-" in c]
+
+
+def test_firewalld_open_closes_what_kha_opened_and_a_node_no_longer_serves(tmp_path: Path) -> None:
+    """flannel → calico: 8472/udp closes, calico's ports open; what was open before kha came stays."""
+    inv, topo = _topo(tmp_path, firewalld_mode="open", network_plugin="flannel")
+    nodes = _nodes(topo)
+    owners = nodes["node1"]  # its owner had opened flannel's port before kha came
+    for permanent in (False, True):
+        owners.ports[permanent].add("8472/udp")
+    _run(tmp_path, inv, nodes, paths=["prepare/firewall"])
+    worker = nodes["node4"]
+    assert firewall.opened(worker).ports == firewall.openings(topo, topo.host("node4")).ports
+    assert "8472/udp" not in firewall.opened(owners).ports
+    (tmp_path / "calico").mkdir()
+    inv2, topo2 = _topo(tmp_path / "calico", firewalld_mode="open", network_plugin="calico")
+    _run(tmp_path, inv2, nodes, paths=["prepare/firewall"])
+    for name, node in nodes.items():
+        want = firewall.openings(topo2, topo2.host(name))
+        theirs = {"22/tcp", "8472/udp"} if node is owners else {"22/tcp"}
+        for permanent in (False, True):
+            assert node.ports[permanent] == {*theirs, *want.ports}, name
+            assert node.protocols[permanent] == set(want.protocols), name
+    assert "8472/udp" not in worker.ports[True] and "179/tcp" in worker.ports[True]
+    assert [c for c in worker.ran("firewall-cmd") if "--remove-" in c] == [
+        "firewall-cmd --zone=public --remove-port=8472/udp",
+        "firewall-cmd --permanent --zone=public --remove-port=8472/udp"]
 
 
 def test_a_dry_run_says_what_it_would_do_and_writes_nothing(tmp_path: Path) -> None:
