@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from core import waiting
 from installer import nodeops, systemd
@@ -470,6 +472,42 @@ def routes_unit(host: Host, cidrs: dict[str, str], addresses: dict[str, str]) ->
     ])
 
 
+#: kube-controller-manager gives a node its pod range within seconds of running; it has this long from when it
+#: first answers its /healthz. Its start does not count: on a slow machine (a TCG VM on a loaded CI host: kubeadm
+#: init took 205 s there) it takes minutes to come up, and a fixed 120 s from the end of init ran out before it did.
+POD_RANGE_GRACE_S = 120.0
+#: the most the bridge CNI phase waits in all, for a controller-manager that never answers
+POD_RANGE_TIMEOUT_S = 900.0
+
+
+@dataclass
+class PodRangeWait:
+    """The wait for pod ranges, against the health of the controller-manager that allocates them: it fails
+    ``grace`` s after the controller-manager first answered healthy (a restart in between starts that over),
+    saying so; while the controller-manager is not up, the answer says what its health endpoint said (the
+    caller's overall timeout, ``POD_RANGE_TIMEOUT_S``, ends that)."""
+
+    who: str
+    grace: float = POD_RANGE_GRACE_S
+    healthy_since: float | None = None
+
+    def problem(self, missing: str, unwell: str | None, now: float) -> str:
+        """What is still wrong, for ``missing`` (the nodes without a range) and the controller-manager's health
+        (``unwell``: None when it answers ok) at ``now``; raise once it has been healthy ``grace`` s."""
+        if unwell is not None:
+            self.healthy_since = None
+            return f"{missing} ({self.who} not up: {unwell})"
+        if self.healthy_since is None:
+            self.healthy_since = now
+        healthy = now - self.healthy_since
+        if healthy > self.grace:
+            raise KubernetesError(
+                f"no pod range allocated to {missing}: {self.who} has answered healthy for {healthy:.0f} s and "
+                "allocated none (it allocates from kube_pod_subnet, with --allocate-node-cidrs; see its log: "
+                "crictl logs on the node, or kha report collect)")
+        return f"{missing} ({self.who} healthy for {healthy:.0f} s)"
+
+
 def _cni(ctx: InstallContext) -> None:
     if ctx.topo.settings.network_plugin is NetworkPlugin.BRIDGE:
         _bridge(ctx)
@@ -508,14 +546,20 @@ def _bridge(ctx: InstallContext) -> None:
         return
     nodes = _nodes(ctx)
     cidrs: dict[str, str] = {}
+    first = ctx.topo.first_master
+    t = ctx.transport(first)
+    url = staticpods.CONTROLLER_MANAGER.health_url(str(first.address), ctx.topo.apiserver_port)
+    wait = PodRangeWait(f"kube-controller-manager on {first.name}")
 
     def allocated() -> str | None:
         cidrs.update(pod_cidrs(ctx))
-        return ", ".join(h.name for h in nodes if h.name not in cidrs) or None
+        missing = ", ".join(h.name for h in nodes if h.name not in cidrs)
+        if not missing:
+            return None
+        return wait.problem(missing, staticpods.unhealthy(t, staticpods.CONTROLLER_MANAGER, url), time.monotonic())
 
-    waiting.until(allocated, timeout=120, interval=1, error=lambda missing: KubernetesError(
-        f"no pod range allocated to {missing} after 120 s (kube-controller-manager allocates them from "
-        "kube_pod_subnet)"))
+    waiting.until(allocated, timeout=POD_RANGE_TIMEOUT_S, interval=2, error=lambda problem: KubernetesError(
+        f"no pod range allocated to {problem} after {POD_RANGE_TIMEOUT_S:.0f} s"))
     addresses = {h.name: str(h.address) for h in nodes}
 
     def one(host: Host, t: Transport) -> None:

@@ -146,6 +146,11 @@ def back(t: Transport, pod: StaticPod, url: str, old: Sequence[int], flag: str |
     pid, argv = procs[0]
     if pid in old or (flag is not None and flag not in argv):
         return f"the old {pod.name} still runs"
+    return unhealthy(t, pod, url)
+
+
+def unhealthy(t: Transport, pod: StaticPod, url: str) -> str | None:
+    """None when the pod's health endpoint ``url`` answers ok on the node; else what it answered."""
     ca = ["--cacert", CLUSTER_CA] if pod is APISERVER else ["--insecure"]  # the others' certs are self-signed
     res = t.run(["curl", "-sS", "--max-time", "5", *ca, url], check=False)
     said = res.stdout.strip()
