@@ -10,7 +10,8 @@ custom_hosts, http_proxy/https_proxy/no_proxy pointing at 127.0.0.1 (nothing is 
 are imported, the image has the packages), kubelet reservations and eviction. kube_proxy_mode=ipvs is refused
 on LXC here (this host's kernel has no IPVS), before any change.
 
-Boots an allinone LXC node of its own, in a network namespace of its own: in the allinone LXC e2e session
+Boots an allinone LXC node of its own, in a network namespace of its own (on a shared libvirtd, ``--kha-connect``,
+in the next subnet, beside the session's allinone): in the allinone LXC e2e session
 (``tox -e allinone``) only, deselected in the others (m-master, allinone-qemu), which would boot the same
 node. In a VM chronyd runs as its unit says (no -x): unit-tested, not run here.
 """
@@ -60,10 +61,15 @@ KNOBS = {
 LOGIN_USER = "kha"
 
 
-def _variant(dest: Path, **knobs: str) -> Path:
+#: The scenario's subnet, and the one this module's own node takes on a shared libvirtd (``--kha-connect``,
+#: ``kha matrix run --hosts``), whose networks share one namespace: the session's allinone holds the first.
+SUBNET, SHARED_SUBNET = "10.56.56.", "10.56.57."
+
+
+def _variant(dest: Path, subnet: str, **knobs: str) -> Path:
     text = Path(catalog.get("allinone").inventory).read_text()
-    assert 'ansible_user="root"' in text
-    text = text.replace('ansible_user="root"', f'ansible_user="{LOGIN_USER}"')
+    assert 'ansible_user="root"' in text and SUBNET in text
+    text = text.replace('ansible_user="root"', f'ansible_user="{LOGIN_USER}"').replace(SUBNET, subnet)
     for name, value in knobs.items():
         text = "\n".join(ln for ln in text.splitlines() if not ln.startswith(f"{name}=")) + f"\n{name}='{value}'\n"
     dest.write_text(text)
@@ -75,7 +81,7 @@ def prepared(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFactor
     # A one-node LXC topology of this module's own: the session's ``installed`` cluster carries the scenario's
     # own inventory and state (~70 s more in the allinone session).
     tmp = tmp_path_factory.mktemp("node-prep")
-    inv = _variant(tmp / "hosts.allinone.prep.ini", **KNOBS)
+    inv = _variant(tmp / "hosts.allinone.prep.ini", SHARED_SUBNET if kha_topologies.connect else SUBNET, **KNOBS)
     cluster = kha_topologies.own("allinone", "lxc",
                                  spec=topologies.spec_from(topology.load(inv), catalog.get("allinone"), "lxc"))
     out = io.StringIO()
@@ -202,7 +208,8 @@ def test_ipvs_is_verified_against_the_nodes_kernel(prepared: Installed, tmp_path
     node = prepared.topo.first_master
     has_ipvs = prepared.run(node, ["test", "-e", "/proc/net/ip_vs"], check=False).ok or prepared.run(
         node, ["modprobe", "--dry-run", "ip_vs"], check=False).ok
-    inv = _variant(tmp_path / "hosts.allinone.ipvs.ini", **KNOBS, kube_proxy_mode="ipvs")
+    subnet = str(prepared.topo.first_master.address).rsplit(".", 1)[0] + "."
+    inv = _variant(tmp_path / "hosts.allinone.ipvs.ini", subnet, **KNOBS, kube_proxy_mode="ipvs")
     out = io.StringIO()
 
     def verify() -> None:
