@@ -1,10 +1,13 @@
-"""pytest hookup: a bug report for every failing test that had an installed topology in hand.
+"""pytest hookup: a bug report for every failing test that had an installed topology in hand, and for every
+failed install in a fixture.
 
 Any test whose fixtures include a ``scenarios.installed.Installed`` (the e2e, failover and day-2 tiers)
 gets, when it fails, ``<report dir>/<test>.tar.gz`` made right after its call — while the topology is
 still as the failure left it. The failure's output names the file (a "kha report" section, and a JUnit
 property ``kha_report``). A test that ran fault cases says so with ``note(request.node, Ran(...))`` so
-the report holds their records and a replay re-runs them.
+the report holds their records and a replay re-runs them. A fixture installs with ``install_or_fail``: a
+failed install leaves ``install-<cluster>.tar.gz`` (the topology as it was left, the runner's output), and
+the fixture's failure names it.
 
     --kha-report on-failure|always|never   (env KHA_REPORT; default on-failure)
     --kha-report-dir DIR                    (env KHA_REPORT_DIR; default: kha-reports under pytest's base temp)
@@ -12,13 +15,17 @@ the report holds their records and a replay re-runs them.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from installer.errors import InstallerError
+from installer.phases import RunResult
 from scenarios.installed import Installed
 from scenarios.report.make import Ran, make
 
@@ -59,6 +66,38 @@ def junit(rep: pytest.TestReport) -> str:
     for title, text in rep.sections:
         ET.SubElement(case, "system-out" if "stdout" in title or "log" in title else "system-err").text = text
     return ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def reports(config: pytest.Config) -> Path | None:
+    """Where a fixture's failed install is reported (None with ``--kha-report never``)."""
+    return None if config.getoption("kha_report") == "never" else report_dir(config)
+
+
+def install_or_fail(inst: Installed, what: str, out: io.StringIO, *, reports: Path | None,
+                    only: Sequence[str] = ()) -> RunResult:
+    """``inst.install`` for a fixture. When the installer fails, a bug report of the topology as the failed
+    install left it in ``reports`` (see ``reports()``), then ``pytest.fail`` saying "kha install WHAT failed",
+    naming the report and carrying the runner's output: a failed setup has no test of its own to report."""
+    try:
+        return inst.install(out, only=only)
+    except InstallerError as exc:
+        said = install_report(inst, exc, out.getvalue(), reports, only=only)
+        pytest.fail(f"kha install {what} failed: {exc}\n{said}--- runner output ---\n{out.getvalue()}", pytrace=False)
+
+
+def install_report(inst: Installed, error: InstallerError, output: str, folder: Path | None, *,
+                   only: Sequence[str] = ()) -> str:
+    """The report of a failed install in ``folder`` (None: no report); the lines that name it, or why there is
+    none (a report that cannot be made never hides the install's own error)."""
+    if folder is None:
+        return ""
+    out = folder / f"install-{re.sub(r'[^A-Za-z0-9_.-]+', '_', inst.cluster.name)}.tar.gz"
+    try:
+        made = make(inst, out, outcome="failed", made_by="kha install in a test fixture", install_only=only,
+                    extra={"install/error.txt": f"{error}\n", "install/output.txt": output})
+    except Exception as exc:  # noqa: BLE001 - said in the failure's message, next to the install's own error
+        return f"kha report: none made: {type(exc).__name__}: {exc}\n"
+    return f"kha report: {made.path}\n  kha report show {made.path}\n"
 
 
 def _file_name(nodeid: str) -> str:

@@ -35,11 +35,11 @@ from images import bundle as bundles
 from images import testimage
 from images.errors import ImageError
 from installer import topology
-from installer.errors import InstallerError
 from installer.phases import Status
 from installer.topology import LBKind
 from scenarios import catalog, external_lb
 from scenarios.matrix import invocation, variant
+from scenarios.report.pytest_plugin import install_or_fail, reports
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +148,8 @@ def installed(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFacto
     with contextlib.ExitStack() as stack:
         if inst.topo.lb_kind is LBKind.SLB:
             stack.enter_context(_external_lb(inst))
-        out = io.StringIO()
         start = time.monotonic()
-        try:
-            result = inst.install(out)
-        except InstallerError as exc:
-            pytest.fail(f"kha install on {scenario} failed: {exc}\n--- runner output ---\n{out.getvalue()}",
-                        pytrace=False)
+        result = install_or_fail(inst, f"on {scenario}", io.StringIO(), reports=reports(config))
         timings.phases = ran(result)
         timings.add("kha install (every phase)", time.monotonic() - start)
         try:

@@ -29,11 +29,12 @@ from core import waiting
 from harness.pytest_plugin import Topologies
 from images import bundle as bundles
 from installer import install, topology
-from installer.errors import ConfigError, InstallerError, PhaseError
+from installer.errors import ConfigError, PhaseError
 from installer.nodeprep import phases as prep
 from installer.nodeprep import render as prep_render
 from scenarios import catalog, topologies
-from scenarios.installed import Installed, install_onto
+from scenarios.installed import Installed
+from scenarios.report.pytest_plugin import install_or_fail, reports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.e2e_session("allinone", "lxc")]
 
@@ -77,18 +78,16 @@ def _variant(dest: Path, subnet: str, **knobs: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def prepared(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+def prepared(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFactory,
+             request: pytest.FixtureRequest) -> Iterator[Installed]:
     # A one-node LXC topology of this module's own: the session's ``installed`` cluster carries the scenario's
     # own inventory and state (~70 s more in the allinone session).
     tmp = tmp_path_factory.mktemp("node-prep")
     inv = _variant(tmp / "hosts.allinone.prep.ini", SHARED_SUBNET if kha_topologies.connect else SUBNET, **KNOBS)
     cluster = kha_topologies.own("allinone", "lxc",
                                  spec=topologies.spec_from(topology.load(inv), catalog.get("allinone"), "lxc"))
-    out = io.StringIO()
-    try:
-        inst, _ = install_onto(cluster, inv, tmp / "state", bundle=bundles.build().path, out=out)
-    except InstallerError as exc:
-        pytest.fail(f"kha install with the node-prep knobs failed: {exc}\n{out.getvalue()}", pytrace=False)
+    inst = Installed(cluster, topology.load(inv), inv, tmp / "state", bundles.build().path)
+    install_or_fail(inst, "with the node-prep knobs", io.StringIO(), reports=reports(request.config))
     try:
         yield inst
     finally:

@@ -8,6 +8,7 @@ Each case writes ``history.json``, ``result.json`` and ``timeline.png``/``.svg``
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +16,11 @@ import pytest
 
 from harness.pytest_plugin import Topologies
 from images import bundle as bundles
+from installer import topology
 from scenarios import catalog
 from scenarios.failover import run
-from scenarios.installed import Installed, install_onto
+from scenarios.installed import Installed
+from scenarios.report.pytest_plugin import install_or_fail, reports
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,8 +55,10 @@ def kubernetes_m_master(kha_topologies: Topologies, tmp_path_factory: pytest.Tem
     cluster = kha_topologies.fresh(kha_topologies.get("m-master", driver))
     kha_topologies.dirty.add(cluster.name)
     built = bundles.build()
-    inst, _ = install_onto(cluster, catalog.get("m-master").inventory, tmp_path_factory.mktemp("failover-state"),
-                           bundle=built.path)
+    inventory = Path(catalog.get("m-master").inventory)
+    inst = Installed(cluster, topology.load(inventory), inventory, tmp_path_factory.mktemp("failover-state"),
+                     built.path)
+    install_or_fail(inst, "on m-master", io.StringIO(), reports=reports(pytestconfig))
     inst.snapshot(run.SNAPSHOT)
     try:
         yield inst

@@ -1,6 +1,7 @@
 """``kha report collect`` on a real m-master (etcd + load balancers installed by the real installer,
 ``m_master_installed``): no secret reaches the report, every node gives its artefacts, and a powered-off node
-costs the collection nothing but its own artefacts, each listed as missing with the reason.
+costs the collection nothing but its own artefacts, each listed as missing with the reason. A fixture's install
+that fails leaves a report its failure names (``install_or_fail``, what the e2e and failover fixtures use).
 
 Canaries are planted in every place a secret lives — the state folder's secrets (``secrets.json``), the
 inventory (keepalived's password, a host's ``ansible_ssh_pass``), a node's /etc/kubernetes (a PEM private key,
@@ -11,6 +12,7 @@ key, a state secret in a form no pattern knows) — then every byte of the repor
 from __future__ import annotations
 
 import base64
+import io
 import json
 import shutil
 import time
@@ -24,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from installer import topology
 from scenarios.installed import Installed
 from scenarios.report.collect import CLUSTER, collect
+from scenarios.report.model import open_report
+from scenarios.report.pytest_plugin import install_or_fail
 
 pytestmark = pytest.mark.integration
 
@@ -141,3 +145,27 @@ def test_a_powered_off_node_is_missing_not_fatal(etcd_lb: Installed, tmp_path: P
     assert all(n >= 10 for name, n in per_node.items() if name != dead), per_node
     # One probe timeout for the dead node, not one per artefact.
     assert took < 60, f"{took:.0f}s"
+
+
+def test_a_fixtures_failed_install_leaves_a_report_its_failure_names(etcd_lb: Installed, tmp_path: Path) -> None:
+    """CI once failed a cell in its install fixture and kept nothing but the runner's output: the controller-manager's
+    log, which would have said why, was on a node long gone. A broken state (sa.pub that is no key) fails the pki
+    phase here; the report holds the nodes as the failed install left them, the error and the runner's output."""
+    state = tmp_path / "state"
+    shutil.copytree(etcd_lb.state, state)
+    sa_pub = next(state.rglob("sa.pub"))
+    sa_pub.write_text("not a public key\n")
+    inst = Installed(etcd_lb.cluster, etcd_lb.topo, etcd_lb.inventory, state, etcd_lb.bundle)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        install_or_fail(inst, "with a broken sa.pub", io.StringIO(), reports=tmp_path / "reports", only=["pki"])
+    said = str(failed.value)
+    report = tmp_path / "reports" / f"install-{etcd_lb.cluster.name}.tar.gz"
+    assert said.startswith("kha install with a broken sa.pub failed: "), said
+    assert f"kha report: {report}\n  kha report show {report}\n--- runner output ---\n" in said, said
+    opened = open_report(report, tmp_path / "unpacked")
+    assert opened.origin.outcome == "failed" and opened.origin.install_only == ("pki",)
+    error = (opened.folder / "install" / "error.txt").read_text()
+    assert "sa.pub" in error and error.strip() in said
+    assert "✗ pki" in (opened.folder / "install" / "output.txt").read_text()
+    per_node = _per_node(opened.folder)
+    assert set(per_node) == {h.name for h in etcd_lb.topo.hosts} and all(n >= 10 for n in per_node.values()), per_node
