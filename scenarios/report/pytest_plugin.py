@@ -73,11 +73,11 @@ def reports(config: pytest.Config) -> Path | None:
     return None if config.getoption("kha_report") == "never" else report_dir(config)
 
 
-def install_or_fail(inst: Installed, what: str, out: io.StringIO, *, reports: Path | None,
-                    only: Sequence[str] = ()) -> RunResult:
+def install_or_fail(inst: Installed, what: str, *, reports: Path | None, only: Sequence[str] = ()) -> RunResult:
     """``inst.install`` for a fixture. When the installer fails, a bug report of the topology as the failed
     install left it in ``reports`` (see ``reports()``), then ``pytest.fail`` saying "kha install WHAT failed",
     naming the report and carrying the runner's output: a failed setup has no test of its own to report."""
+    out = io.StringIO()
     try:
         return inst.install(out, only=only)
     except InstallerError as exc:
@@ -91,7 +91,7 @@ def install_report(inst: Installed, error: InstallerError, output: str, folder: 
     none (a report that cannot be made never hides the install's own error)."""
     if folder is None:
         return ""
-    out = folder / f"install-{re.sub(r'[^A-Za-z0-9_.-]+', '_', inst.cluster.name)}.tar.gz"
+    out = folder / f"install-{_slug(inst.cluster.name)}.tar.gz"
     try:
         made = make(inst, out, outcome="failed", made_by="kha install in a test fixture", install_only=only,
                     extra={"install/error.txt": f"{error}\n", "install/output.txt": output})
@@ -100,8 +100,13 @@ def install_report(inst: Installed, error: InstallerError, output: str, folder: 
     return f"kha report: {made.path}\n  kha report show {made.path}\n"
 
 
+def _slug(name: str) -> str:
+    """``name`` as a file name: runs of anything but letters, digits, ``_.-`` become one ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
 def _file_name(nodeid: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid.split("::", 1)[-1]).strip("_")[:120] + ".tar.gz"
+    return _slug(nodeid.split("::", 1)[-1]).strip("_")[:120] + ".tar.gz"
 
 
 @pytest.hookimpl(hookwrapper=True)

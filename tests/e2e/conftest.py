@@ -18,7 +18,6 @@ the base image, the bundle's sources) is a failure with the reason, never a skip
 from __future__ import annotations
 
 import contextlib
-import io
 import ipaddress
 import logging
 import os
@@ -149,7 +148,7 @@ def installed(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFacto
         if inst.topo.lb_kind is LBKind.SLB:
             stack.enter_context(_external_lb(inst))
         start = time.monotonic()
-        result = install_or_fail(inst, f"on {scenario}", io.StringIO(), reports=reports(config))
+        result = install_or_fail(inst, f"on {scenario}", reports=reports(config))
         timings.phases = ran(result)
         timings.add("kha install (every phase)", time.monotonic() - start)
         try:

@@ -87,7 +87,7 @@ def prepared(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFactor
     cluster = kha_topologies.own("allinone", "lxc",
                                  spec=topologies.spec_from(topology.load(inv), catalog.get("allinone"), "lxc"))
     inst = Installed(cluster, topology.load(inv), inv, tmp / "state", bundles.build().path)
-    install_or_fail(inst, "with the node-prep knobs", io.StringIO(), reports=reports(request.config))
+    install_or_fail(inst, "with the node-prep knobs", reports=reports(request.config))
     try:
         yield inst
     finally:

@@ -8,7 +8,6 @@ Each case writes ``history.json``, ``result.json`` and ``timeline.png``/``.svg``
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,7 +57,7 @@ def kubernetes_m_master(kha_topologies: Topologies, tmp_path_factory: pytest.Tem
     inventory = Path(catalog.get("m-master").inventory)
     inst = Installed(cluster, topology.load(inventory), inventory, tmp_path_factory.mktemp("failover-state"),
                      built.path)
-    install_or_fail(inst, "on m-master", io.StringIO(), reports=reports(pytestconfig))
+    install_or_fail(inst, "on m-master", reports=reports(pytestconfig))
     inst.snapshot(run.SNAPSHOT)
     try:
         yield inst

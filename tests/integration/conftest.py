@@ -8,23 +8,28 @@ result as snapshot ``etcd-lb``; ``etcd_lb`` hands a test that state, reverted fi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from harness.pytest_plugin import Topologies
+from installer import topology
 from installer.etcd.context import EtcdContext
 from scenarios import catalog
-from scenarios.installed import Installed, install_onto
+from scenarios.installed import Installed
+from scenarios.report.pytest_plugin import install_or_fail, reports
 
 SNAPSHOT = "etcd-lb"
 
 
 @pytest.fixture(scope="session")
-def m_master_installed(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+def m_master_installed(kha_topologies: Topologies, tmp_path_factory: pytest.TempPathFactory,
+                       pytestconfig: pytest.Config) -> Installed:
     cluster = kha_topologies.fresh(kha_topologies.get("m-master", "lxc"))
-    inventory = catalog.get("m-master").inventory
-    state = tmp_path_factory.mktemp("m-master-state")
-    installed, _ = install_onto(cluster, inventory, state, only=["pki", "connect", "etcd", "loadbalancer"])
+    inventory = Path(catalog.get("m-master").inventory)
+    installed = Installed(cluster, topology.load(inventory), inventory, tmp_path_factory.mktemp("m-master-state"))
+    install_or_fail(installed, "of etcd and the load balancers on m-master", reports=reports(pytestconfig),
+                    only=["pki", "connect", "etcd", "loadbalancer"])
     installed.snapshot(SNAPSHOT)
     # The harness's own tests may revert this cluster to its pristine state: mark it so they do.
     kha_topologies.dirty.add(cluster.name)

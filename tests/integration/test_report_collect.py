@@ -12,7 +12,6 @@ key, a state secret in a form no pattern knows) — then every byte of the repor
 from __future__ import annotations
 
 import base64
-import io
 import json
 import shutil
 import time
@@ -157,7 +156,7 @@ def test_a_fixtures_failed_install_leaves_a_report_its_failure_names(etcd_lb: In
     sa_pub.write_text("not a public key\n")
     inst = Installed(etcd_lb.cluster, etcd_lb.topo, etcd_lb.inventory, state, etcd_lb.bundle)
     with pytest.raises(pytest.fail.Exception) as failed:
-        install_or_fail(inst, "with a broken sa.pub", io.StringIO(), reports=tmp_path / "reports", only=["pki"])
+        install_or_fail(inst, "with a broken sa.pub", reports=tmp_path / "reports", only=["pki"])
     said = str(failed.value)
     report = tmp_path / "reports" / f"install-{etcd_lb.cluster.name}.tar.gz"
     assert said.startswith("kha install with a broken sa.pub failed: "), said
